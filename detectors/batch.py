@@ -1,0 +1,93 @@
+"""A micro-batch of predictions as columns: what every detector consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Columns of one model's predictions, in arrival order.
+
+    ``features[name][i]`` is the raw value of that feature in row ``i`` (None when the
+    event did not carry it); ``cohorts[attribute][i]`` likewise for cohort attributes.
+    """
+
+    ts: FloatArray
+    score: FloatArray
+    model_version: Sequence[str]
+    cohorts: Mapping[str, Sequence[str | None]]
+    features: Mapping[str, Sequence[object]]
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        columns = [self.score, self.model_version, *self.cohorts.values(), *self.features.values()]
+        if any(len(column) != n for column in columns):
+            raise ValueError("every column of a PredictionBatch must have len(ts) rows")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slice(self, start: int, stop: int) -> PredictionBatch:
+        if start == 0 and stop >= len(self):
+            return self
+        return PredictionBatch(
+            ts=self.ts[start:stop],
+            score=self.score[start:stop],
+            model_version=self.model_version[start:stop],
+            cohorts={k: v[start:stop] for k, v in self.cohorts.items()},
+            features={k: v[start:stop] for k, v in self.features.items()},
+        )
+
+    @staticmethod
+    def concat(batches: Sequence[PredictionBatch]) -> PredictionBatch:
+        """Rows of several batches in order; a column absent from one batch is None there."""
+        if len(batches) == 1:
+            return batches[0]
+        cohort_keys = list(dict.fromkeys(k for b in batches for k in b.cohorts))
+        feature_keys = list(dict.fromkeys(k for b in batches for k in b.features))
+
+        def column(key: str, pick: str) -> list[object]:
+            out: list[object] = []
+            for b in batches:
+                source = b.cohorts if pick == "cohorts" else b.features
+                values = source.get(key)
+                out.extend(values if values is not None else [None] * len(b))
+            return out
+
+        return PredictionBatch(
+            ts=np.concatenate([b.ts for b in batches]),
+            score=np.concatenate([b.score for b in batches]),
+            model_version=[v for b in batches for v in b.model_version],
+            cohorts={k: column(k, "cohorts") for k in cohort_keys},  # type: ignore[misc]
+            features={k: column(k, "features") for k in feature_keys},
+        )
+
+
+def numeric_column(values: Sequence[object]) -> tuple[FloatArray, int]:
+    """Values as float64 (None and booleans handled), and how many were not numbers.
+
+    Non-numeric values (strings in a numeric feature) become NaN and are counted, so a
+    type change shows up as missing values and as a count rather than an exception.
+    """
+    try:
+        return np.asarray(values, dtype=np.float64), 0
+    except (TypeError, ValueError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    wrong = 0
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = np.nan
+        elif isinstance(value, int | float):
+            out[i] = float(value)
+        else:
+            out[i] = np.nan
+            wrong += 1
+    return out, wrong

@@ -1,0 +1,131 @@
+"""Cohort scopes: the population plus every value of every cohort dimension.
+
+A dimension is one cohort attribute (``region``) or a combination of attributes
+(``region x channel``). Each keeps at most ``max_values`` values, the most frequent
+ones in the reference; every other value folds into ``__other__``, so neither memory
+nor the number of metric series grows with hostile or high-cardinality input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+OTHER = "__other__"
+MISSING = "__missing__"
+POPULATION = 0
+
+IndexArray = NDArray[np.intp]
+Dimension = tuple[str, ...]
+
+
+def _keys(dimension: Dimension, cohorts: Mapping[str, Sequence[str | None]], n: int) -> list[str]:
+    columns = [cohorts.get(attribute) or [None] * n for attribute in dimension]
+    if len(columns) == 1:
+        return [MISSING if v is None else v for v in columns[0]]
+    return ["|".join(MISSING if v is None else v for v in row) for row in zip(*columns)]
+
+
+@dataclass(frozen=True)
+class CohortScopes:
+    """Maps each row's cohort attributes to its scopes: one column per dimension.
+
+    >>> scopes = CohortScopes.from_reference(
+    ...     {"region": ["eu", "eu", "us", "apac"]}, dimensions=[("region",)], max_values=2
+    ... )
+    >>> scopes.labels
+    ({}, {'region': 'eu'}, {'region': 'apac'}, {'region': '__other__'})
+    >>> scopes.assign({"region": ["us", "eu", "mars"]}).tolist()
+    [[0, 3], [0, 1], [0, 3]]
+    """
+
+    dimensions: tuple[Dimension, ...]
+    values: tuple[tuple[str, ...], ...]
+    _index: tuple[dict[str, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = []
+        offset = 1
+        for values in self.values:
+            index.append({v: offset + i for i, v in enumerate(values)})
+            offset += len(values) + 1
+        object.__setattr__(self, "_index", tuple(index))
+
+    @classmethod
+    def from_reference(
+        cls,
+        cohorts: Mapping[str, Sequence[str | None]],
+        dimensions: Sequence[Dimension],
+        max_values: int,
+    ) -> CohortScopes:
+        if max_values < 1:
+            raise ValueError(f"max_values must be >= 1, got {max_values}")
+        n = max((len(v) for v in cohorts.values()), default=0)
+        kept = []
+        for dimension in dimensions:
+            counts = Counter(_keys(dimension, cohorts, n))
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            kept.append(tuple(v for v, _ in ranked[:max_values] if v != OTHER))
+        return cls(dimensions=tuple(tuple(d) for d in dimensions), values=tuple(kept))
+
+    @property
+    def n_scopes(self) -> int:
+        return 1 + sum(len(v) + 1 for v in self.values)
+
+    @property
+    def labels(self) -> tuple[dict[str, str], ...]:
+        """The cohort of each scope as attribute -> value ({} is the population)."""
+        out: list[dict[str, str]] = [{}]
+        for dimension, values in zip(self.dimensions, self.values):
+            for value in (*values, OTHER):
+                parts = value.split("|") if len(dimension) > 1 else [value]
+                if value == OTHER:
+                    parts = [OTHER] * len(dimension)
+                out.append(dict(zip(dimension, parts)))
+        return tuple(out)
+
+    def dimension_of(self, scope: int) -> int:
+        """Index of the dimension a scope belongs to (-1 for the population)."""
+        if scope == POPULATION:
+            return -1
+        offset = 1
+        for d, values in enumerate(self.values):
+            offset += len(values) + 1
+            if scope < offset:
+                return d
+        raise ValueError(f"scope must be in [0, {self.n_scopes}), got {scope}")
+
+    def scopes_of(self, dimension: int) -> range:
+        start = 1 + sum(len(v) + 1 for v in self.values[:dimension])
+        return range(start, start + len(self.values[dimension]) + 1)
+
+    def assign(self, cohorts: Mapping[str, Sequence[str | None]]) -> IndexArray:
+        """Scope index of each row: column 0 is the population, then one per dimension."""
+        n = max((len(v) for v in cohorts.values()), default=0)
+        if n == 0:
+            return np.zeros((0, 1 + len(self.dimensions)), dtype=np.intp)
+        out = np.zeros((n, 1 + len(self.dimensions)), dtype=np.intp)
+        for d, (dimension, index) in enumerate(zip(self.dimensions, self._index)):
+            other = self.scopes_of(d)[-1]
+            get = index.get
+            keys = _keys(dimension, cohorts, n)
+            out[:, d + 1] = np.fromiter((get(k, other) for k in keys), dtype=np.intp, count=n)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dimensions": [list(d) for d in self.dimensions],
+            "values": [list(v) for v in self.values],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CohortScopes:
+        return cls(
+            dimensions=tuple(tuple(d) for d in data["dimensions"]),
+            values=tuple(tuple(v) for v in data["values"]),
+        )

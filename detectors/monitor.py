@@ -1,0 +1,412 @@
+"""One model's monitor: reference, tumbling windows, drift per feature and scope.
+
+The monitor is fed :class:`PredictionBatch` columns and returns decisions. It keeps
+the first ``reference_events`` predictions as the reference, fixes bins, cohorts and
+features on it, then compares every window of ``window_events`` predictions against
+it, scope by scope. Batches are split exactly at window boundaries, so the result
+does not depend on how the stream was cut into batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.batch import PredictionBatch, numeric_column
+from detectors.binning import Bins, CategoricalBins, NumericBins
+from detectors.cohorts import POPULATION, CohortScopes, Dimension
+from detectors.decision import Decision
+from detectors.divergence import g_test, js_distance, psi
+from detectors.score_change import ScopedADWIN
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+IndexArray = NDArray[np.intp]
+
+OVERFLOW_FEATURE = "__other__"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Detection settings; the defaults are what driftgate runs with out of the box.
+
+    The window is counted in the model's predictions; a scope (a cohort value) whose
+    share of a window is under ``min_window_events`` carries its events over to the next
+    window instead of being judged on too few.
+    """
+
+    reference_events: int = 10_000
+    window_events: int = 2_000
+    min_window_events: int = 200
+    min_reference_events: int = 200
+    numeric_bins: int = 10
+    max_categories: int = 20
+    psi_threshold: float = 0.2
+    alpha: float = 0.001
+    persistence_windows: int = 3
+    adwin_delta: float = 0.002
+    cohort_dimensions: tuple[tuple[str, ...], ...] = ()
+    max_cohort_values: int = 20
+    max_cohort_dimensions: int = 8
+    max_features: int = 200
+
+    def __post_init__(self) -> None:
+        positive = (
+            "reference_events",
+            "window_events",
+            "min_window_events",
+            "min_reference_events",
+            "max_categories",
+            "persistence_windows",
+            "max_cohort_values",
+            "max_cohort_dimensions",
+            "max_features",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.numeric_bins < 2:
+            raise ValueError(f"numeric_bins must be >= 2, got {self.numeric_bins}")
+        if self.psi_threshold <= 0:
+            raise ValueError(f"psi_threshold must be > 0, got {self.psi_threshold}")
+        for name in ("alpha", "adwin_delta"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        dims = tuple(tuple(d) for d in self.cohort_dimensions)
+        if any(not d or not all(isinstance(a, str) and a for a in d) for d in dims):
+            raise ValueError("cohort_dimensions must be lists of attribute names")
+        object.__setattr__(self, "cohort_dimensions", dims)
+
+
+@dataclass
+class FeatureDrift:
+    """Drift state of one feature across all scopes (arrays indexed by scope)."""
+
+    name: str
+    bins: Bins
+    reference: IntArray
+    current: IntArray
+    streak: IntArray
+    clean_streak: IntArray
+    open: BoolArray
+    announced: BoolArray
+    first_seen: FloatArray
+    psi: FloatArray
+    js: FloatArray
+    pvalue: FloatArray
+    drifted: BoolArray
+    psi_history: list[list[float]] = field(default_factory=list)
+    wrong_type: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "numeric" if isinstance(self.bins, NumericBins) else "categorical"
+
+    @classmethod
+    def fresh(cls, name: str, bins: Bins, reference: IntArray) -> FeatureDrift:
+        n_scopes = reference.shape[0]
+        nan = np.full(n_scopes, np.nan)
+        return cls(
+            name=name,
+            bins=bins,
+            reference=reference,
+            current=np.zeros_like(reference),
+            streak=np.zeros(n_scopes, dtype=np.int64),
+            clean_streak=np.zeros(n_scopes, dtype=np.int64),
+            open=np.zeros(n_scopes, dtype=bool),
+            announced=np.zeros(n_scopes, dtype=bool),
+            first_seen=nan.copy(),
+            psi=nan.copy(),
+            js=nan.copy(),
+            pvalue=nan.copy(),
+            drifted=np.zeros(n_scopes, dtype=bool),
+            psi_history=[[] for _ in range(n_scopes)],
+        )
+
+    def bin_rows(self, values: Sequence[object]) -> IndexArray:
+        if isinstance(self.bins, NumericBins):
+            column, wrong = numeric_column(values)
+            self.wrong_type += wrong
+            return self.bins.assign(column)
+        return self.bins.assign(values)
+
+
+def _histograms(bins: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int) -> IntArray:
+    flat = (scopes * n_bins + bins[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_scopes * n_bins)
+    return counts.reshape(n_scopes, n_bins).astype(np.int64)
+
+
+def _infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:
+    numbers = sum(1 for v in values if isinstance(v, int | float))
+    strings = sum(1 for v in values if isinstance(v, str))
+    if strings > numbers:
+        return CategoricalBins.from_reference(values, config.max_categories)
+    column, _ = numeric_column(values)
+    return NumericBins.from_reference(column, config.numeric_bins)
+
+
+class ModelMonitor:
+    """Drift monitor of one model, fed columns, returning decisions.
+
+    >>> import numpy as np
+    >>> from detectors.batch import PredictionBatch
+    >>> rng = np.random.default_rng(11)
+    >>> n = 30_000
+    >>> amount = rng.lognormal(3, 1, n)
+    >>> amount[20_000:] *= 3  # the world changed: amounts tripled
+    >>> batch = PredictionBatch(
+    ...     ts=np.arange(n, dtype=float), score=rng.random(n), model_version=["v1"] * n,
+    ...     cohorts={"region": list(rng.choice(["eu", "us"], n))},
+    ...     features={"amount": amount.tolist(), "age": rng.normal(40, 9, n).tolist()},
+    ... )
+    >>> monitor = ModelMonitor("fraud")
+    >>> [(d.action, d.cause, d.feature, d.cohort) for d in monitor.update(batch)]
+    [('investigate', 'covariate_drift', 'amount', None)]
+    """
+
+    def __init__(self, model: str, config: MonitorConfig | None = None) -> None:
+        self.model = model
+        self.config = config or MonitorConfig()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reference_parts: list[PredictionBatch] = []
+        self._reference_rows = 0
+        self.scopes: CohortScopes | None = None
+        self.features: dict[str, FeatureDrift] = {}
+        self.unknown_features: dict[str, int] = {}
+        self.score_changes: ScopedADWIN | None = None
+        self.events = 0
+        self.windows = 0
+        self.model_version: str | None = None
+        self.last_ts: float | None = None
+        self.reference_start: float | None = None
+        self.reference_end: float | None = None
+        self._in_window = 0
+        self._scope_events = np.zeros(0, dtype=np.int64)
+        self._scope_start = np.zeros(0)
+        self._scope_end = np.zeros(0)
+        self.reference_scope_events = np.zeros(0, dtype=np.int64)
+
+    @property
+    def warm(self) -> bool:
+        return self.scopes is not None
+
+    @property
+    def reference_progress(self) -> float:
+        return 1.0 if self.warm else self._reference_rows / self.config.reference_events
+
+    @property
+    def scope_events(self) -> IntArray:
+        """Events per scope in the current (possibly carried-over) window."""
+        return self._scope_events.copy()
+
+    def update(self, batch: PredictionBatch) -> list[Decision]:
+        decisions: list[Decision] = []
+        position = 0
+        n = len(batch)
+        if n:
+            self.model_version = batch.model_version[-1]
+            self.last_ts = float(batch.ts[-1])
+        while position < n:
+            if not self.warm:
+                take = min(n - position, self.config.reference_events - self._reference_rows)
+                self._reference_parts.append(batch.slice(position, position + take))
+                self._reference_rows += take
+                position += take
+                self.events += take
+                if self._reference_rows == self.config.reference_events:
+                    self._fit_reference()
+                continue
+            take = min(n - position, self.config.window_events - self._in_window)
+            self._accumulate(batch.slice(position, position + take))
+            position += take
+            self.events += take
+            self._in_window += take
+            if self._in_window == self.config.window_events:
+                decisions.extend(self._close_window())
+        return decisions
+
+    def _dimensions(self, reference: PredictionBatch) -> list[Dimension]:
+        if self.config.cohort_dimensions:
+            return list(self.config.cohort_dimensions)
+        present = sorted(k for k, v in reference.cohorts.items() if any(x is not None for x in v))
+        return [(k,) for k in present[: self.config.max_cohort_dimensions]]
+
+    def _fit_reference(self) -> None:
+        reference = PredictionBatch.concat(self._reference_parts)
+        self._reference_parts = []
+        self.reference_start = float(reference.ts[0])
+        self.reference_end = float(reference.ts[-1])
+        scopes = CohortScopes.from_reference(
+            reference.cohorts, self._dimensions(reference), self.config.max_cohort_values
+        )
+        self.scopes = scopes
+        n_scopes = scopes.n_scopes
+        rows = scopes.assign(reference.cohorts)
+        if rows.shape[0] != len(reference):
+            rows = np.zeros((len(reference), 1), dtype=np.intp)
+        self.reference_scope_events = np.bincount(rows.ravel(), minlength=n_scopes).astype(np.int64)
+        presence = {
+            name: sum(v is not None for v in values) for name, values in reference.features.items()
+        }
+        ranked = sorted(presence, key=lambda k: (-presence[k], k))[: self.config.max_features]
+        for name in ranked:
+            values = reference.features[name]
+            bins = _infer_bins(values, self.config)
+            state = FeatureDrift.fresh(
+                name, bins, np.zeros((n_scopes, bins.n_bins), dtype=np.int64)
+            )
+            state.reference = _histograms(state.bin_rows(values), rows, n_scopes, bins.n_bins)
+            self.features[name] = state
+        self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
+        self.score_changes.update(reference.score, rows, reference.ts)
+        self._scope_events = np.zeros(n_scopes, dtype=np.int64)
+        self._scope_start = np.full(n_scopes, np.nan)
+        self._scope_end = np.full(n_scopes, np.nan)
+
+    def _accumulate(self, part: PredictionBatch) -> None:
+        assert self.scopes is not None and self.score_changes is not None
+        n_scopes = self.scopes.n_scopes
+        rows = self.scopes.assign(part.cohorts)
+        if rows.shape[0] != len(part):
+            rows = np.zeros((len(part), 1 + len(self.scopes.dimensions)), dtype=np.intp)
+        counts = np.bincount(rows.ravel(), minlength=n_scopes)
+        starting = (self._scope_events == 0) & (counts > 0)
+        if starting.any():
+            first = np.full(n_scopes, np.inf)
+            np.minimum.at(first, rows.ravel(), np.repeat(part.ts, rows.shape[1]))
+            self._scope_start[starting] = first[starting]
+        last = np.full(n_scopes, -np.inf)
+        np.maximum.at(last, rows.ravel(), np.repeat(part.ts, rows.shape[1]))
+        self._scope_end = np.where(counts > 0, last, self._scope_end)
+        self._scope_events += counts
+        empty: list[object] = [None] * len(part)
+        for name, state in self.features.items():
+            values = part.features.get(name, empty)
+            state.current += _histograms(state.bin_rows(values), rows, n_scopes, state.bins.n_bins)
+        for name in part.features.keys() - self.features.keys():
+            present = sum(v is not None for v in part.features[name])
+            if present:
+                key = name if len(self.unknown_features) < self.config.max_features else None
+                key = key or (name if name in self.unknown_features else OVERFLOW_FEATURE)
+                self.unknown_features[key] = self.unknown_features.get(key, 0) + present
+        self.score_changes.update(part.score, rows, part.ts)
+
+    def _close_window(self) -> list[Decision]:
+        assert self.scopes is not None
+        self._in_window = 0
+        self.windows += 1
+        config = self.config
+        judged = (self._scope_events >= config.min_window_events) & (
+            self.reference_scope_events >= config.min_reference_events
+        )
+        decisions: list[Decision] = []
+        if not judged.any():
+            return decisions
+        for state in self.features.values():
+            decisions.extend(self._judge(state, judged))
+        self._scope_events[judged] = 0
+        self._scope_start[judged] = np.nan
+        return decisions
+
+    def _judge(self, state: FeatureDrift, judged: BoolArray) -> list[Decision]:
+        config = self.config
+        reference, current = state.reference[judged], state.current[judged]
+        state.psi[judged] = psi(reference, current)
+        state.js[judged] = js_distance(reference, current)
+        state.pvalue[judged] = g_test(reference, current)[1]
+        drifted_now = (state.psi >= config.psi_threshold) & (state.pvalue < config.alpha)
+        # Scopes not judged in this window keep their last verdict.
+        state.drifted = np.where(judged, drifted_now, state.drifted)
+        clean = judged & ~drifted_now
+        hit = judged & drifted_now
+        starting = hit & (state.streak == 0)
+        state.first_seen[starting] = self._scope_start[starting]
+        state.streak = np.where(hit, state.streak + 1, np.where(clean, 0, state.streak))
+        state.clean_streak = np.where(
+            clean, state.clean_streak + 1, np.where(hit, 0, state.clean_streak)
+        )
+        for scope in np.flatnonzero(judged):
+            history = state.psi_history[scope]
+            history.append(round(float(state.psi[scope]), 6))
+            del history[: -config.persistence_windows]
+        confirmed = (state.streak >= config.persistence_windows) & ~state.open
+        cleared = state.open & (state.clean_streak >= config.persistence_windows)
+        state.current[judged] = 0
+        decisions: list[Decision] = []
+        for scope in np.flatnonzero(confirmed):
+            state.open[scope] = True
+            if self._explains(state, int(scope)):
+                state.announced[scope] = True
+                decisions.append(self._decision(state, int(scope), "investigate"))
+        for scope in np.flatnonzero(cleared):
+            state.open[scope] = False
+            if state.announced[scope]:
+                state.announced[scope] = False
+                decisions.append(self._decision(state, int(scope), "hold"))
+        return decisions
+
+    def _explains(self, state: FeatureDrift, scope: int) -> bool:
+        """Whether a confirmed scope is the narrowest one that explains the shift.
+
+        A population shift that only some values of a cohort dimension show is reported
+        for those cohorts, not for the population; a shift every cohort shows is
+        reported once, for the population.
+        """
+        assert self.scopes is not None
+        judged_once = ~np.isnan(state.psi)
+        if scope == POPULATION:
+            for dimension in range(len(self.scopes.dimensions)):
+                members = np.array(self.scopes.scopes_of(dimension))
+                members = members[judged_once[members]]
+                if state.open[members].any() and not state.open[members].all():
+                    return False
+                if state.drifted[members].any() and not state.drifted[members].all():
+                    return False
+            return True
+        return not (state.open[POPULATION] and state.announced[POPULATION])
+
+    def _decision(self, state: FeatureDrift, scope: int, action: str) -> Decision:
+        assert self.scopes is not None
+        cohort = self.scopes.labels[scope] or None
+        config = self.config
+        evidence: dict[str, Any] = {
+            "detector": "binned_psi_and_g_test",
+            "feature_kind": state.kind,
+            "psi": round(float(state.psi[scope]), 6),
+            "psi_threshold": config.psi_threshold,
+            "g_test_pvalue": float(f"{state.pvalue[scope]:.6g}"),
+            "alpha": config.alpha,
+            "js_distance": round(float(state.js[scope]), 6),
+            "psi_history": list(state.psi_history[scope]),
+            "persisted_windows": int(state.streak[scope]),
+            "persistence_windows": config.persistence_windows,
+            "first_seen": float(state.first_seen[scope]),
+            "reference_events": int(self.reference_scope_events[scope]),
+            "reference_window": {"start": self.reference_start, "end": self.reference_end},
+        }
+        if action == "hold":
+            evidence["resolved"] = True
+            evidence["clean_windows"] = int(state.clean_streak[scope])
+        end = float(self._scope_end[scope])
+        return Decision(
+            model=self.model,
+            model_version=self.model_version,
+            action="hold" if action == "hold" else "investigate",
+            cause="covariate_drift",
+            feature=state.name,
+            cohort=cohort,
+            ts=end,
+            window_start=float(self._scope_start[scope]),
+            window_end=end,
+            window_events=int(self._scope_events[scope]),
+            confirmed_at=end,
+            evidence=evidence,
+        )

@@ -1,0 +1,115 @@
+"""Wiring: the engine, a source and sinks, the metrics server, for each command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from detectors.decision import Decision
+from streamer.config import Settings
+from streamer.engine import Engine
+from streamer.errors import DriftgateError
+from streamer.http import MetricsServer
+from streamer.metrics import EngineCollector
+from streamer.service import Service
+from streamer.sinks import JsonLinesDecisionSink, KafkaSinks, ReportingDeadLetterSink
+from streamer.sources import KafkaSource, ReplaySource
+
+log = logging.getLogger(__name__)
+
+
+
+def replay(
+    settings: Settings,
+    path: Path,
+    decisions_out: Path | None = None,
+    dead_letters_out: Path | None = None,
+) -> Engine:
+    """Feed a replay file through the engine; decisions to a file or stdout."""
+    engine = Engine(settings.monitor, settings.limits)
+    source = ReplaySource(path, batch_events=settings.kafka.max_poll_records)
+    sink = JsonLinesDecisionSink(decisions_out)
+    dead = ReportingDeadLetterSink(dead_letters_out)
+    try:
+        Service(engine, source, sink, dead).run(threading.Event())
+    finally:
+        source.close()
+        sink.close()
+        dead.close()
+    return engine
+
+
+def connect(settings: Settings, stop: threading.Event) -> tuple[KafkaSource, KafkaSinks] | None:
+    """Connect to Kafka, retrying with backoff while the broker is unreachable."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            return KafkaSource(settings.kafka), KafkaSinks(settings.kafka)
+        except DriftgateError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("%s; retrying in %.1fs", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+    return None
+
+
+def run(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    exit_when_idle_s: float | None = None,
+    on_decisions: Callable[[Sequence[Decision]], None] | None = None,
+    on_metrics_port: Callable[[int], None] | None = None,
+) -> Engine:
+    """The long-running service: Kafka in, decisions and dead letters out, /metrics."""
+    engine = Engine(settings.monitor, settings.limits)
+    state: dict[str, object] = {}
+    registry = CollectorRegistry()
+
+    def readiness() -> dict[str, bool]:
+        source = state.get("source")
+        service = state.get("service")
+        assigned = isinstance(source, KafkaSource) and bool(source.assignment)
+        reachable = isinstance(service, Service) and service.healthy_io and assigned
+        warm = bool(engine.monitors) and all(m.warm for m in engine.monitors.values())
+        return {"partitions_assigned": assigned, "broker_reachable": reachable, "reference_warm": warm}
+
+    server = MetricsServer(registry, readiness, settings.metrics.host, settings.metrics.port).start()
+    if on_metrics_port:
+        on_metrics_port(server.port)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
+    try:
+        connected = connect(settings, stop)
+        if connected is None:
+            return engine
+        source, sinks = connected
+        service = Service(
+            engine, source, sinks.decisions, sinks.dead_letters, on_decisions=on_decisions
+        )
+        state.update(source=source, service=service)
+        registry.register(EngineCollector(service))
+        try:
+            service.run(stop, exit_when_idle_s=exit_when_idle_s)
+        finally:
+            sinks.close()
+            source.close()
+    finally:
+        server.stop()
+    return engine
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT end the loop after the current batch (and its commit)."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %d: finishing the current batch and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

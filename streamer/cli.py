@@ -1,0 +1,170 @@
+"""The ``driftgate`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamer.config import Settings, load_settings
+from streamer.errors import DriftgateError
+
+
+def _settings(path: str | None) -> Settings:
+    return load_settings(Path(path) if path else None)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streamer import app
+
+    settings = _settings(args.config)
+    logging.getLogger().setLevel(settings.log_level)
+    stop = threading.Event()
+    app.stop_on_signals(stop)
+    app.run(settings, stop, exit_when_idle_s=args.exit_when_idle)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from streamer import app
+
+    settings = _settings(args.config)
+    engine = app.replay(
+        settings,
+        Path(args.file),
+        Path(args.decisions) if args.decisions else None,
+        Path(args.dead_letters) if args.dead_letters else None,
+    )
+    counters = engine.counters
+    rejected = sum(counters.rejected.values())
+    decided = sum(counters.decisions.values())
+    consumed = sum(counters.consumed.values())
+    print(
+        f"replayed {consumed} records: {consumed - rejected} processed, {rejected} rejected, "
+        f"{decided} decisions",
+        file=sys.stderr,
+    )
+    for (topic, reason), n in sorted(counters.rejected.items()):
+        print(f"  rejected {n} {topic} records: {reason}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamer import demo
+
+    return demo.main(duration_s=args.duration, rate=args.rate, metrics_port=args.metrics_port)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.file))
+    print(f"{args.file}: valid")
+    print(f"  kafka: {settings.kafka.bootstrap_servers} group {settings.kafka.group_id}")
+    print(f"  metrics port: {settings.metrics.port}")
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from streamer.schemas import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from streamer import simulate
+
+    if args.list or not args.scenario:
+        for name in simulate.SCENARIOS:
+            print(name)
+        return 0
+    if args.scenario not in simulate.SCENARIOS:
+        known = ", ".join(simulate.SCENARIOS)
+        raise DriftgateError(f"unknown scenario {args.scenario!r}; known: {known}")
+    if not args.out:
+        raise DriftgateError("simulate needs --out STREAM.jsonl")
+    spec, incidents = simulate.SCENARIOS[args.scenario](args.events)
+    records = simulate.generate(spec, args.events, args.seed, incidents)
+    n = simulate.write_replay(Path(args.out), records)
+    if args.truth:
+        simulate.write_truth(
+            Path(args.truth), spec, incidents, args.events, scenario=args.scenario, seed=args.seed
+        )
+    print(f"wrote {n} records to {args.out}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="driftgate",
+        description="Drift monitor for ML models on Kafka: decides retrain, rollback, "
+        "fix_upstream, investigate or hold.",
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume Kafka, publish decisions, serve /metrics")
+    run.add_argument("--config", help="YAML config file (DRIFTGATE_* variables override it)")
+    run.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit cleanly once no new event arrived for that long (backfills, benchmarks)",
+    )
+    run.set_defaults(handler=_cmd_run)
+
+    replay = commands.add_parser("replay", help="run the engine on a replay file, no broker")
+    replay.add_argument("file", help="JSON Lines: {'topic': ..., 'value': {...}} per line")
+    replay.add_argument("--config")
+    replay.add_argument("--decisions", metavar="OUT.jsonl", help="default: standard output")
+    replay.add_argument("--dead-letters", metavar="OUT.jsonl", help="rejected lines, with reasons")
+    replay.set_defaults(handler=_cmd_replay)
+
+    demo = commands.add_parser("demo", help="embedded broker, synthetic model, live decisions")
+    demo.add_argument("--duration", type=float, metavar="SECONDS", help="default: until Ctrl-C")
+    demo.add_argument("--rate", type=float, default=5_000.0, help="events per second")
+    demo.add_argument("--metrics-port", type=int, default=9108)
+    demo.set_defaults(handler=_cmd_demo)
+
+    validate = commands.add_parser("validate-config", help="check a config file")
+    validate.add_argument("file")
+    validate.set_defaults(handler=_cmd_validate)
+
+    schemas = commands.add_parser("schemas", help="write the events' JSON Schemas")
+    schemas.add_argument("--out", default="deploy/schemas")
+    schemas.set_defaults(handler=_cmd_schemas)
+
+    simulate = commands.add_parser("simulate", help="write a synthetic replay stream")
+    simulate.add_argument("scenario", nargs="?")
+    simulate.add_argument("--list", action="store_true", help="list the scenarios")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--events", type=int, default=200_000)
+    simulate.add_argument("--out", metavar="STREAM.jsonl")
+    simulate.add_argument("--truth", metavar="TRUTH.json")
+    simulate.set_defaults(handler=_cmd_simulate)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # kafka-python logs every connection at INFO and warns about its own event loop
+    # being slow whenever the engine holds the GIL for a batch; neither helps operators.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except DriftgateError as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The event contract: what driftgate reads and what it writes.
+
+These pydantic models are the single source of truth for the wire format: the
+decoder validates with them and ``driftgate schemas`` writes their JSON Schema
+into ``deploy/schemas/``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FeatureValue = float | int | bool | str | None
+
+
+def epoch_seconds(value: float | str) -> float:
+    """Event time as epoch seconds, from a number or a zone-aware RFC 3339 string."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"ts {value!r} is not an RFC 3339 timestamp") from exc
+        if parsed.tzinfo is None:
+            raise ValueError(f"ts {value!r} has no timezone; add Z or an offset")
+        return parsed.timestamp()
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"ts {value!r} must be a finite, non-negative epoch time")
+    return seconds
+
+
+class _Event(BaseModel):
+    # Unknown top-level fields are ignored so producers can add fields without
+    # breaking the monitor; NaN and infinities are not JSON and are rejected.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    event_id: str = Field(min_length=1, max_length=256)
+    ts: float = Field(description="Event time: epoch seconds or an RFC 3339 string with zone.")
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("ts must be a number of epoch seconds or an RFC 3339 string")
+        return epoch_seconds(value)
+
+
+class PredictionEvent(_Event):
+    """One prediction a model served."""
+
+    model: str = Field(min_length=1, max_length=256)
+    model_version: str = Field(min_length=1, max_length=256)
+    cohort: dict[str, str] = Field(default_factory=dict)
+    features: dict[str, FeatureValue]
+    score: float = Field(strict=True, description="The model output: probability of the positive class, or the predicted value.")
+
+    @field_validator("cohort", mode="before")
+    @classmethod
+    def _cohort(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            # Cohort values are labels; numbers and booleans are accepted as their text.
+            return {
+                k: (str(v).lower() if isinstance(v, bool) else str(v))
+                if isinstance(v, int | float)
+                else v
+                for k, v in value.items()
+            }
+        return value
+
+
+class FeedbackEvent(_Event):
+    """A label (or an override) for an earlier prediction, joined by ``event_id``."""
+
+    label: float = Field(strict=True, description="The observed outcome: 0/1 for a binary model.")
+    source: str = Field(default="unknown", min_length=1, max_length=128)
+    override: bool = False
+
+
+Action = Literal["retrain", "rollback", "fix_upstream", "investigate", "hold"]
+Cause = Literal[
+    "covariate_drift",
+    "concept_drift",
+    "frozen_signal",
+    "rescaled_signal",
+    "schema_change",
+    "deployment_regression",
+    "label_quality",
+    "trust_decay",
+    "transient_shift",
+]
+
+
+class DecisionScope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    feature: str | None
+    cohort: dict[str, str] | None
+
+
+class DecisionWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: float
+    end: float
+    events: int = Field(ge=0)
+
+
+class DecisionEvent(BaseModel):
+    """What driftgate publishes on the decisions topic, keyed by model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    decision_id: str = Field(min_length=1)
+    ts: float = Field(description="Event time of the window that triggered the decision.")
+    model: str
+    model_version: str | None
+    action: Action
+    cause: Cause
+    scope: DecisionScope
+    severity: Literal["info", "warning", "critical"]
+    evidence: dict[str, Any]
+    window: DecisionWindow
+
+
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "prediction": PredictionEvent,
+    "feedback": FeedbackEvent,
+    "decision": DecisionEvent,
+}

@@ -1,0 +1,174 @@
+"""Prometheus metrics, read from the engine's state at scrape time.
+
+The detectors never touch Prometheus: this collector walks the monitors when
+Prometheus scrapes, under the service lock, so a scrape sees whole batches.
+Series per model: features x scopes for each per-feature family, where
+scopes = 1 + sum over cohort dimensions of (kept values + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from streamer.service import Service
+
+
+def scope_label(cohort: Mapping[str, str]) -> str:
+    """``all`` for the population, else ``region=eu`` or ``region=eu,channel=web``."""
+    return ",".join(f"{k}={v}" for k, v in cohort.items()) or "all"
+
+
+def _finite(value: float) -> bool:
+    return not math.isnan(value)
+
+
+class EngineCollector(Collector):
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        # An empty describe() stops the registry from calling collect() at registration.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self.service.lock:
+            yield from self._collect()
+
+
+    def _collect(self) -> Iterator[Metric]:
+        service = self.service
+        engine = service.engine
+        counters = engine.counters
+        consumed = CounterMetricFamily(
+            "driftgate_events_consumed", "Records read, by input topic.", labels=["topic"]
+        )
+        for topic, n in sorted(counters.consumed.items()):
+            consumed.add_metric([topic], n)
+        yield consumed
+        rejected = CounterMetricFamily(
+            "driftgate_events_rejected",
+            "Records dead-lettered instead of processed, by topic and reason.",
+            labels=["topic", "reason"],
+        )
+        for (topic, reason), n in sorted(counters.rejected.items()):
+            rejected.add_metric([topic, reason], n)
+        yield rejected
+        decisions = CounterMetricFamily(
+            "driftgate_decisions", "Decisions emitted, by action and cause.", labels=["action", "cause"]
+        )
+        for (action, cause), n in sorted(counters.decisions.items()):
+            decisions.add_metric([action, cause], n)
+        yield decisions
+        latency = service.latency
+        buckets = []
+        cumulative = 0
+        for bound, count in zip((*latency.bounds, math.inf), latency.counts):
+            cumulative += count
+            buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
+        histogram = HistogramMetricFamily(
+            "driftgate_batch_processing_seconds", "Seconds spent processing each polled batch."
+        )
+        histogram.add_metric([], buckets, sum_value=latency.total)
+        yield histogram
+        lag = GaugeMetricFamily(
+            "driftgate_consumer_lag_records",
+            "Records between the consumer's position and the end of each partition.",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(service.lag.items()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield lag
+        yield from self._monitors()
+
+    def _monitors(self) -> Iterator[Metric]:
+        labels = ["model", "feature", "scope"]
+        psi = GaugeMetricFamily(
+            "driftgate_feature_psi", "PSI of the last judged window against the reference.", labels=labels
+        )
+        js = GaugeMetricFamily(
+            "driftgate_feature_js_distance",
+            "Jensen-Shannon distance (base 2) of the last judged window.",
+            labels=labels,
+        )
+        pvalue = GaugeMetricFamily(
+            "driftgate_feature_g_test_pvalue",
+            "G-test p-value of the last judged window (sample-size aware).",
+            labels=labels,
+        )
+        drifted = GaugeMetricFamily(
+            "driftgate_feature_drifted", "1 when the last judged window drifted.", labels=labels
+        )
+        open_condition = GaugeMetricFamily(
+            "driftgate_feature_drift_open",
+            "1 while a persistent drift condition is open for the feature and scope.",
+            labels=labels,
+        )
+        wrong_type = CounterMetricFamily(
+            "driftgate_feature_wrong_type_values",
+            "Values of a numeric feature that arrived as another type.",
+            labels=["model", "feature"],
+        )
+        unknown = CounterMetricFamily(
+            "driftgate_unknown_feature_values",
+            "Values of features the reference never had.",
+            labels=["model", "feature"],
+        )
+        window = GaugeMetricFamily(
+            "driftgate_window_events", "Events in the current window per scope.", labels=["model", "scope"]
+        )
+        score_changes = CounterMetricFamily(
+            "driftgate_score_changes", "Changes in the score mean found by ADWIN.", labels=["model", "scope"]
+        )
+        score_mean = GaugeMetricFamily(
+            "driftgate_score_mean", "ADWIN's estimate of the current score mean.", labels=["model", "scope"]
+        )
+        progress = GaugeMetricFamily(
+            "driftgate_reference_progress_ratio",
+            "Share of the reference window collected (1 once the reference is built).",
+            labels=["model"],
+        )
+        age = GaugeMetricFamily(
+            "driftgate_reference_age_seconds",
+            "Event time between the end of the reference and the newest prediction.",
+            labels=["model"],
+        )
+        events = CounterMetricFamily(
+            "driftgate_predictions", "Predictions processed per model.", labels=["model"]
+        )
+        for model, monitor in sorted(self.service.engine.monitors.items()):
+            progress.add_metric([model], monitor.reference_progress)
+            events.add_metric([model], monitor.events)
+            if monitor.scopes is None or monitor.score_changes is None:
+                continue
+            scope_names = [scope_label(c) for c in monitor.scopes.labels]
+            if monitor.reference_end is not None and monitor.last_ts is not None:
+                age.add_metric([model], max(0.0, monitor.last_ts - monitor.reference_end))
+            for scope, name in enumerate(scope_names):
+                window.add_metric([model, name], float(monitor.scope_events[scope]))
+                score_changes.add_metric([model, name], float(monitor.score_changes.detections[scope]))
+                mean = float(monitor.score_changes.means()[scope])
+                score_mean.add_metric([model, name], mean)
+            for feature, state in sorted(monitor.features.items()):
+                wrong_type.add_metric([model, feature], state.wrong_type)
+                for scope, name in enumerate(scope_names):
+                    if not _finite(state.psi[scope]):
+                        continue
+                    key = [model, feature, name]
+                    psi.add_metric(key, float(state.psi[scope]))
+                    js.add_metric(key, float(state.js[scope]))
+                    pvalue.add_metric(key, float(state.pvalue[scope]))
+                    drifted.add_metric(key, float(state.drifted[scope]))
+                    open_condition.add_metric(key, float(state.announced[scope]))
+            for feature, n in sorted(monitor.unknown_features.items()):
+                unknown.add_metric([model, feature], n)
+        yield from (events, progress, age, window, score_changes, score_mean)
+        yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)

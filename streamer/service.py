@@ -1,0 +1,170 @@
+"""The service loop: source -> engine -> sinks -> commit, the same for Kafka and replay."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from detectors.decision import Decision
+from streamer.engine import BatchResult, DeadLetter, Engine
+from streamer.errors import DriftgateError
+from streamer.sinks import DeadLetterSink, DecisionSink
+from streamer.sources import Source
+
+log = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 5.0
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ReasonLog:
+    """Logs each rejection reason at most once per interval, with what it held back."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def record(self, dead: DeadLetter) -> None:
+        reason = dead.rejected.reason
+        now = self._clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval_s:
+            self._held[reason] = self._held.get(reason, 0) + 1
+            return
+        held = self._held.pop(reason, 0)
+        self._last[reason] = now
+        log.warning(
+            "rejected a %s record (%s): %s%s",
+            dead.record.kind,
+            reason,
+            dead.rejected.detail,
+            f" (+{held} more with this reason since the last report)" if held else "",
+        )
+
+
+@dataclass
+class LatencyHistogram:
+    """Seconds spent processing each batch, in Prometheus-style cumulative buckets."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += seconds
+
+
+class Service:
+    """Runs the loop; ``lock`` is held while state changes, so scrapes see whole batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: Source,
+        decisions: DecisionSink,
+        dead_letters: DeadLetterSink,
+        *,
+        on_decisions: Callable[[Sequence[Decision]], None] | None = None,
+        max_backoff_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.decisions = decisions
+        self.dead_letters = dead_letters
+        self.on_decisions = on_decisions
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.latency = LatencyHistogram()
+        self.reason_log = ReasonLog(clock=clock)
+        self.last_event_at = clock()
+        self.healthy_io = True
+        self.batches = 0
+        self.lag: dict[tuple[str, int], int] = {}
+        self._lag_at = -LAG_REFRESH_S
+        self._stop = threading.Event()
+
+    def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
+        """Process until ``stop`` is set, the source ends, or it has been idle that long."""
+        self._stop = stop
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                more = self.step()
+                backoff = 0.5
+                self.healthy_io = True
+            except DriftgateError as exc:
+                if not exc.retriable:
+                    raise
+                self.healthy_io = False
+                log.warning("%s; retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            if not more:
+                return
+            idle = self.clock() - self.last_event_at
+            if exit_when_idle_s is not None and idle >= exit_when_idle_s:
+                log.info("no new event for %.1fs: exiting as asked", idle)
+                return
+
+    def step(self) -> bool:
+        """One poll-process-publish-commit round; False once the source is exhausted."""
+        records = self.source.poll()
+        if records is None:
+            return False
+        if records:
+            started = time.perf_counter()
+            with self.lock:
+                result = self.engine.process(records)
+            self.latency.observe(time.perf_counter() - started)
+            self.last_event_at = self.clock()
+            self.batches += 1
+            self._publish(result)
+        self.source.commit()
+        if self.clock() - self._lag_at >= LAG_REFRESH_S:
+            # Asked here, on the loop's thread: a Kafka consumer is not thread-safe.
+            self._lag_at = self.clock()
+            self.lag = self.source.lag()
+        return True
+
+    def _publish(self, result: BatchResult) -> None:
+        for dead in result.dead_letters:
+            self.reason_log.record(dead)
+        self.dead_letters.write(result.dead_letters)
+        self.decisions.write(result.decisions)
+        # Commit only after this returns: a decision or dead letter that did not reach
+        # its sink keeps its input uncommitted, so a restart produces it again.
+        self._flush_until_durable()
+        if result.decisions and self.on_decisions:
+            self.on_decisions(result.decisions)
+
+    def _flush_until_durable(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self.dead_letters.flush()
+                self.decisions.flush()
+                self.healthy_io = True
+                return
+            except DriftgateError as exc:
+                if not exc.retriable:
+                    raise
+                self.healthy_io = False
+                log.warning("%s; retrying the flush in %.1fs", exc, backoff)
+                if self._stop.wait(backoff):
+                    # Stopping without a commit: the batch is delivered again on restart.
+                    raise DriftgateError("stopped before the decisions were flushed") from exc
+                backoff = min(backoff * 2, self.max_backoff_s)

@@ -1,0 +1,165 @@
+"""Where records come from: a replay file or Kafka, behind one small interface."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Protocol
+
+import orjson
+
+from streamer.config import KafkaConfig
+from streamer.engine import FEEDBACK, PREDICTIONS, InputRecord
+from streamer.errors import DriftgateError
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    def poll(self) -> list[InputRecord] | None:
+        """The next records (possibly none yet), or None once the source is exhausted."""
+
+    def commit(self) -> None:
+        """Mark every record returned so far as reflected in state."""
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end of each assigned (topic, partition)."""
+
+    def close(self) -> None: ...
+
+
+def replay_record(line: bytes, line_number: int) -> InputRecord:
+    """One replay line: ``{"topic": "predictions"|"feedback", "value": {...}}``.
+
+    ``value`` may also be a string holding the raw message, so a replay file can carry
+    the exact bytes a producer sent, malformed ones included.
+    """
+    try:
+        record = orjson.loads(line)
+        topic = record["topic"]
+        value = record["value"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return InputRecord(kind="replay", value=line, topic="replay", offset=line_number)
+    if topic not in (PREDICTIONS, FEEDBACK):
+        return InputRecord(kind=str(topic)[:64], value=line, topic="replay", offset=line_number)
+    raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
+    return InputRecord(kind=topic, value=raw, topic=topic, offset=line_number)
+
+
+class ReplaySource:
+    """A JSON Lines replay file read in batches (line numbers become offsets)."""
+
+    def __init__(self, path: Path | str, batch_events: int = 5_000) -> None:
+        self.path = Path(path)
+        self.batch_events = batch_events
+        try:
+            self._file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise DriftgateError(f"cannot read replay file {path}: {exc.strerror}") from exc
+        self._lines: Iterator[bytes] = iter(self._file)
+        self._line_number = 0
+
+    def poll(self) -> list[InputRecord] | None:
+        batch: list[InputRecord] = []
+        for line in self._lines:
+            self._line_number += 1
+            if line.strip():
+                batch.append(replay_record(line, self._line_number))
+            if len(batch) >= self.batch_events:
+                break
+        return batch or None
+
+    def commit(self) -> None:
+        """A replay has nothing to commit: it is read from the start every time."""
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class KafkaSource:
+    """A consumer-group member on the predictions and feedback topics.
+
+    Offsets are committed only by :meth:`commit`, which the service calls after the
+    records are reflected in state and the decisions they caused are on the broker:
+    at-least-once delivery.
+    """
+
+    def __init__(self, config: KafkaConfig) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        self.config = config
+        self._kinds = {config.topics.predictions: PREDICTIONS, config.topics.feedback: FEEDBACK}
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=config.bootstrap_servers.split(","),
+                group_id=config.group_id,
+                client_id=config.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset=config.auto_offset_reset,
+                session_timeout_ms=config.session_timeout_ms,
+                heartbeat_interval_ms=config.heartbeat_interval_ms,
+                max_poll_records=config.max_poll_records,
+                fetch_max_bytes=config.fetch_max_bytes,
+                max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+                request_timeout_ms=config.request_timeout_ms,
+                reconnect_backoff_max_ms=config.reconnect_backoff_max_ms,
+            )
+        except KafkaError as exc:
+            raise DriftgateError(
+                f"cannot reach Kafka at {config.bootstrap_servers}: {exc}", retriable=True
+            ) from exc
+        self._consumer.subscribe(list(self._kinds))
+        self.last_poll_ok: float | None = None
+
+    @property
+    def assignment(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def poll(self) -> list[InputRecord]:
+        from kafka.errors import KafkaError
+
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
+            )
+        except KafkaError as exc:
+            raise DriftgateError(f"poll failed: {exc}", retriable=True) from exc
+        self.last_poll_ok = time.monotonic()
+        records: list[InputRecord] = []
+        for tp, messages in polled.items():
+            kind = self._kinds[tp.topic]
+            records.extend(
+                InputRecord(kind, m.value, tp.topic, tp.partition, m.offset, m.key)
+                for m in messages
+            )
+        return records
+
+    def commit(self) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            # A failed commit only means these records may be delivered again.
+            raise DriftgateError(f"offset commit failed: {exc}", retriable=True) from exc
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end of each assigned partition (a broker round trip)."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        ends = self._consumer.end_offsets(assigned)
+        return {
+            (tp.topic, tp.partition): max(0, ends[tp] - self._consumer.position(tp))
+            for tp in assigned
+            if tp in ends
+        }
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
