@@ -70,16 +70,19 @@ class PredictionBatch:
         )
 
 
+_NUMERIC_TYPES = {float, int, bool, type(None)}
+
+
 def numeric_column(values: Sequence[object]) -> tuple[FloatArray, int]:
     """Values as float64 (None and booleans handled), and how many were not numbers.
 
     Non-numeric values (strings in a numeric feature) become NaN and are counted, so a
     type change shows up as missing values and as a count rather than an exception.
     """
-    try:
+    # numpy would parse numeric strings ("1.5"): only take the fast path when every
+    # value already is a number or None.
+    if set(map(type, values)) <= _NUMERIC_TYPES:
         return np.asarray(values, dtype=np.float64), 0
-    except (TypeError, ValueError):
-        pass
     out = np.empty(len(values), dtype=np.float64)
     wrong = 0
     for i, value in enumerate(values):

@@ -24,11 +24,13 @@ IndexArray = NDArray[np.intp]
 Dimension = tuple[str, ...]
 
 
-def _keys(dimension: Dimension, cohorts: Mapping[str, Sequence[str | None]], n: int) -> list[str]:
-    columns = [cohorts.get(attribute) or [None] * n for attribute in dimension]
-    if len(columns) == 1:
-        return [MISSING if v is None else v for v in columns[0]]
-    return ["|".join(MISSING if v is None else v for v in row) for row in zip(*columns)]
+def _keys(
+    dimension: Dimension, cohorts: Mapping[str, Sequence[str | None]], n: int
+) -> list[tuple[str, ...]]:
+    """Each row's value of a dimension, as a tuple of its attributes' values."""
+    absent: Sequence[str | None] = [None] * n
+    columns = [cohorts.get(attribute) or absent for attribute in dimension]
+    return [tuple(MISSING if v is None else v for v in row) for row in zip(*columns)]
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,14 @@ class CohortScopes:
     ... )
     >>> scopes.labels
     ({}, {'region': 'eu'}, {'region': 'apac'}, {'region': '__other__'})
-    >>> scopes.assign({"region": ["us", "eu", "mars"]}).tolist()
+    >>> scopes.assign({"region": ["us", "eu", "mars"]}, 3).tolist()
     [[0, 3], [0, 1], [0, 3]]
     """
 
     dimensions: tuple[Dimension, ...]
-    values: tuple[tuple[str, ...], ...]
-    _index: tuple[dict[str, int], ...] = field(init=False, repr=False, compare=False)
+    # Per dimension, the kept values: each a tuple with one entry per attribute.
+    values: tuple[tuple[tuple[str, ...], ...], ...]
+    _index: tuple[dict[tuple[str, ...], int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = []
@@ -66,11 +69,11 @@ class CohortScopes:
         if max_values < 1:
             raise ValueError(f"max_values must be >= 1, got {max_values}")
         n = max((len(v) for v in cohorts.values()), default=0)
-        kept = []
+        kept: list[tuple[tuple[str, ...], ...]] = []
         for dimension in dimensions:
             counts = Counter(_keys(dimension, cohorts, n))
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            kept.append(tuple(v for v, _ in ranked[:max_values] if v != OTHER))
+            kept.append(tuple(v for v, _ in ranked[:max_values] if OTHER not in v))
         return cls(dimensions=tuple(tuple(d) for d in dimensions), values=tuple(kept))
 
     @property
@@ -82,11 +85,8 @@ class CohortScopes:
         """The cohort of each scope as attribute -> value ({} is the population)."""
         out: list[dict[str, str]] = [{}]
         for dimension, values in zip(self.dimensions, self.values):
-            for value in (*values, OTHER):
-                parts = value.split("|") if len(dimension) > 1 else [value]
-                if value == OTHER:
-                    parts = [OTHER] * len(dimension)
-                out.append(dict(zip(dimension, parts)))
+            for value in (*values, (OTHER,) * len(dimension)):
+                out.append(dict(zip(dimension, value)))
         return tuple(out)
 
     def dimension_of(self, scope: int) -> int:
@@ -104,11 +104,12 @@ class CohortScopes:
         start = 1 + sum(len(v) + 1 for v in self.values[:dimension])
         return range(start, start + len(self.values[dimension]) + 1)
 
-    def assign(self, cohorts: Mapping[str, Sequence[str | None]]) -> IndexArray:
-        """Scope index of each row: column 0 is the population, then one per dimension."""
-        n = max((len(v) for v in cohorts.values()), default=0)
-        if n == 0:
-            return np.zeros((0, 1 + len(self.dimensions)), dtype=np.intp)
+    def assign(self, cohorts: Mapping[str, Sequence[str | None]], n_rows: int) -> IndexArray:
+        """Scope index of each row: column 0 is the population, then one per dimension.
+
+        An attribute absent from ``cohorts`` is missing in every row.
+        """
+        n = n_rows
         out = np.zeros((n, 1 + len(self.dimensions)), dtype=np.intp)
         for d, (dimension, index) in enumerate(zip(self.dimensions, self._index)):
             other = self.scopes_of(d)[-1]

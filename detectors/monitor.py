@@ -67,16 +67,23 @@ class MonitorConfig:
             "max_cohort_dimensions",
             "max_features",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.numeric_bins < 2:
-            raise ValueError(f"numeric_bins must be >= 2, got {self.numeric_bins}")
-        if self.psi_threshold <= 0:
-            raise ValueError(f"psi_threshold must be > 0, got {self.psi_threshold}")
+        for name in (*positive, "numeric_bins"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if value < (2 if name == "numeric_bins" else 1):
+                low = 2 if name == "numeric_bins" else 1
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if not (0 < self.psi_threshold < float("inf")):
+            raise ValueError(f"psi_threshold must be a finite number > 0, got {self.psi_threshold}")
         for name in ("alpha", "adwin_delta"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if any(isinstance(d, str) for d in self.cohort_dimensions):
+            raise ValueError(
+                "cohort_dimensions must be a list of lists of attribute names, "
+                "e.g. [[region], [region, channel]]"
+            )
         dims = tuple(tuple(d) for d in self.cohort_dimensions)
         if any(not d or not all(isinstance(a, str) and a for a in d) for d in dims):
             raise ValueError("cohort_dimensions must be lists of attribute names")
@@ -211,12 +218,10 @@ class ModelMonitor:
         decisions: list[Decision] = []
         position = 0
         n = len(batch)
-        if n:
-            self.model_version = batch.model_version[-1]
-            self.last_ts = float(batch.ts[-1])
         while position < n:
             if not self.warm:
                 take = min(n - position, self.config.reference_events - self._reference_rows)
+                self._observe(batch.slice(position, position + take))
                 self._reference_parts.append(batch.slice(position, position + take))
                 self._reference_rows += take
                 position += take
@@ -225,13 +230,21 @@ class ModelMonitor:
                     self._fit_reference()
                 continue
             take = min(n - position, self.config.window_events - self._in_window)
-            self._accumulate(batch.slice(position, position + take))
+            part = batch.slice(position, position + take)
+            self._observe(part)
+            self._accumulate(part)
             position += take
             self.events += take
             self._in_window += take
             if self._in_window == self.config.window_events:
                 decisions.extend(self._close_window())
         return decisions
+
+    def _observe(self, part: PredictionBatch) -> None:
+        # Parts end at window boundaries, so a decision carries the version and time of
+        # its window's last event, whatever the batching.
+        self.model_version = part.model_version[-1]
+        self.last_ts = float(part.ts[-1])
 
     def _dimensions(self, reference: PredictionBatch) -> list[Dimension]:
         if self.config.cohort_dimensions:
@@ -249,9 +262,7 @@ class ModelMonitor:
         )
         self.scopes = scopes
         n_scopes = scopes.n_scopes
-        rows = scopes.assign(reference.cohorts)
-        if rows.shape[0] != len(reference):
-            rows = np.zeros((len(reference), 1), dtype=np.intp)
+        rows = scopes.assign(reference.cohorts, len(reference))
         self.reference_scope_events = np.bincount(rows.ravel(), minlength=n_scopes).astype(np.int64)
         presence = {
             name: sum(v is not None for v in values) for name, values in reference.features.items()
@@ -274,9 +285,7 @@ class ModelMonitor:
     def _accumulate(self, part: PredictionBatch) -> None:
         assert self.scopes is not None and self.score_changes is not None
         n_scopes = self.scopes.n_scopes
-        rows = self.scopes.assign(part.cohorts)
-        if rows.shape[0] != len(part):
-            rows = np.zeros((len(part), 1 + len(self.scopes.dimensions)), dtype=np.intp)
+        rows = self.scopes.assign(part.cohorts, len(part))
         counts = np.bincount(rows.ravel(), minlength=n_scopes)
         starting = (self._scope_events == 0) & (counts > 0)
         if starting.any():

@@ -48,7 +48,11 @@ class ScopedADWIN:
         self._reset()
 
     def _reset(self) -> None:
-        self._detectors = [drift.ADWIN(delta=self.delta) for _ in range(self.n_scopes)]
+        # river ships no type hints for its detectors.
+        self._detectors = [
+            drift.ADWIN(delta=self.delta)  # type: ignore[no-untyped-call]
+            for _ in range(self.n_scopes)
+        ]
         self._rows = 0
         self.detections = np.zeros(self.n_scopes, dtype=np.int64)
 

@@ -23,7 +23,6 @@ from streamer.sources import KafkaSource, ReplaySource
 log = logging.getLogger(__name__)
 
 
-
 def replay(
     settings: Settings,
     path: Path,
@@ -78,9 +77,15 @@ def run(
         assigned = isinstance(source, KafkaSource) and bool(source.assignment)
         reachable = isinstance(service, Service) and service.healthy_io and assigned
         warm = bool(engine.monitors) and all(m.warm for m in engine.monitors.values())
-        return {"partitions_assigned": assigned, "broker_reachable": reachable, "reference_warm": warm}
+        return {
+            "partitions_assigned": assigned,
+            "broker_reachable": reachable,
+            "reference_warm": warm,
+        }
 
-    server = MetricsServer(registry, readiness, settings.metrics.host, settings.metrics.port).start()
+    server = MetricsServer(
+        registry, readiness, settings.metrics.host, settings.metrics.port
+    ).start()
     if on_metrics_port:
         on_metrics_port(server.port)
     log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)

@@ -120,7 +120,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         except yaml.YAMLError as exc:
             raise DriftgateError(f"config {path} is not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
-            raise DriftgateError(f"config {path} must be a mapping of sections, not a list or value")
+            raise DriftgateError(
+                f"config {path} must be a mapping of sections, not a list or value"
+            )
         data = loaded or {}
     _merge(data, overrides)
     try:

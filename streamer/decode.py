@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
@@ -61,10 +62,10 @@ def _decode(model: type[BaseModel], raw: bytes, limits: LimitsConfig) -> BaseMod
         return _reason(exc)
 
 
-def _long_string(values: object, limit: int) -> str | None:
-    for key, value in values.items() if isinstance(values, dict) else ():
+def _long_string(values: Mapping[str, object], limit: int) -> str | None:
+    for key, value in values.items():
         if len(key) > limit or (isinstance(value, str) and len(value) > limit):
-            return key[:64]
+            return str(key[:64])
     return None
 
 

@@ -56,7 +56,8 @@ def describe(decision: dict[str, Any]) -> str:
         )
     resolved = " (resolved)" if evidence.get("resolved") else ""
     return (
-        f"{time.strftime('%H:%M:%S')}  {decision['action'].upper():<12} {decision['cause']}{resolved}"
+        f"{time.strftime('%H:%M:%S')}  {decision['action'].upper():<12} "
+        f"{decision['cause']}{resolved}"
         f"  model={decision['model']} {decision.get('model_version') or ''}"
         f"  feature={scope.get('feature')}  cohort: {where}  {figures}"
         f"  id={decision['decision_id'][:12]}"

@@ -95,7 +95,10 @@ class Engine:
                 event = decode_prediction(record.value, self.limits)
                 if isinstance(event, PredictionEvent):
                     known = event.model in self.monitors or event.model in by_model
-                    if known or len(self.monitors.keys() | by_model.keys()) < self.limits.max_models:
+                    if (
+                        known
+                        or len(self.monitors.keys() | by_model.keys()) < self.limits.max_models
+                    ):
                         by_model.setdefault(event.model, []).append(event)
                         continue
                     event = Rejected(

@@ -40,7 +40,7 @@ class _Event(BaseModel):
     event_id: str = Field(min_length=1, max_length=256)
     ts: float = Field(description="Event time: epoch seconds or an RFC 3339 string with zone.")
 
-    @field_validator("ts", mode="before")
+    @field_validator("ts", mode="before", json_schema_input_type=float | str)
     @classmethod
     def _ts(cls, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -55,9 +55,14 @@ class PredictionEvent(_Event):
     model_version: str = Field(min_length=1, max_length=256)
     cohort: dict[str, str] = Field(default_factory=dict)
     features: dict[str, FeatureValue]
-    score: float = Field(strict=True, description="The model output: probability of the positive class, or the predicted value.")
+    score: float = Field(
+        strict=True,
+        description="The model output: probability of the positive class, or the predicted value.",
+    )
 
-    @field_validator("cohort", mode="before")
+    @field_validator(
+        "cohort", mode="before", json_schema_input_type=dict[str, str | float | int | bool] | None
+    )
     @classmethod
     def _cohort(cls, value: Any) -> Any:
         if value is None:

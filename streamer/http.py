@@ -24,7 +24,9 @@ class MetricsServer:
         handler = _handler(registry, readiness)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -39,9 +41,11 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _handler(registry: CollectorRegistry, readiness: ReadinessCheck) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry, readiness: ReadinessCheck
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -62,7 +66,7 @@ def _handler(registry: CollectorRegistry, readiness: ReadinessCheck) -> type[Bas
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("metrics http: " + format, *args)
 
     return Handler

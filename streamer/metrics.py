@@ -43,7 +43,6 @@ class EngineCollector(Collector):
         with self.service.lock:
             yield from self._collect()
 
-
     def _collect(self) -> Iterator[Metric]:
         service = self.service
         engine = service.engine
@@ -63,7 +62,9 @@ class EngineCollector(Collector):
             rejected.add_metric([topic, reason], n)
         yield rejected
         decisions = CounterMetricFamily(
-            "driftgate_decisions", "Decisions emitted, by action and cause.", labels=["action", "cause"]
+            "driftgate_decisions",
+            "Decisions emitted, by action and cause.",
+            labels=["action", "cause"],
         )
         for (action, cause), n in sorted(counters.decisions.items()):
             decisions.add_metric([action, cause], n)
@@ -92,7 +93,9 @@ class EngineCollector(Collector):
     def _monitors(self) -> Iterator[Metric]:
         labels = ["model", "feature", "scope"]
         psi = GaugeMetricFamily(
-            "driftgate_feature_psi", "PSI of the last judged window against the reference.", labels=labels
+            "driftgate_feature_psi",
+            "PSI of the last judged window against the reference.",
+            labels=labels,
         )
         js = GaugeMetricFamily(
             "driftgate_feature_js_distance",
@@ -123,13 +126,19 @@ class EngineCollector(Collector):
             labels=["model", "feature"],
         )
         window = GaugeMetricFamily(
-            "driftgate_window_events", "Events in the current window per scope.", labels=["model", "scope"]
+            "driftgate_window_events",
+            "Events in the current window per scope.",
+            labels=["model", "scope"],
         )
         score_changes = CounterMetricFamily(
-            "driftgate_score_changes", "Changes in the score mean found by ADWIN.", labels=["model", "scope"]
+            "driftgate_score_changes",
+            "Changes in the score mean found by ADWIN.",
+            labels=["model", "scope"],
         )
         score_mean = GaugeMetricFamily(
-            "driftgate_score_mean", "ADWIN's estimate of the current score mean.", labels=["model", "scope"]
+            "driftgate_score_mean",
+            "ADWIN's estimate of the current score mean.",
+            labels=["model", "scope"],
         )
         progress = GaugeMetricFamily(
             "driftgate_reference_progress_ratio",
@@ -154,7 +163,9 @@ class EngineCollector(Collector):
                 age.add_metric([model], max(0.0, monitor.last_ts - monitor.reference_end))
             for scope, name in enumerate(scope_names):
                 window.add_metric([model, name], float(monitor.scope_events[scope]))
-                score_changes.add_metric([model, name], float(monitor.score_changes.detections[scope]))
+                score_changes.add_metric(
+                    [model, name], float(monitor.score_changes.detections[scope])
+                )
                 mean = float(monitor.score_changes.means()[scope])
                 score_mean.add_metric([model, name], mean)
             for feature, state in sorted(monitor.features.items()):

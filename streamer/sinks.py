@@ -181,7 +181,9 @@ class _KafkaDeadLetters:
                 ("driftgate.source.partition", str(record.partition).encode()),
                 ("driftgate.source.offset", str(record.offset).encode()),
             ]
-            self._sinks.send(topics.dead_letter(record.topic), record.value or b"", record.key, headers)
+            self._sinks.send(
+                topics.dead_letter(record.topic), record.value or b"", record.key, headers
+            )
 
     def flush(self) -> None:
         self._sinks.flush()

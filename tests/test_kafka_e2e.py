@@ -1,0 +1,130 @@
+"""End to end against a real broker and a real `driftgate run` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jsonschema
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streamer.broker import EmbeddedBroker, create_topics
+from streamer.simulate import SCENARIOS, generate
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 40_000
+BAD_PREDICTIONS = [
+    (b"this is not json", "invalid_json"),
+    (b'{"event_id": "x", "ts": 1763712000.0, "model": "fraud"}', "missing_field"),
+    (
+        b'{"event_id": "y", "ts": 1763712000.0, "model": "fraud", "model_version": "v1",'
+        b' "features": {"amount": [1, 2]}, "score": 0.5}',
+        "wrong_type",
+    ),
+]
+BAD_FEEDBACK = [(b'{"event_id": "p-1", "ts": "yesterday", "label": 1}', "invalid_value")]
+
+
+def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
+    """Every message of a topic: read until nothing new came for ``idle_s``.
+
+    (Not up to end_offsets(): Tansu answers ListOffsets with the last batch's base
+    offset, so that would stop short of the last batch.)
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    messages: list = []
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < idle_s:
+        for batch in consumer.poll(timeout_ms=200).values():
+            messages.extend(batch)
+            quiet_since = time.monotonic()
+    consumer.close()
+    return messages
+
+
+def test_run_consumes_decides_dead_letters_and_commits(broker: EmbeddedBroker, topic_prefix: str):
+    bootstrap = broker.bootstrap_servers
+    topics = {
+        "predictions": f"{topic_prefix}-predictions",
+        "feedback": f"{topic_prefix}-feedback",
+        "decisions": f"{topic_prefix}-decisions",
+    }
+    create_topics(bootstrap, [topics["predictions"], topics["feedback"]], partitions=2)
+    create_topics(bootstrap, [topics["decisions"]] + [f"{t}.dlq" for t in topics.values()])
+
+    spec, incidents = SCENARIOS["covariate_shift"](EVENTS)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
+    for i, record in enumerate(generate(spec, EVENTS, seed=3, incidents=incidents)):
+        value = record["value"]
+        # Key by model so that one model's predictions stay in order on one partition.
+        producer.send(
+            topics[record["topic"]],
+            orjson.dumps(value),
+            key=value.get("model", b"").encode() if record["topic"] == "predictions" else None,
+        )
+        if i in (1_000, 2_000, 3_000):
+            raw, _ = BAD_PREDICTIONS[(i // 1_000) - 1]
+            producer.send(topics["predictions"], raw, key=b"fraud")
+    producer.send(topics["feedback"], BAD_FEEDBACK[0][0])
+    producer.flush()
+
+    group = f"{topic_prefix}-group"
+    env = {
+        **os.environ,
+        "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTGATE_KAFKA__GROUP_ID": group,
+        "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "6000",
+        "DRIFTGATE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
+        "DRIFTGATE_KAFKA__TOPICS__PREDICTIONS": topics["predictions"],
+        "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
+        "DRIFTGATE_KAFKA__TOPICS__DECISIONS": topics["decisions"],
+        "DRIFTGATE_METRICS__PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "run", "--exit-when-idle", "4"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=180,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, topics["decisions"])]
+    schema = json.loads((ROOT / "deploy/schemas/decision.json").read_text())
+    for decision in decisions:
+        jsonschema.validate(decision, schema)
+    found = {
+        (d["action"], d["cause"], d["scope"]["feature"], json.dumps(d["scope"]["cohort"]))
+        for d in decisions
+    }
+    assert ("investigate", "covariate_drift", "amount", "null") in found
+    assert all(d["scope"]["feature"] == "amount" for d in decisions), found
+
+    dead = _read_all(bootstrap, f"{topics['predictions']}.dlq")
+    assert sorted(m.value for m in dead) == sorted(raw for raw, _ in BAD_PREDICTIONS)
+    reasons = {m.value: dict(m.headers)["driftgate.reason"].decode() for m in dead}
+    assert reasons == {raw: reason for raw, reason in BAD_PREDICTIONS}
+    dead_feedback = _read_all(bootstrap, f"{topics['feedback']}.dlq")
+    assert [dict(m.headers)["driftgate.reason"].decode() for m in dead_feedback] == [
+        "invalid_value"
+    ]
+
+    checker = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    for topic in (topics["predictions"], topics["feedback"]):
+        ends: dict[int, int] = {}
+        for message in _read_all(bootstrap, topic):
+            ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
+        committed = {p: checker.committed(TopicPartition(topic, p)) for p in ends}
+        assert committed == ends, topic
+    checker.close()

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.config import load_settings
+from streamer.engine import Engine
+from streamer.http import MetricsServer
+from streamer.metrics import EngineCollector
+from streamer.service import Service
+from streamer.simulate import SCENARIOS, generate, write_replay
+from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
+from streamer.sources import ReplaySource
+
+
+def _service_after_replay(tmp_path, events=40_000) -> Service:
+    spec, incidents = SCENARIOS["covariate_shift"](events)
+    path = tmp_path / "stream.jsonl"
+    write_replay(path, generate(spec, events, seed=1, incidents=incidents))
+    with path.open("ab") as out:
+        out.write(b"garbage\n")
+    settings = load_settings()
+    service = Service(
+        Engine(settings.monitor, settings.limits),
+        ReplaySource(path),
+        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
+        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
+    )
+    service.run(threading.Event())
+    return service
+
+
+def _samples(registry: CollectorRegistry) -> dict[str, list]:
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    return {f.name: f.samples for f in families}
+
+
+def test_collector_reads_engine_state_at_scrape_time(tmp_path):
+    service = _service_after_replay(tmp_path)
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    samples = _samples(registry)
+    consumed = {s.labels["topic"]: s.value for s in samples["driftgate_events_consumed"]}
+    assert consumed["predictions"] == 40_000
+    rejected = [s for s in samples["driftgate_events_rejected"] if s.name.endswith("_total")]
+    assert [(s.labels["reason"], s.value) for s in rejected] == [("invalid_record", 1.0)]
+    decisions = {
+        (s.labels["action"], s.labels["cause"]): s.value
+        for s in samples["driftgate_decisions"]
+        if s.name.endswith("_total")
+    }
+    assert decisions[("investigate", "covariate_drift")] >= 1
+    psi = {
+        (s.labels["feature"], s.labels["scope"]): s.value for s in samples["driftgate_feature_psi"]
+    }
+    assert psi[("amount", "all")] > 0.2 > psi[("age_days", "all")]
+    open_now = {
+        (s.labels["feature"], s.labels["scope"])
+        for s in samples["driftgate_feature_drift_open"]
+        if s.value == 1
+    }
+    assert ("amount", "all") in open_now
+    assert {s.labels["model"]: s.value for s in samples["driftgate_reference_progress_ratio"]} == {
+        "fraud": 1.0
+    }
+    batches = [
+        s for s in samples["driftgate_batch_processing_seconds"] if s.name.endswith("_count")
+    ]
+    assert batches[0].value == service.batches > 0
+
+
+def test_a_fresh_registry_per_test_starts_empty():
+    assert _samples(CollectorRegistry()) == {}
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_health_readiness_and_metrics_endpoints():
+    ready = {"partitions_assigned": True, "broker_reachable": False, "reference_warm": True}
+    registry = CollectorRegistry()
+    server = MetricsServer(registry, lambda: dict(ready), "127.0.0.1", 0).start()
+    try:
+        assert _get(server.port, "/healthz") == (200, b"ok\n")
+        status, body = _get(server.port, "/readyz")
+        assert status == 503
+        assert json.loads(body)["checks"]["broker_reachable"] is False
+        ready["broker_reachable"] = True
+        assert _get(server.port, "/readyz")[0] == 200
+        assert _get(server.port, "/metrics")[0] == 200
+        assert _get(server.port, "/nope")[0] == 404
+    finally:
+        server.stop()

@@ -1,0 +1,492 @@
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import drift
+
+from detectors.batch import PredictionBatch, numeric_column
+from detectors.binning import CategoricalBins, NumericBins
+from detectors.decision import Decision
+from detectors.divergence import g_test, psi
+from detectors.monitor import ModelMonitor, MonitorConfig
+from detectors.score_change import ScopedADWIN
+
+REGIONS = ("eu", "us", "apac")
+COUNTRIES = ("DE", "FR", "IT", "ES", "NL")
+
+
+def make_stream(
+    n: int,
+    seed: int,
+    *,
+    shift: float = 0.0,
+    start: int = 0,
+    stop: int | None = None,
+    feature: str = "amount",
+    cohorts: tuple[str, ...] | None = None,
+    region_p: tuple[float, ...] = (0.4, 0.35, 0.25),
+    regions: tuple[str, ...] = REGIONS,
+    versions: tuple[tuple[int, str], ...] = ((0, "v1"),),
+) -> PredictionBatch:
+    """A stationary stream; ``feature`` moves by ``shift`` standard deviations on rows
+    [start, stop), for every row or only those of the ``cohorts`` regions."""
+    rng = np.random.default_rng(seed)
+    region = rng.choice(list(regions), size=n, p=list(region_p))
+    amount = rng.normal(0.0, 1.0, n)
+    age = rng.normal(40.0, 9.0, n)
+    flag = (rng.random(n) < 0.3).astype(float)
+    country = rng.choice(list(COUNTRIES), size=n, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+    score = rng.beta(2, 5, n)
+    moved = np.zeros(n, dtype=bool)
+    moved[start : n if stop is None else stop] = True
+    if cohorts is not None:
+        moved &= np.isin(region, list(cohorts))
+    sd = {"amount": 1.0, "age": 9.0}[feature]
+    if feature == "amount":
+        amount = np.where(moved, amount + shift * sd, amount)
+    else:
+        age = np.where(moved, age + shift * sd, age)
+    model_version = []
+    for i in range(n):
+        current = [v for at, v in versions if at <= i][-1]
+        model_version.append(current)
+    return PredictionBatch(
+        ts=1_700_000_000.0 + np.arange(n, dtype=float),
+        score=score,
+        model_version=model_version,
+        cohorts={"region": region.tolist()},
+        features={
+            "amount": amount.tolist(),
+            "age": age.tolist(),
+            "flag": flag.tolist(),
+            "country": country.tolist(),
+        },
+    )
+
+
+def feed(monitor: ModelMonitor, batch: PredictionBatch, cuts: list[int]) -> list[Decision]:
+    bounds = [0, *sorted(cuts), len(batch)]
+    out: list[Decision] = []
+    for a, b in itertools.pairwise(bounds):
+        out.extend(monitor.update(batch.slice(a, b)))
+    return out
+
+
+def per_event(monitor: ModelMonitor, batch: PredictionBatch) -> list[Decision]:
+    out: list[Decision] = []
+    for i in range(len(batch)):
+        out.extend(monitor.update(batch.slice(i, i + 1)))
+    return out
+
+
+def snapshot(monitor: ModelMonitor) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "events": monitor.events,
+        "windows": monitor.windows,
+        "scope_events": monitor.scope_events.tolist(),
+        "reference_scope_events": monitor.reference_scope_events.tolist(),
+        "unknown": dict(monitor.unknown_features),
+    }
+    assert monitor.score_changes is not None
+    state["adwin"] = monitor.score_changes.detections.tolist()
+    state["adwin_means"] = monitor.score_changes.means().tolist()
+    for name, f in monitor.features.items():
+        state[name] = {
+            "reference": f.reference.tolist(),
+            "current": f.current.tolist(),
+            "streak": f.streak.tolist(),
+            "clean": f.clean_streak.tolist(),
+            "open": f.open.tolist(),
+            "wrong_type": f.wrong_type,
+        }
+        # NaN-aware exact arrays
+        state[name]["psi"] = [repr(float(x)) for x in f.psi]
+        state[name]["pvalue"] = [repr(float(x)) for x in f.pvalue]
+        state[name]["js"] = [repr(float(x)) for x in f.js]
+    return state
+
+
+SMALL = MonitorConfig(
+    reference_events=300,
+    window_events=100,
+    min_window_events=20,
+    min_reference_events=20,
+)
+SPLIT_N = 2000
+
+
+@functools.lru_cache(maxsize=1)
+def split_stream() -> PredictionBatch:
+    # A small cohort ("latam", ~8%) is under min_window_events per window and carries over.
+    return make_stream(
+        SPLIT_N,
+        seed=3,
+        shift=1.5,
+        start=777,
+        stop=1333,
+        regions=(*REGIONS, "latam"),
+        region_p=(0.37, 0.3, 0.25, 0.08),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def split_reference() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    monitor = ModelMonitor("m", SMALL)
+    decisions = monitor.update(split_stream())
+    return [d.to_dict() for d in decisions], snapshot(monitor)
+
+
+def test_whole_stream_equals_one_event_at_a_time() -> None:
+    whole_decisions, whole_state = split_reference()
+    # the stream has teeth: the shift is confirmed and later resolved
+    actions = [(d["action"], d["scope"]["feature"]) for d in whole_decisions]
+    assert ("investigate", "amount") in actions
+    assert ("hold", "amount") in actions
+    monitor = ModelMonitor("m", SMALL)
+    decisions = per_event(monitor, split_stream())
+    assert [d.to_dict() for d in decisions] == whole_decisions
+    assert snapshot(monitor) == whole_state
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=SPLIT_N), max_size=25))
+def test_any_batch_split_gives_the_same_result(cuts: list[int]) -> None:
+    whole_decisions, whole_state = split_reference()
+    monitor = ModelMonitor("m", SMALL)
+    decisions = feed(monitor, split_stream(), cuts)
+    assert [d.to_dict() for d in decisions] == whole_decisions
+    assert snapshot(monitor) == whole_state
+
+
+# --- Behaviour on generated streams ---
+
+CONFIG = MonitorConfig(
+    reference_events=3000,
+    window_events=600,
+    min_window_events=100,
+    min_reference_events=100,
+)
+W = CONFIG.window_events
+R = CONFIG.reference_events
+
+
+def run(batch: PredictionBatch, config: MonitorConfig = CONFIG) -> list[Decision]:
+    return ModelMonitor("fraud", config).update(batch)
+
+
+def test_constant_stream_gives_no_decision() -> None:
+    n = R + 20 * W
+    batch = PredictionBatch(
+        ts=np.arange(n, dtype=float),
+        score=np.full(n, 0.5),
+        model_version=["v1"] * n,
+        cohorts={"region": ["eu"] * n},
+        features={"amount": [3.0] * n, "flag": [1] * n, "country": ["DE"] * n},
+    )
+    monitor = ModelMonitor("m", CONFIG)
+    assert monitor.update(batch) == []
+    assert monitor.windows == 20
+    for state in monitor.features.values():
+        assert np.all(state.psi[~np.isnan(state.psi)] == 0.0)
+
+
+def test_stationary_stream_gives_no_decision() -> None:
+    monitor = ModelMonitor("m", CONFIG)
+    decisions = monitor.update(make_stream(R + 40 * W, seed=11))
+    assert decisions == []
+    assert monitor.windows == 40
+    # every scope was judged: the test is not vacuous
+    for state in monitor.features.values():
+        assert not np.isnan(state.pvalue[:4]).any()
+
+
+def test_string_feature_is_categorical() -> None:
+    monitor = ModelMonitor("m", CONFIG)
+    monitor.update(make_stream(R, seed=1))
+    assert monitor.warm
+    country = monitor.features["country"]
+    assert country.kind == "categorical"
+    assert isinstance(country.bins, CategoricalBins)
+    assert set(country.bins.categories) == set(COUNTRIES)
+    assert isinstance(monitor.features["amount"].bins, NumericBins)
+    assert monitor.features["flag"].kind == "numeric"
+
+
+def test_population_shift_gives_one_population_decision() -> None:
+    start = R + 5 * W
+    n = R + 15 * W
+    batch = make_stream(n, seed=21, shift=1.0, start=start)
+    monitor = ModelMonitor("fraud", CONFIG)
+    decisions = monitor.update(batch)
+    assert [(d.action, d.cause, d.feature, d.cohort) for d in decisions] == [
+        ("investigate", "covariate_drift", "amount", None)
+    ]
+    d = decisions[0]
+    # confirmed at the end of the 3rd shifted window (windows are aligned with the shift)
+    confirm_end = start + CONFIG.persistence_windows * W - 1
+    assert d.window_end == d.confirmed_at == d.ts == float(batch.ts[confirm_end])
+    assert d.window_start == float(batch.ts[confirm_end - W + 1])
+    assert d.window_events == W
+    assert d.model == "fraud"
+    assert d.model_version == "v1"
+    assert d.evidence["first_seen"] == float(batch.ts[start])
+    assert d.evidence["persisted_windows"] == CONFIG.persistence_windows
+    assert d.evidence["reference_events"] == R
+    assert d.evidence["feature_kind"] == "numeric"
+    # independent recomputation of the evidence from the raw rows
+    bins = NumericBins.from_reference(np.asarray(batch.features["amount"][:R]), 10)
+    ref_hist = np.bincount(
+        bins.assign(np.asarray(batch.features["amount"][:R])), minlength=bins.n_bins
+    )
+    window = np.asarray(batch.features["amount"][confirm_end - W + 1 : confirm_end + 1])
+    cur_hist = np.bincount(bins.assign(window), minlength=bins.n_bins)
+    expected = float(psi(ref_hist[None], cur_hist[None])[0])
+    assert d.evidence["psi"] == pytest.approx(expected, abs=1e-6)
+    assert d.evidence["psi"] >= CONFIG.psi_threshold
+    p_expected = float(g_test(ref_hist[None], cur_hist[None])[1][0])
+    assert d.evidence["g_test_pvalue"] == pytest.approx(p_expected, rel=1e-5)
+    assert d.evidence["g_test_pvalue"] < CONFIG.alpha
+    assert len(d.evidence["psi_history"]) == CONFIG.persistence_windows
+    assert all(x >= CONFIG.psi_threshold for x in d.evidence["psi_history"])
+
+
+@pytest.mark.parametrize("region", ["eu", "apac"])
+def test_cohort_shift_gives_a_cohort_decision(region: str) -> None:
+    batch = make_stream(R + 15 * W, seed=31, shift=1.0, start=R + 4 * W, cohorts=(region,))
+    decisions = run(batch)
+    scoped = [(d.action, d.cause, d.feature, d.cohort) for d in decisions]
+    assert scoped == [("investigate", "covariate_drift", "amount", {"region": region})]
+    assert decisions[0].evidence["reference_events"] == sum(
+        1 for r in batch.cohorts["region"][:R] if r == region
+    )
+
+
+def test_short_shift_gives_no_decision() -> None:
+    assert CONFIG.persistence_windows == 3
+    start = R + 5 * W
+    batch = make_stream(R + 15 * W, seed=41, shift=1.5, start=start, stop=start + 2 * W)
+    monitor = ModelMonitor("m", CONFIG)
+    assert monitor.update(batch) == []
+    # the shift was seen (two drifted windows) but never confirmed
+    assert not monitor.features["amount"].open.any()
+    psi_history = []
+    monitor2 = ModelMonitor("m", CONFIG)
+    for k in range(15):
+        monitor2.update(batch.slice(0 if k == 0 else R + k * W, R + (k + 1) * W))
+        psi_history.append(float(monitor2.features["amount"].psi[0]))
+    assert sum(p >= CONFIG.psi_threshold for p in psi_history) == 2
+
+
+def test_ended_shift_gives_a_later_hold() -> None:
+    start, stop = R + 4 * W, R + 9 * W
+    batch = make_stream(R + 16 * W, seed=51, shift=1.0, start=start, stop=stop)
+    decisions = run(batch)
+    assert [(d.action, d.feature, d.cohort) for d in decisions] == [
+        ("investigate", "amount", None),
+        ("hold", "amount", None),
+    ]
+    investigate, hold = decisions
+    assert hold.ts > investigate.ts
+    assert hold.evidence["resolved"] is True
+    assert hold.evidence["clean_windows"] == CONFIG.persistence_windows
+    # the hold comes at the end of the 3rd clean window after the shift ended
+    assert hold.ts == float(batch.ts[stop + CONFIG.persistence_windows * W - 1])
+    assert hold.severity == "info"
+    assert investigate.severity == "warning"
+    assert "resolved" not in investigate.evidence
+    assert hold.decision_id != investigate.decision_id
+
+
+def test_decision_ids_are_deterministic_and_scope_specific() -> None:
+    def ids() -> list[tuple[Any, str]]:
+        batch = make_stream(R + 12 * W, seed=61, shift=1.2, start=R + 3 * W, cohorts=("eu", "us"))
+        return [(d.cohort, d.decision_id) for d in run(batch)]
+
+    first, second = ids(), ids()
+    assert first == second
+    cohorts = sorted(c["region"] for c, _ in first if c)
+    assert cohorts == ["eu", "us"]
+    assert len({i for _, i in first}) == len(first)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for _, i in first)
+
+
+# --- ScopedADWIN ---
+
+
+@functools.lru_cache(maxsize=1)
+def adwin_stream() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(8)
+    n = 4000
+    cohort = rng.integers(1, 4, n)
+    values = rng.normal(0.2, 0.05, n)
+    values[1500:] += np.where(cohort[1500:] == 2, 0.3, 0.02)  # scope 2 jumps
+    values[2500:] -= 0.15  # everyone moves
+    values[rng.random(n) < 0.02] = np.nan
+    scopes = np.stack([np.zeros(n, dtype=np.intp), cohort.astype(np.intp)], axis=1)
+    return values, scopes, 100.0 + 0.5 * np.arange(n)
+
+
+@functools.lru_cache(maxsize=1)
+def adwin_expected() -> tuple[list[tuple[int, int, float, float]], list[int], list[float]]:
+    values, scopes, ts = adwin_stream()
+    detectors = [drift.ADWIN(delta=0.002) for _ in range(4)]
+    changes = []
+    for i, value in enumerate(values.tolist()):
+        if math.isnan(value):
+            continue
+        for s in scopes[i].tolist():
+            before = detectors[s].estimation
+            detectors[s].update(value)
+            if detectors[s].drift_detected:
+                changes.append((s, i, float(ts[i]), before))
+    counts = [sum(1 for c in changes if c[0] == s) for s in range(4)]
+    return changes, counts, [d.estimation for d in detectors]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=4000), max_size=30))
+def test_scoped_adwin_equals_river_per_event(cuts: list[int]) -> None:
+    values, scopes, ts = adwin_stream()
+    expected, counts, means = adwin_expected()
+    assert {c[0] for c in expected} >= {0, 2}  # the stream has detections to compare
+    detector = ScopedADWIN(n_scopes=4, delta=0.002)
+    got = []
+    bounds = [0, *sorted(cuts), len(values)]
+    for a, b in itertools.pairwise(bounds):
+        for c in detector.update(values[a:b], scopes[a:b], ts[a:b]):
+            got.append((c.scope, c.row, c.ts, c.mean_before))
+    assert got == expected
+    assert detector.detections.tolist() == counts
+    assert detector.means().tolist() == means
+
+
+def test_scoped_adwin_validation() -> None:
+    with pytest.raises(ValueError, match="n_scopes"):
+        ScopedADWIN(0)
+    with pytest.raises(ValueError, match="delta"):
+        ScopedADWIN(1, delta=1.0)
+
+
+# --- MonitorConfig validation ---
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reference_events", 0),
+        ("window_events", 0),
+        ("window_events", -5),
+        ("min_window_events", 0),
+        ("min_reference_events", 0),
+        ("max_categories", 0),
+        ("persistence_windows", 0),
+        ("max_cohort_values", 0),
+        ("max_cohort_dimensions", 0),
+        ("max_features", 0),
+        ("numeric_bins", 1),
+        ("psi_threshold", 0.0),
+        ("psi_threshold", -0.1),
+        ("alpha", 0.0),
+        ("alpha", 1.0),
+        ("alpha", float("nan")),
+        ("adwin_delta", 0.0),
+        ("adwin_delta", 2.0),
+        ("cohort_dimensions", ((),)),
+        ("cohort_dimensions", (("",),)),
+        ("cohort_dimensions", (("region", 3),)),
+    ],
+)
+def test_config_validation_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        MonitorConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_normalises_dimensions() -> None:
+    config = MonitorConfig(cohort_dimensions=[["region"], ["region", "channel"]])  # type: ignore[arg-type]
+    assert config.cohort_dimensions == (("region",), ("region", "channel"))
+
+
+def test_config_rejects_nan_psi_threshold() -> None:
+    with pytest.raises(ValueError, match="psi_threshold"):
+        MonitorConfig(psi_threshold=float("nan"))
+
+
+def test_config_rejects_flat_cohort_dimensions() -> None:
+    try:
+        config = MonitorConfig(cohort_dimensions=("region",))  # type: ignore[arg-type]
+    except ValueError as e:
+        assert "cohort_dimensions" in str(e)
+    else:
+        assert config.cohort_dimensions == (("region",),)
+
+
+# --- Bugs found: batch dependence ---
+
+
+def test_decision_model_version_does_not_depend_on_batching() -> None:
+    start = R + 4 * W
+    n = R + 12 * W
+    batch = make_stream(n, seed=21, shift=1.0, start=start, versions=((0, "v1"), (n - 10, "v2")))
+    whole = run(batch)
+    assert whole, "the shift must be confirmed"
+    monitor = ModelMonitor("fraud", CONFIG)
+    windowed = feed(monitor, batch, [R + k * W for k in range(12)])
+    assert [d.to_dict() for d in windowed] == [d.to_dict() for d in whole]
+
+
+def test_batch_without_cohorts_counts_each_row_once() -> None:
+    monitor = ModelMonitor("m", CONFIG)
+    monitor.update(make_stream(R, seed=1))
+    part = make_stream(50, seed=2)
+    bare = PredictionBatch(
+        ts=part.ts, score=part.score, model_version=part.model_version,
+        cohorts={}, features=part.features,
+    )  # fmt: skip
+    monitor.update(bare)
+    assert monitor.scope_events[0] == 50
+    assert int(monitor.features["amount"].current[0].sum()) == 50
+
+
+def test_numeric_strings_do_not_depend_on_the_batch() -> None:
+    alone, mixed = numeric_column(["1.5"])[0], numeric_column(["1.5", "n/a"])[0]
+    assert np.array_equal(alone, mixed[:1], equal_nan=True)
+
+
+def test_monitor_numeric_strings_do_not_depend_on_batching() -> None:
+    reference = make_stream(R, seed=1)
+    n = 40
+    later = make_stream(n, seed=2)
+    amount: list[object] = [f"{v:.3f}" for v in later.features["amount"]]
+    amount[-1] = "n/a"
+    typed = PredictionBatch(
+        ts=later.ts + R, score=later.score, model_version=later.model_version,
+        cohorts=later.cohorts, features={**later.features, "amount": amount},
+    )  # fmt: skip
+    whole, single = ModelMonitor("m", CONFIG), ModelMonitor("m", CONFIG)
+    whole.update(reference)
+    single.update(reference)
+    whole.update(typed)
+    per_event(single, typed)
+    assert snapshot(whole) == snapshot(single)
+
+
+def test_numeric_strings_are_counted_as_wrong_type() -> None:
+    values, wrong = numeric_column(["1.5", "2"])
+    assert np.isnan(values).all()
+    assert wrong == 2
+
+
+def test_numeric_column_contract() -> None:
+    values, wrong = numeric_column([1, 2.5, None, True, "abc"])
+    assert values[:2].tolist() == [1.0, 2.5]
+    assert math.isnan(values[2])
+    assert values[3] == 1.0
+    assert math.isnan(values[4])
+    assert wrong == 1
