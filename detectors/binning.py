@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -105,9 +106,9 @@ class CategoricalBins:
         return len(self.categories) + 1
 
     def assign(self, values: Sequence[object]) -> IndexArray:
-        get = self._index.get
-        other = self.other_bin
-        return np.fromiter((get(v, other) for v in values), dtype=np.intp, count=len(values))
+        n = len(values)
+        found = map(self._index.get, values, repeat(self.other_bin, n))
+        return np.fromiter(found, dtype=np.intp, count=n)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "categorical", "categories": list(self.categories)}

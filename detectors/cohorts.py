@@ -9,9 +9,10 @@ nor the number of metric series grows with hostile or high-cardinality input.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,13 +25,24 @@ IndexArray = NDArray[np.intp]
 Dimension = tuple[str, ...]
 
 
-def _keys(
+def _raw_keys(
     dimension: Dimension, cohorts: Mapping[str, Sequence[str | None]], n: int
-) -> list[tuple[str, ...]]:
-    """Each row's value of a dimension, as a tuple of its attributes' values."""
+) -> Sequence[object]:
+    """Each row's key for a dimension: the value itself for one attribute (None when
+    missing), a tuple of values for a combination. No per-row work for one attribute."""
     absent: Sequence[str | None] = [None] * n
     columns = [cohorts.get(attribute) or absent for attribute in dimension]
-    return [tuple(MISSING if v is None else v for v in row) for row in zip(*columns)]
+    return columns[0] if len(columns) == 1 else list(zip(*columns))
+
+
+def _value(key: object, width: int) -> tuple[str, ...]:
+    parts: tuple[object, ...] = (key,) if width == 1 else key  # type: ignore[assignment]
+    return tuple(MISSING if v is None else str(v) for v in parts)
+
+
+def _raw_key(value: tuple[str, ...]) -> object:
+    parts = tuple(None if v == MISSING else v for v in value)
+    return parts[0] if len(parts) == 1 else parts
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class CohortScopes:
         index = []
         offset = 1
         for values in self.values:
-            index.append({v: offset + i for i, v in enumerate(values)})
+            index.append({_raw_key(v): offset + i for i, v in enumerate(values)})
             offset += len(values) + 1
         object.__setattr__(self, "_index", tuple(index))
 
@@ -71,7 +83,7 @@ class CohortScopes:
         n = max((len(v) for v in cohorts.values()), default=0)
         kept: list[tuple[tuple[str, ...], ...]] = []
         for dimension in dimensions:
-            counts = Counter(_keys(dimension, cohorts, n))
+            counts = Counter(_value(k, len(dimension)) for k in _raw_keys(dimension, cohorts, n))
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             kept.append(tuple(v for v, _ in ranked[:max_values] if OTHER not in v))
         return cls(dimensions=tuple(tuple(d) for d in dimensions), values=tuple(kept))
@@ -113,9 +125,9 @@ class CohortScopes:
         out = np.zeros((n, 1 + len(self.dimensions)), dtype=np.intp)
         for d, (dimension, index) in enumerate(zip(self.dimensions, self._index)):
             other = self.scopes_of(d)[-1]
-            get = index.get
-            keys = _keys(dimension, cohorts, n)
-            out[:, d + 1] = np.fromiter((get(k, other) for k in keys), dtype=np.intp, count=n)
+            keys = _raw_keys(dimension, cohorts, n)
+            lookup = cast(Callable[[object, int], int], index.get)
+            out[:, d + 1] = np.fromiter(map(lookup, keys, repeat(other, n)), np.intp, n)
         return out
 
     def to_dict(self) -> dict[str, Any]:

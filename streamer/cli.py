@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import threading
@@ -147,7 +148,17 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _tune_gc() -> None:
+    # Every event allocates a few dicts that reference counting frees; the cyclic
+    # collector's default gen-0 threshold (700 allocations) runs it thousands of times
+    # a second for nothing and took ~35% of replay time (measured with gc.disable()).
+    # Objects alive after start-up are frozen out of its scans.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tune_gc()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

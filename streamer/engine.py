@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,16 +18,25 @@ from detectors.batch import PredictionBatch
 from detectors.decision import Decision
 from detectors.monitor import ModelMonitor, MonitorConfig
 from streamer.config import LimitsConfig
-from streamer.decode import Rejected, decode_feedback, decode_prediction
-from streamer.events import FeedbackEvent, PredictionEvent
+from streamer.decode import (
+    Prediction,
+    Rejected,
+    decode_feedback,
+    decode_prediction_envelope,
+    invalid_feature_rows,
+)
+from streamer.events import FeedbackEvent
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 
 
-@dataclass(frozen=True)
-class InputRecord:
-    """One message as a source delivers it. ``kind`` is PREDICTIONS or FEEDBACK."""
+class InputRecord(NamedTuple):
+    """One message as a source delivers it. ``kind`` is PREDICTIONS or FEEDBACK.
+
+    (A NamedTuple, not a frozen dataclass: one is built per message, and a frozen
+    dataclass's __init__ costs several times more.)
+    """
 
     kind: str
     value: bytes
@@ -33,6 +44,7 @@ class InputRecord:
     partition: int = -1
     offset: int = -1
     key: bytes | None = None
+    parsed: object = None  # the value already parsed from JSON, when the source has it
 
 
 @dataclass(frozen=True)
@@ -54,19 +66,45 @@ class EngineCounters:
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-def prediction_batch(events: Sequence[PredictionEvent]) -> PredictionBatch:
+_ENVELOPE = itemgetter("ts", "score", "model_version", "features")
+
+
+def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[object]]:
+    """One column per name. When every row has every name (the usual case), one C-level
+    itemgetter call per row and a transpose; otherwise a lookup per value."""
+    if not names:
+        return []
+    if len(names) == 1:
+        (name,) = names
+        return [[row.get(name) for row in rows]]
+    try:
+        return list(zip(*map(itemgetter(*names), rows), strict=True))
+    except KeyError:
+        return [[row.get(name) for row in rows] for name in names]
+
+
+def _names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The sorted union of the rows' keys; cheap when every row has the same keys."""
+    if not rows:
+        return []
+    first = rows[0]
+    if set(map(len, rows)) == {len(first)} and all(map(first.keys().__eq__, map(dict.keys, rows))):
+        return sorted(first)
+    return sorted(set().union(*rows))
+
+
+def prediction_batch(events: Sequence[Prediction]) -> PredictionBatch:
     """Columns of a list of predictions: built once per batch, shared by all detectors."""
-    n = len(events)
-    feature_rows = [e.features for e in events]
-    cohort_rows = [e.cohort for e in events]
-    feature_names = sorted(set().union(*feature_rows))
-    attributes = sorted(set().union(*cohort_rows))
+    ts, score, versions, feature_rows = zip(*map(_ENVELOPE, events))
+    cohort_rows = [e.get("cohort") or {} for e in events]
+    feature_names = _names(feature_rows)
+    attributes = _names(cohort_rows)
     return PredictionBatch(
-        ts=np.fromiter((e.ts for e in events), dtype=np.float64, count=n),
-        score=np.fromiter((e.score for e in events), dtype=np.float64, count=n),
-        model_version=[e.model_version for e in events],
-        cohorts={a: [row.get(a) for row in cohort_rows] for a in attributes},
-        features={name: [row.get(name) for row in feature_rows] for name in feature_names},
+        ts=np.asarray(ts, dtype=np.float64),
+        score=np.asarray(score, dtype=np.float64),
+        model_version=versions,
+        cohorts=dict(zip(attributes, _columns(cohort_rows, attributes))),  # type: ignore[arg-type]
+        features=dict(zip(feature_names, _columns(feature_rows, feature_names))),
     )
 
 
@@ -85,27 +123,30 @@ class Engine:
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         dead: list[DeadLetter] = []
-        by_model: dict[str, list[PredictionEvent]] = {}
+        by_model: dict[str, list[Prediction]] = {}
+        sources: dict[str, list[InputRecord]] = {}
         feedback: list[FeedbackEvent] = []
         counters = self.counters
+        counters.consumed.update(map(attrgetter("kind"), records))
         for record in records:
-            counters.consumed[record.kind] += 1
-            event: PredictionEvent | FeedbackEvent | Rejected
+            event: Prediction | FeedbackEvent | Rejected
             if record.kind == PREDICTIONS:
-                event = decode_prediction(record.value, self.limits)
-                if isinstance(event, PredictionEvent):
-                    known = event.model in self.monitors or event.model in by_model
+                event = decode_prediction_envelope(record.value, self.limits, record.parsed)
+                if isinstance(event, dict):
+                    model = event["model"]
+                    known = model in self.monitors or model in by_model
                     if (
                         known
                         or len(self.monitors.keys() | by_model.keys()) < self.limits.max_models
                     ):
-                        by_model.setdefault(event.model, []).append(event)
+                        by_model.setdefault(model, []).append(event)
+                        sources.setdefault(model, []).append(record)
                         continue
                     event = Rejected(
                         "too_many_models", f"limits.max_models={self.limits.max_models} reached"
                     )
             elif record.kind == FEEDBACK:
-                event = decode_feedback(record.value, self.limits)
+                event = decode_feedback(record.value, self.limits, record.parsed)
                 if isinstance(event, FeedbackEvent):
                     feedback.append(event)
                     continue
@@ -115,10 +156,20 @@ class Engine:
             dead.append(DeadLetter(record, event))
         decisions: list[Decision] = []
         for model, events in by_model.items():
+            batch = prediction_batch(events)
+            bad = invalid_feature_rows(batch.features, self.limits)
+            if bad:
+                for row, rejected in sorted(bad.items()):
+                    counters.rejected[(PREDICTIONS, rejected.reason)] += 1
+                    dead.append(DeadLetter(sources[model][row], rejected))
+                events = [e for i, e in enumerate(events) if i not in bad]
+                if not events:
+                    continue
+                batch = prediction_batch(events)
             monitor = self.monitors.get(model)
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)
-            decisions.extend(monitor.update(prediction_batch(events)))
+            decisions.extend(monitor.update(batch))
         self.feedback_events += len(feedback)
         for decision in decisions:
             counters.decisions[(decision.action, decision.cause)] += 1

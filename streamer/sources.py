@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -38,14 +39,22 @@ def replay_record(line: bytes, line_number: int) -> InputRecord:
     """
     try:
         record = orjson.loads(line)
-        topic = record["topic"]
-        value = record["value"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return InputRecord(kind="replay", value=line, topic="replay", offset=line_number)
-    if topic not in (PREDICTIONS, FEEDBACK):
-        return InputRecord(kind=str(topic)[:64], value=line, topic="replay", offset=line_number)
+    except orjson.JSONDecodeError:
+        record = None
+    return _replay_record(record, line, line_number)
+
+
+def _replay_record(record: object, line: bytes, line_number: int) -> InputRecord:
+    topic = record.get("topic") if type(record) is dict else None
+    if topic not in (PREDICTIONS, FEEDBACK) or "value" not in record:  # type: ignore[operator]
+        kind = "replay" if topic is None else str(topic)[:64]
+        return InputRecord(kind, line, "replay", -1, line_number)
+    value = record["value"]  # type: ignore[index]
+    if type(value) is dict:
+        # Already parsed: keep it, and the line's bytes for dead-letter reports.
+        return InputRecord(topic, line, topic, -1, line_number, None, value)
     raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
-    return InputRecord(kind=topic, value=raw, topic=topic, offset=line_number)
+    return InputRecord(topic, raw, topic, -1, line_number)
 
 
 class ReplaySource:
@@ -62,14 +71,19 @@ class ReplaySource:
         self._line_number = 0
 
     def poll(self) -> list[InputRecord] | None:
-        batch: list[InputRecord] = []
-        for line in self._lines:
-            self._line_number += 1
-            if line.strip():
-                batch.append(replay_record(line, self._line_number))
-            if len(batch) >= self.batch_events:
-                break
-        return batch or None
+        lines = list(islice(self._lines, self.batch_events))
+        if not lines:
+            return None
+        first = self._line_number + 1
+        self._line_number += len(lines)
+        numbered = [(n, line) for n, line in enumerate(lines, first) if not line.isspace()]
+        try:
+            # One parser call for the whole batch instead of one per line; a batch with
+            # a malformed line is parsed again line by line to find it.
+            records = orjson.loads(b"[" + b",".join(line for _, line in numbered) + b"]")
+        except orjson.JSONDecodeError:
+            return [replay_record(line, n) for n, line in numbered]
+        return [_replay_record(record, line, n) for record, (n, line) in zip(records, numbered)]
 
     def commit(self) -> None:
         """A replay has nothing to commit: it is read from the start every time."""

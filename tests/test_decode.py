@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.config import LimitsConfig
-from streamer.decode import REASONS, Rejected, decode_feedback, decode_prediction
+from streamer.decode import (
+    REASONS,
+    Rejected,
+    _fast_prediction,
+    decode_feedback,
+    decode_prediction,
+    invalid_feature_rows,
+)
 from streamer.events import PredictionEvent
 
 LIMITS = LimitsConfig()
@@ -18,18 +26,23 @@ GOOD = (
 
 def test_a_valid_prediction_keeps_its_types():
     event = decode_prediction(GOOD, LIMITS)
-    assert isinstance(event, PredictionEvent)
-    assert event.features == {"amount": 12.5, "country": "DE", "is_new": True, "clicks": None}
-    assert event.ts == 1763712000.5
+    assert isinstance(event, dict)
+    assert event["features"] == {"amount": 12.5, "country": "DE", "is_new": True, "clicks": None}
+    assert event["ts"] == 1763712000.5
 
 
 def test_rfc3339_timestamps_need_a_zone():
     with_zone = GOOD.replace(b"1763712000.5", b'"2025-11-21T08:00:00+01:00"')
     event = decode_prediction(with_zone, LIMITS)
-    assert isinstance(event, PredictionEvent) and event.ts == 1763708400.0
+    assert isinstance(event, dict) and event["ts"] == 1763708400.0
     naive = decode_prediction(GOOD.replace(b"1763712000.5", b'"2025-11-21T08:00:00"'), LIMITS)
     assert isinstance(naive, Rejected) and naive.reason == "invalid_value"
     assert "timezone" in naive.detail
+
+
+def test_numbers_as_cohort_values_are_read_as_their_text():
+    event = decode_prediction(GOOD.replace(b'"region": "eu"', b'"region": 7'), LIMITS)
+    assert isinstance(event, dict) and event["cohort"] == {"region": "7"}
 
 
 @pytest.mark.parametrize(
@@ -41,6 +54,8 @@ def test_rfc3339_timestamps_need_a_zone():
         (b'{"event_id": "x"}', "missing_field"),
         (GOOD.replace(b"12.5", b"[1]"), "wrong_type"),
         (GOOD.replace(b'"score": 0.1', b'"score": "0.1"'), "wrong_type"),
+        (GOOD.replace(b'"score": 0.1', b'"score": true'), "wrong_type"),
+        (GOOD.replace(b"1763712000.5", b"-1"), "invalid_value"),
         (GOOD.replace(b"12.5", b"1e999"), "invalid_value"),
         (GOOD.replace(b'"score": 0.1', b'"score": NaN'), "invalid_value"),
         (b"[" * 100_000, "invalid_json"),
@@ -54,13 +69,28 @@ def test_bad_predictions_are_rejected_with_a_reason(raw, reason):
     assert result.reason == reason, result.detail
 
 
-def test_limits_on_features_and_strings():
+def test_feature_values_are_checked_per_column():
+    features = {
+        "amount": [1.0, [1, 2], 3, None],
+        "country": ["DE", "x" * (LIMITS.max_string_bytes + 1), "FR", {"a": 1}],
+        "huge": [10**30, 1, 2, 3],
+        "y" * (LIMITS.max_string_bytes + 1): [None, None, None, 5],
+    }
+    bad = invalid_feature_rows(features, LIMITS)
+    assert {row: r.reason for row, r in bad.items()} == {
+        0: "invalid_value",
+        1: "wrong_type",
+        3: "wrong_type",  # the first problem found in a row names it
+    }
+    assert invalid_feature_rows({"y" * 2000: [None, 5]}, LIMITS)[1].reason == "string_too_long"
+    assert invalid_feature_rows({"a": [1.0, "x", None, True]}, LIMITS) == {}
+
+
+def test_too_many_features():
     many = b'{"event_id": "p", "ts": 1, "model": "m", "model_version": "v", "score": 0.5,'
     many += b' "features": {'
     many += b",".join(b'"f%d": 1' % i for i in range(LIMITS.max_features_per_event + 1)) + b"}}"
     assert decode_prediction(many, LIMITS).reason == "too_many_features"
-    long = GOOD.replace(b'"DE"', b'"' + b"x" * (LIMITS.max_string_bytes + 1) + b'"')
-    assert decode_prediction(long, LIMITS).reason == "string_too_long"
 
 
 def test_feedback_defaults_and_rejections():
@@ -76,3 +106,62 @@ def test_arbitrary_bytes_never_raise(raw):
     for decode in (decode_prediction, decode_feedback):
         result = decode(raw, LIMITS)
         assert not isinstance(result, Rejected) or result.reason in REASONS
+
+
+SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+ANYTHING = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=2), max_leaves=3)
+PREDICTION_LIKE = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(st.text(max_size=3), st.integers()),
+        "ts": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(),
+            st.booleans(),
+            st.text(max_size=3),
+        ),
+        "model": st.one_of(st.just("m"), st.just(""), st.integers()),
+        "model_version": st.just("v1"),
+        "score": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(),
+            st.booleans(),
+            st.text(max_size=2),
+        ),
+        "features": st.one_of(
+            st.dictionaries(st.text(max_size=4), SCALAR, max_size=4), st.lists(SCALAR, max_size=2)
+        ),
+    },
+    optional={
+        "cohort": st.one_of(
+            st.none(),
+            st.dictionaries(
+                st.text(max_size=3),
+                st.one_of(st.text(max_size=3), st.integers(), ANYTHING),
+                max_size=2,
+            ),
+        ),
+        "extra": ANYTHING,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PREDICTION_LIKE)
+def test_what_the_fast_path_accepts_pydantic_accepts_with_the_same_values(obj):
+    """The fast path is an optimisation of the pydantic contract, never a second one."""
+    if not _fast_prediction(obj, LIMITS):
+        return
+    event = PredictionEvent.model_validate_json(orjson.dumps(obj))
+    assert event.event_id == obj["event_id"]
+    assert event.ts == obj["ts"]
+    assert event.score == obj["score"]
+    assert event.model == obj["model"]
+    assert event.features == obj["features"]
+    assert event.cohort == (obj.get("cohort") or {})
+    assert [type(v) for v in event.features.values()] == [type(v) for v in obj["features"].values()]

@@ -342,10 +342,9 @@ def adwin_expected() -> tuple[list[tuple[int, int, float, float]], list[int], li
         if math.isnan(value):
             continue
         for s in scopes[i].tolist():
-            before = detectors[s].estimation
             detectors[s].update(value)
             if detectors[s].drift_detected:
-                changes.append((s, i, float(ts[i]), before))
+                changes.append((s, i, float(ts[i]), detectors[s].estimation))
     counts = [sum(1 for c in changes if c[0] == s) for s in range(4)]
     return changes, counts, [d.estimation for d in detectors]
 
@@ -361,7 +360,7 @@ def test_scoped_adwin_equals_river_per_event(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(values)]
     for a, b in itertools.pairwise(bounds):
         for c in detector.update(values[a:b], scopes[a:b], ts[a:b]):
-            got.append((c.scope, c.row, c.ts, c.mean_before))
+            got.append((c.scope, c.row, c.ts, c.mean_after))
     assert got == expected
     assert detector.detections.tolist() == counts
     assert detector.means().tolist() == means
