@@ -319,18 +319,37 @@ class ModelMonitor:
         decisions: list[Decision] = []
         if not judged.any():
             return decisions
+        self._window_statistics(judged)
         for state in self.features.values():
             decisions.extend(self._judge(state, judged))
         self._scope_events[judged] = 0
         self._scope_start[judged] = np.nan
         return decisions
 
+    def _window_statistics(self, judged: BoolArray) -> None:
+        """PSI, JS distance and G-test of every feature and judged scope in one call each:
+        histograms are padded with empty bins (which every statistic ignores) to stack."""
+        states = list(self.features.values())
+        if not states:
+            return
+        width = max(state.bins.n_bins for state in states)
+        rows = int(judged.sum())
+        reference = np.zeros((len(states) * rows, width), dtype=np.int64)
+        current = np.zeros_like(reference)
+        for i, state in enumerate(states):
+            block = slice(i * rows, (i + 1) * rows)
+            reference[block, : state.bins.n_bins] = state.reference[judged]
+            current[block, : state.bins.n_bins] = state.current[judged]
+        stats = (psi(reference, current), js_distance(reference, current))
+        pvalue = g_test(reference, current)[1]
+        for i, state in enumerate(states):
+            block = slice(i * rows, (i + 1) * rows)
+            state.psi[judged] = stats[0][block]
+            state.js[judged] = stats[1][block]
+            state.pvalue[judged] = pvalue[block]
+
     def _judge(self, state: FeatureDrift, judged: BoolArray) -> list[Decision]:
         config = self.config
-        reference, current = state.reference[judged], state.current[judged]
-        state.psi[judged] = psi(reference, current)
-        state.js[judged] = js_distance(reference, current)
-        state.pvalue[judged] = g_test(reference, current)[1]
         drifted_now = (state.psi >= config.psi_threshold) & (state.pvalue < config.alpha)
         # Scopes not judged in this window keep their last verdict.
         state.drifted = np.where(judged, drifted_now, state.drifted)
