@@ -22,6 +22,8 @@ from detectors.cohorts import POPULATION, CohortScopes, Dimension
 from detectors.decision import Decision
 from detectors.divergence import g_test, js_distance, psi
 from detectors.score_change import ScopedADWIN
+from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
+from detectors.sketches import NumericSketch
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -109,6 +111,12 @@ class FeatureDrift:
     drifted: BoolArray
     psi_history: list[list[float]] = field(default_factory=list)
     wrong_type: int = 0
+    reference_stats: SegmentStats | None = None
+    window_stats: SegmentStats | None = None
+    reference_quantiles: FloatArray | None = None
+    # The window's values as flat (value, scope) pairs, one array per part; the
+    # monitor keeps the matching scopes (the same for every feature).
+    window_values: list[FloatArray] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -135,18 +143,35 @@ class FeatureDrift:
             psi_history=[[] for _ in range(n_scopes)],
         )
 
-    def bin_rows(self, values: Sequence[object]) -> IndexArray:
+    def observe(self, values: Sequence[object]) -> tuple[IndexArray, FloatArray]:
+        """Each row's bin, and its value as a number: the value itself for a numeric
+        feature, the bin index for a categorical one (NaN when missing either way)."""
         if isinstance(self.bins, NumericBins):
             column, wrong = numeric_column(values)
             self.wrong_type += wrong
-            return self.bins.assign(column)
-        return self.bins.assign(values)
+            return self.bins.assign(column), column
+        bins = self.bins.assign(values)
+        series = bins.astype(np.float64)
+        series[bins == self.bins.null_bin] = np.nan
+        return bins, series
 
 
 def _histograms(bins: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int) -> IntArray:
     flat = (scopes * n_bins + bins[:, None]).ravel()
     counts = np.bincount(flat, minlength=n_scopes * n_bins)
     return counts.reshape(n_scopes, n_bins).astype(np.int64)
+
+
+QUANTILE_PROBS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
+
+
+def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> FloatArray:
+    """Reference quantiles per scope, from a mergeable sketch (1% relative error)."""
+    sketch = NumericSketch(n_scopes)
+    sketch.update(values, scopes)
+    return np.array(
+        [[sketch.quantile(scope, float(q)) for q in QUANTILE_PROBS] for scope in range(n_scopes)]
+    )
 
 
 def _infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:
@@ -197,6 +222,7 @@ class ModelMonitor:
         self.reference_end: float | None = None
         self._in_window = 0
         self._scope_events = np.zeros(0, dtype=np.int64)
+        self._window_scopes: list[IndexArray] = []
         self._scope_start = np.zeros(0)
         self._scope_end = np.zeros(0)
         self.reference_scope_events = np.zeros(0, dtype=np.int64)
@@ -264,6 +290,8 @@ class ModelMonitor:
         n_scopes = scopes.n_scopes
         rows = scopes.assign(reference.cohorts, len(reference))
         self.reference_scope_events = np.bincount(rows.ravel(), minlength=n_scopes).astype(np.int64)
+        flat_scopes = rows.ravel()
+        order = segment_order(flat_scopes)
         presence = {
             name: sum(v is not None for v in values) for name, values in reference.features.items()
         }
@@ -274,11 +302,17 @@ class ModelMonitor:
             state = FeatureDrift.fresh(
                 name, bins, np.zeros((n_scopes, bins.n_bins), dtype=np.int64)
             )
-            state.reference = _histograms(state.bin_rows(values), rows, n_scopes, bins.n_bins)
+            bin_index, series = state.observe(values)
+            state.reference = _histograms(bin_index, rows, n_scopes, bins.n_bins)
+            flat = np.repeat(series, rows.shape[1])
+            state.reference_stats = sorted_segment_stats(flat[order], flat_scopes[order], n_scopes)
+            if isinstance(bins, NumericBins):
+                state.reference_quantiles = _sketch_quantiles(flat, flat_scopes, n_scopes)
             self.features[name] = state
         self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
         self.score_changes.update(reference.score, rows, reference.ts)
         self._scope_events = np.zeros(n_scopes, dtype=np.int64)
+        self._window_scopes = []
         self._scope_start = np.full(n_scopes, np.nan)
         self._scope_end = np.full(n_scopes, np.nan)
 
@@ -297,9 +331,11 @@ class ModelMonitor:
         self._scope_end = np.where(counts > 0, last, self._scope_end)
         self._scope_events += counts
         empty: list[object] = [None] * len(part)
+        self._window_scopes.append(rows.ravel())
         for name, state in self.features.items():
-            values = part.features.get(name, empty)
-            state.current += _histograms(state.bin_rows(values), rows, n_scopes, state.bins.n_bins)
+            bin_index, series = state.observe(part.features.get(name, empty))
+            state.current += _histograms(bin_index, rows, n_scopes, state.bins.n_bins)
+            state.window_values.append(np.repeat(series, rows.shape[1]))
         for name in part.features.keys() - self.features.keys():
             present = sum(v is not None for v in part.features[name])
             if present:
@@ -320,7 +356,16 @@ class ModelMonitor:
         if not judged.any():
             return decisions
         self._window_statistics(judged)
+        scopes = np.concatenate(self._window_scopes)
+        order = segment_order(scopes)
+        keep = ~judged[scopes]
+        self._window_scopes = [scopes[keep]]
         for state in self.features.values():
+            values = np.concatenate(state.window_values)
+            state.window_stats = sorted_segment_stats(
+                values[order], scopes[order], self.scopes.n_scopes
+            )
+            state.window_values = [values[keep]]
             decisions.extend(self._judge(state, judged))
         self._scope_events[judged] = 0
         self._scope_start[judged] = np.nan

@@ -1,0 +1,117 @@
+"""Per-scope summaries of a window's raw values, in a handful of numpy calls.
+
+A window's values are kept as flat (value, scope) pairs in arrival order: one pair per
+scope a row belongs to. One stable sort by scope turns every scope into a contiguous
+segment (still in arrival order), and each statistic is a reduction per segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+IndexArray = NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """Per-scope figures of one window (arrays of length n_scopes).
+
+    ``repeats`` counts rows equal to the previous row of the same scope (NaN never
+    equal) out of ``pairs`` consecutive non-missing pairs: a stuck upstream repeats
+    far more often than the signal did in the reference.
+
+    >>> import numpy as np
+    >>> values = np.array([1.0, 2.0, 2.0, 2.0, np.nan, 5.0])
+    >>> stats = segment_stats(values, np.array([0, 0, 0, 1, 1, 1]), n_scopes=2)
+    >>> stats.events.tolist(), stats.nulls.tolist(), stats.repeats.tolist()
+    ([3, 3], [0, 1], [1, 0])
+    >>> stats.minimum.tolist(), stats.maximum.tolist()
+    ([1.0, 2.0], [2.0, 5.0])
+    """
+
+    events: IntArray
+    nulls: IntArray
+    mean: FloatArray
+    variance: FloatArray
+    minimum: FloatArray
+    maximum: FloatArray
+    repeats: IntArray
+    pairs: IntArray
+
+    @property
+    def constant(self) -> NDArray[np.bool_]:
+        """Scopes whose non-missing values are all equal (and there is at least one)."""
+        present = (self.events - self.nulls) > 0
+        return np.asarray(present & (self.minimum == self.maximum), dtype=bool)
+
+    @property
+    def repeat_rate(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.pairs > 0, self.repeats / self.pairs, np.nan)
+
+    @property
+    def null_rate(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.events > 0, self.nulls / self.events, np.nan)
+
+
+def segment_order(scopes: IndexArray) -> IndexArray:
+    """Positions that group pairs by scope, keeping arrival order within a scope."""
+    return np.argsort(scopes, kind="stable")
+
+
+def segment_stats(values: FloatArray, scopes: IndexArray, n_scopes: int) -> SegmentStats:
+    order = segment_order(scopes)
+    return sorted_segment_stats(values[order], scopes[order], n_scopes)
+
+
+def sorted_segment_stats(v: FloatArray, s: IndexArray, n_scopes: int) -> SegmentStats:
+    """:func:`segment_stats` of pairs already in :func:`segment_order`: a window sorts
+    its scopes once and every feature reuses that order."""
+    events = np.bincount(s, minlength=n_scopes).astype(np.int64)
+    missing = np.isnan(v)
+    nulls = np.bincount(s[missing], minlength=n_scopes).astype(np.int64)
+    present = ~missing
+    counts = events - nulls
+    vp, sp = v[present], s[present]
+    total = np.bincount(sp, weights=vp, minlength=n_scopes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, total / counts, np.nan)
+        dev = vp - mean[sp]
+        variance = np.where(
+            counts > 0, np.bincount(sp, weights=dev * dev, minlength=n_scopes) / counts, np.nan
+        )
+    minimum = np.full(n_scopes, np.nan)
+    maximum = np.full(n_scopes, np.nan)
+    if vp.size:
+        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+        owners = sp[starts]
+        minimum[owners] = np.minimum.reduceat(vp, starts)
+        maximum[owners] = np.maximum.reduceat(vp, starts)
+    same_scope = s[1:] == s[:-1]
+    both_present = present[1:] & present[:-1]
+    pair = same_scope & both_present
+    equal = pair & (v[1:] == v[:-1])
+    owner = s[1:]
+    repeats = np.bincount(owner[equal], minlength=n_scopes).astype(np.int64)
+    pairs = np.bincount(owner[pair], minlength=n_scopes).astype(np.int64)
+    return SegmentStats(events, nulls, mean, variance, minimum, maximum, repeats, pairs)
+
+
+def segment_quantiles(
+    values: FloatArray, scopes: IndexArray, wanted: IndexArray, probs: FloatArray
+) -> FloatArray:
+    """Quantiles (``method="inverted_cdf"``) of the non-missing values of each wanted
+    scope: shape (len(wanted), len(probs)); NaN for a scope with no value."""
+    out = np.full((len(wanted), len(probs)), np.nan)
+    present = ~np.isnan(values)
+    for i, scope in enumerate(wanted):
+        chosen = values[present & (scopes == scope)]
+        if chosen.size:
+            out[i] = np.quantile(chosen, probs, method="inverted_cdf")
+    return out
