@@ -21,6 +21,7 @@ from detectors.binning import Bins, CategoricalBins, NumericBins
 from detectors.cohorts import POPULATION, CohortScopes, Dimension
 from detectors.decision import Decision
 from detectors.divergence import g_test, js_distance, psi
+from detectors.persistence import Persistence
 from detectors.score_change import ScopedADWIN
 from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
 from detectors.sketches import NumericSketch
@@ -100,15 +101,10 @@ class FeatureDrift:
     bins: Bins
     reference: IntArray
     current: IntArray
-    streak: IntArray
-    clean_streak: IntArray
-    open: BoolArray
-    announced: BoolArray
-    first_seen: FloatArray
+    drift: Persistence
     psi: FloatArray
     js: FloatArray
     pvalue: FloatArray
-    drifted: BoolArray
     psi_history: list[list[float]] = field(default_factory=list)
     wrong_type: int = 0
     reference_stats: SegmentStats | None = None
@@ -123,7 +119,7 @@ class FeatureDrift:
         return "numeric" if isinstance(self.bins, NumericBins) else "categorical"
 
     @classmethod
-    def fresh(cls, name: str, bins: Bins, reference: IntArray) -> FeatureDrift:
+    def fresh(cls, name: str, bins: Bins, reference: IntArray, windows: int) -> FeatureDrift:
         n_scopes = reference.shape[0]
         nan = np.full(n_scopes, np.nan)
         return cls(
@@ -131,15 +127,10 @@ class FeatureDrift:
             bins=bins,
             reference=reference,
             current=np.zeros_like(reference),
-            streak=np.zeros(n_scopes, dtype=np.int64),
-            clean_streak=np.zeros(n_scopes, dtype=np.int64),
-            open=np.zeros(n_scopes, dtype=bool),
-            announced=np.zeros(n_scopes, dtype=bool),
-            first_seen=nan.copy(),
+            drift=Persistence(n_scopes, windows),
             psi=nan.copy(),
             js=nan.copy(),
             pvalue=nan.copy(),
-            drifted=np.zeros(n_scopes, dtype=bool),
             psi_history=[[] for _ in range(n_scopes)],
         )
 
@@ -300,7 +291,10 @@ class ModelMonitor:
             values = reference.features[name]
             bins = _infer_bins(values, self.config)
             state = FeatureDrift.fresh(
-                name, bins, np.zeros((n_scopes, bins.n_bins), dtype=np.int64)
+                name,
+                bins,
+                np.zeros((n_scopes, bins.n_bins), dtype=np.int64),
+                self.config.persistence_windows,
             )
             bin_index, series = state.observe(values)
             state.reference = _histograms(bin_index, rows, n_scopes, bins.n_bins)
@@ -396,37 +390,23 @@ class ModelMonitor:
     def _judge(self, state: FeatureDrift, judged: BoolArray) -> list[Decision]:
         config = self.config
         drifted_now = (state.psi >= config.psi_threshold) & (state.pvalue < config.alpha)
-        # Scopes not judged in this window keep their last verdict.
-        state.drifted = np.where(judged, drifted_now, state.drifted)
-        clean = judged & ~drifted_now
-        hit = judged & drifted_now
-        starting = hit & (state.streak == 0)
-        state.first_seen[starting] = self._scope_start[starting]
-        state.streak = np.where(hit, state.streak + 1, np.where(clean, 0, state.streak))
-        state.clean_streak = np.where(
-            clean, state.clean_streak + 1, np.where(hit, 0, state.clean_streak)
-        )
+        opened, cleared = state.drift.update(judged, drifted_now, self._scope_start)
         for scope in np.flatnonzero(judged):
             history = state.psi_history[scope]
             history.append(round(float(state.psi[scope]), 6))
             del history[: -config.persistence_windows]
-        confirmed = (state.streak >= config.persistence_windows) & ~state.open
-        cleared = state.open & (state.clean_streak >= config.persistence_windows)
         state.current[judged] = 0
         decisions: list[Decision] = []
-        for scope in np.flatnonzero(confirmed):
-            state.open[scope] = True
-            if self._explains(state, int(scope)):
-                state.announced[scope] = True
+        for scope in np.flatnonzero(opened):
+            if self._explains(state, int(scope), opened):
+                state.drift.announced[scope] = True
                 decisions.append(self._decision(state, int(scope), "investigate"))
-        for scope in np.flatnonzero(cleared):
-            state.open[scope] = False
-            if state.announced[scope]:
-                state.announced[scope] = False
-                decisions.append(self._decision(state, int(scope), "hold"))
+        for scope in np.flatnonzero(cleared & state.drift.announced):
+            state.drift.announced[scope] = False
+            decisions.append(self._decision(state, int(scope), "hold"))
         return decisions
 
-    def _explains(self, state: FeatureDrift, scope: int) -> bool:
+    def _explains(self, state: FeatureDrift, scope: int, opened: BoolArray) -> bool:
         """Whether a confirmed scope is the narrowest one that explains the shift.
 
         A population shift that only some values of a cohort dimension show is reported
@@ -439,12 +419,15 @@ class ModelMonitor:
             for dimension in range(len(self.scopes.dimensions)):
                 members = np.array(self.scopes.scopes_of(dimension))
                 members = members[judged_once[members]]
-                if state.open[members].any() and not state.open[members].all():
+                drift = state.drift
+                # Conditions opened in this same window do not count as localised yet.
+                earlier = drift.open[members] & ~opened[members]
+                if earlier.any() and not earlier.all():
                     return False
-                if state.drifted[members].any() and not state.drifted[members].all():
+                if drift.last[members].any() and not drift.last[members].all():
                     return False
             return True
-        return not (state.open[POPULATION] and state.announced[POPULATION])
+        return not (state.drift.open[POPULATION] and state.drift.announced[POPULATION])
 
     def _decision(self, state: FeatureDrift, scope: int, action: str) -> Decision:
         assert self.scopes is not None
@@ -459,15 +442,15 @@ class ModelMonitor:
             "alpha": config.alpha,
             "js_distance": round(float(state.js[scope]), 6),
             "psi_history": list(state.psi_history[scope]),
-            "persisted_windows": int(state.streak[scope]),
+            "persisted_windows": int(state.drift.streak[scope]),
             "persistence_windows": config.persistence_windows,
-            "first_seen": float(state.first_seen[scope]),
+            "first_seen": float(state.drift.first_seen[scope]),
             "reference_events": int(self.reference_scope_events[scope]),
             "reference_window": {"start": self.reference_start, "end": self.reference_end},
         }
         if action == "hold":
             evidence["resolved"] = True
-            evidence["clean_windows"] = int(state.clean_streak[scope])
+            evidence["clean_windows"] = int(state.drift.clean_streak[scope])
         end = float(self._scope_end[scope])
         return Decision(
             model=self.model,

@@ -177,8 +177,8 @@ class EngineCollector(Collector):
                     psi.add_metric(key, float(state.psi[scope]))
                     js.add_metric(key, float(state.js[scope]))
                     pvalue.add_metric(key, float(state.pvalue[scope]))
-                    drifted.add_metric(key, float(state.drifted[scope]))
-                    open_condition.add_metric(key, float(state.announced[scope]))
+                    drifted.add_metric(key, float(state.drift.last[scope]))
+                    open_condition.add_metric(key, float(state.drift.announced[scope]))
             for feature, n in sorted(monitor.unknown_features.items()):
                 unknown.add_metric([model, feature], n)
         yield from (events, progress, age, window, score_changes, score_mean)

@@ -101,9 +101,9 @@ def snapshot(monitor: ModelMonitor) -> dict[str, Any]:
         state[name] = {
             "reference": f.reference.tolist(),
             "current": f.current.tolist(),
-            "streak": f.streak.tolist(),
-            "clean": f.clean_streak.tolist(),
-            "open": f.open.tolist(),
+            "streak": f.drift.streak.tolist(),
+            "clean": f.drift.clean_streak.tolist(),
+            "open": f.drift.open.tolist(),
             "wrong_type": f.wrong_type,
         }
         # NaN-aware exact arrays
@@ -275,7 +275,7 @@ def test_short_shift_gives_no_decision() -> None:
     monitor = ModelMonitor("m", CONFIG)
     assert monitor.update(batch) == []
     # the shift was seen (two drifted windows) but never confirmed
-    assert not monitor.features["amount"].open.any()
+    assert not monitor.features["amount"].drift.open.any()
     psi_history = []
     monitor2 = ModelMonitor("m", CONFIG)
     for k in range(15):
