@@ -28,7 +28,6 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import numpy as np
 from river import drift
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,12 +222,28 @@ def main() -> None:
         baseline = baseline_rate(path, args.baseline_events)
     small, large = (peak_memory_mib(n) for n in args.memory_events)
     rows = [
-        ("engine on parsed columns", f"{engine:,.0f} predictions/s", f"{events} events, {decisions} decisions"),
-        ("driftgate replay, end to end", f"{replay:,.0f} predictions/s", f"peak RSS {replay_peak:.0f} MiB"),
-        ("per-event river baseline", f"{baseline:,.0f} predictions/s", f"{args.baseline_events} events after the reference"),
+        (
+            "engine on parsed columns",
+            f"{engine:,.0f} predictions/s",
+            f"{events} events, {decisions} decisions",
+        ),
+        (
+            "driftgate replay, end to end",
+            f"{replay:,.0f} predictions/s",
+            f"peak RSS {replay_peak:.0f} MiB",
+        ),
+        (
+            "per-event river baseline",
+            f"{baseline:,.0f} predictions/s",
+            f"{args.baseline_events} events after the reference",
+        ),
         ("engine / per-event", f"{engine / baseline:.1f}x", ""),
         (f"engine peak RSS at {args.memory_events[0]:,}", f"{small:.0f} MiB", ""),
-        (f"engine peak RSS at {args.memory_events[1]:,}", f"{large:.0f} MiB", f"ratio {large / small:.2f}"),
+        (
+            f"engine peak RSS at {args.memory_events[1]:,}",
+            f"{large:.0f} MiB",
+            f"ratio {large / small:.2f}",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     for name, figure, note in rows:

@@ -9,6 +9,7 @@ does not depend on how the stream was cut into batches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,15 @@ from numpy.typing import NDArray
 from detectors.batch import PredictionBatch, numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins
 from detectors.cohorts import POPULATION, CohortScopes, Dimension
-from detectors.decision import Decision
+from detectors.decision import Action, Cause, Decision
 from detectors.divergence import g_test, js_distance, psi
+from detectors.new_features import NewFeature, NewFeatures
 from detectors.persistence import Persistence
 from detectors.score_change import ScopedADWIN
 from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
+from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth
 from detectors.sketches import NumericSketch
+from detectors.upstream import match_renamed, nearest_unit
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -32,6 +36,7 @@ BoolArray = NDArray[np.bool_]
 IndexArray = NDArray[np.intp]
 
 OVERFLOW_FEATURE = "__other__"
+_NUMBER = (int, float)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,13 @@ class FeatureDrift:
     reference_stats: SegmentStats | None = None
     window_stats: SegmentStats | None = None
     reference_quantiles: FloatArray | None = None
+    health: SignalHealth | None = None
+    upstream: Persistence | None = None
+    upstream_cause: list[str] = field(default_factory=list)
+    upstream_evidence: list[dict[str, Any]] = field(default_factory=list)
+    last_health: HealthVerdict | None = None
+    window_wrong_type: IntArray | None = None
+    rescale_history: list[list[float]] = field(default_factory=list)
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
     window_values: list[FloatArray] = field(default_factory=list)
@@ -134,12 +146,22 @@ class FeatureDrift:
             psi_history=[[] for _ in range(n_scopes)],
         )
 
-    def observe(self, values: Sequence[object]) -> tuple[IndexArray, FloatArray]:
+    def observe(
+        self, values: Sequence[object], rows: IndexArray | None = None
+    ) -> tuple[IndexArray, FloatArray]:
         """Each row's bin, and its value as a number: the value itself for a numeric
-        feature, the bin index for a categorical one (NaN when missing either way)."""
+        feature, the bin index for a categorical one (NaN when missing either way).
+        Values of another type are counted, per scope of ``rows`` when given."""
         if isinstance(self.bins, NumericBins):
             column, wrong = numeric_column(values)
-            self.wrong_type += wrong
+            if wrong:
+                self.wrong_type += wrong
+                if rows is not None and self.window_wrong_type is not None:
+                    retyped = np.array([not isinstance(v, _NUMBER) for v in values])
+                    retyped &= np.array([v is not None for v in values])
+                    self.window_wrong_type += np.bincount(
+                        rows[retyped].ravel(), minlength=len(self.window_wrong_type)
+                    )
             return self.bins.assign(column), column
         bins = self.bins.assign(values)
         series = bins.astype(np.float64)
@@ -154,6 +176,7 @@ def _histograms(bins: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int
 
 
 QUANTILE_PROBS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
+_RESCALE_COLUMNS = np.searchsorted(QUANTILE_PROBS, RESCALE_PROBS)
 
 
 def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> FloatArray:
@@ -182,7 +205,7 @@ class ModelMonitor:
     >>> rng = np.random.default_rng(11)
     >>> n = 30_000
     >>> amount = rng.lognormal(3, 1, n)
-    >>> amount[20_000:] *= 3  # the world changed: amounts tripled
+    >>> amount[20_000:] += amount.std()  # the world changed: bigger baskets
     >>> batch = PredictionBatch(
     ...     ts=np.arange(n, dtype=float), score=rng.random(n), model_version=["v1"] * n,
     ...     cohorts={"region": list(rng.choice(["eu", "us"], n))},
@@ -203,7 +226,8 @@ class ModelMonitor:
         self._reference_rows = 0
         self.scopes: CohortScopes | None = None
         self.features: dict[str, FeatureDrift] = {}
-        self.unknown_features: dict[str, int] = {}
+        self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
+        self._renamed: dict[str, str] = {}
         self.score_changes: ScopedADWIN | None = None
         self.events = 0
         self.windows = 0
@@ -300,8 +324,18 @@ class ModelMonitor:
             state.reference = _histograms(bin_index, rows, n_scopes, bins.n_bins)
             flat = np.repeat(series, rows.shape[1])
             state.reference_stats = sorted_segment_stats(flat[order], flat_scopes[order], n_scopes)
+            rescale_quantiles = None
             if isinstance(bins, NumericBins):
                 state.reference_quantiles = _sketch_quantiles(flat, flat_scopes, n_scopes)
+                rescale_quantiles = state.reference_quantiles[:, _RESCALE_COLUMNS]
+            state.health = SignalHealth(
+                flat, flat_scopes, state.reference_stats, state.reference, rescale_quantiles
+            )
+            state.upstream = Persistence(n_scopes, self.config.persistence_windows)
+            state.upstream_cause = [""] * n_scopes
+            state.upstream_evidence = [{} for _ in range(n_scopes)]
+            state.rescale_history = [[] for _ in range(n_scopes)]
+            state.window_wrong_type = np.zeros(n_scopes, dtype=np.int64)
             self.features[name] = state
         self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
         self.score_changes.update(reference.score, rows, reference.ts)
@@ -327,15 +361,12 @@ class ModelMonitor:
         empty: list[object] = [None] * len(part)
         self._window_scopes.append(rows.ravel())
         for name, state in self.features.items():
-            bin_index, series = state.observe(part.features.get(name, empty))
+            bin_index, series = state.observe(part.features.get(name, empty), rows)
             state.current += _histograms(bin_index, rows, n_scopes, state.bins.n_bins)
             state.window_values.append(np.repeat(series, rows.shape[1]))
-        for name in part.features.keys() - self.features.keys():
-            present = sum(v is not None for v in part.features[name])
-            if present:
-                key = name if len(self.unknown_features) < self.config.max_features else None
-                key = key or (name if name in self.unknown_features else OVERFLOW_FEATURE)
-                self.unknown_features[key] = self.unknown_features.get(key, 0) + present
+        unknown = part.features.keys() - self.features.keys()
+        if unknown:
+            self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
         self.score_changes.update(part.score, rows, part.ts)
 
     def _close_window(self) -> list[Decision]:
@@ -360,7 +391,10 @@ class ModelMonitor:
                 values[order], scopes[order], self.scopes.n_scopes
             )
             state.window_values = [values[keep]]
-            decisions.extend(self._judge(state, judged))
+            decisions.extend(self._judge(state, judged, values, scopes))
+        for feature in self.new_features.close(int(self._scope_events[POPULATION])):
+            if feature.name not in self._renamed.values():
+                decisions.append(self._new_feature_decision(feature))
         self._scope_events[judged] = 0
         self._scope_start[judged] = np.nan
         return decisions
@@ -387,51 +421,95 @@ class ModelMonitor:
             state.js[judged] = stats[1][block]
             state.pvalue[judged] = pvalue[block]
 
-    def _judge(self, state: FeatureDrift, judged: BoolArray) -> list[Decision]:
+    def _judge(
+        self, state: FeatureDrift, judged: BoolArray, values: FloatArray, scopes: IndexArray
+    ) -> list[Decision]:
+        assert state.health is not None and state.upstream is not None
+        assert state.window_stats is not None and state.window_wrong_type is not None
         config = self.config
         drifted_now = (state.psi >= config.psi_threshold) & (state.pvalue < config.alpha)
-        opened, cleared = state.drift.update(judged, drifted_now, self._scope_start)
-        for scope in np.flatnonzero(judged):
+        health = state.health.judge(
+            state.window_stats,
+            state.current,
+            values,
+            scopes,
+            judged,
+            drifted_now,
+            state.window_wrong_type,
+        )
+        state.last_health = health
+        upstream_now = health.hit
+        # A broken input explains its own shift: it is reported as upstream, not drift.
+        opened, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
+        up_opened, up_cleared = state.upstream.update(judged, upstream_now, self._scope_start)
+        for scope in np.flatnonzero(judged & upstream_now).tolist():
+            if not state.upstream.open[scope] or up_opened[scope]:
+                state.upstream_cause[scope] = health.cause[scope]
+                state.upstream_evidence[scope] = health.evidence[scope]
+                factors = state.rescale_history[scope]
+                factors.append(float(health.rescale_factor[scope]))
+                del factors[: -config.persistence_windows]
+        for scope in np.flatnonzero(judged & ~upstream_now).tolist():
+            state.rescale_history[scope].clear()
+        for scope in np.flatnonzero(judged).tolist():
             history = state.psi_history[scope]
             history.append(round(float(state.psi[scope]), 6))
             del history[: -config.persistence_windows]
         state.current[judged] = 0
+        state.window_wrong_type[judged] = 0
         decisions: list[Decision] = []
-        for scope in np.flatnonzero(opened):
-            if self._explains(state, int(scope), opened):
-                state.drift.announced[scope] = True
-                decisions.append(self._decision(state, int(scope), "investigate"))
-        for scope in np.flatnonzero(cleared & state.drift.announced):
+        for scope in self._announce(state, state.upstream, up_opened, judged):
+            decisions.append(self._upstream_decision(state, scope, "fix_upstream"))
+        for scope in np.flatnonzero(up_cleared & state.upstream.announced).tolist():
+            state.upstream.announced[scope] = False
+            decisions.append(self._upstream_decision(state, scope, "hold"))
+        for scope in self._announce(state, state.drift, opened, judged):
+            decisions.append(self._decision(state, scope, "investigate"))
+        for scope in np.flatnonzero(cleared & state.drift.announced).tolist():
             state.drift.announced[scope] = False
-            decisions.append(self._decision(state, int(scope), "hold"))
+            decisions.append(self._decision(state, scope, "hold"))
         return decisions
 
-    def _explains(self, state: FeatureDrift, scope: int, opened: BoolArray) -> bool:
-        """Whether a confirmed scope is the narrowest one that explains the shift.
+    def _explains(
+        self, state: FeatureDrift, condition: Persistence, scope: int, judged: BoolArray
+    ) -> bool:
+        """Whether an opened scope is the narrowest one that explains the change.
 
-        A population shift that only some values of a cohort dimension show is reported
-        for those cohorts, not for the population; a shift every cohort shows is
-        reported once, for the population.
+        A change that only some values of a cohort dimension show is reported for those
+        cohorts, not for the population; one that every judged value of a dimension
+        shows is not about that dimension (the population, or another dimension, says
+        it), and a cohort is not reported again through a correlated dimension. Scopes
+        not judged in this window (too few events yet) are left out of the comparison.
         """
         assert self.scopes is not None
-        judged_once = ~np.isnan(state.psi)
+        hit = condition.open | (judged & condition.last)
+        clean = judged & ~condition.last & ~condition.open
+        dimensions = [np.array(self.scopes.scopes_of(d)) for d in range(len(self.scopes.values))]
         if scope == POPULATION:
-            for dimension in range(len(self.scopes.dimensions)):
-                members = np.array(self.scopes.scopes_of(dimension))
-                members = members[judged_once[members]]
-                drift = state.drift
-                # Conditions opened in this same window do not count as localised yet.
-                earlier = drift.open[members] & ~opened[members]
-                if earlier.any() and not earlier.all():
-                    return False
-                if drift.last[members].any() and not drift.last[members].all():
-                    return False
-            return True
-        return not (state.drift.open[POPULATION] and state.drift.announced[POPULATION])
+            return not any(hit[m].any() and clean[m].any() for m in dimensions)
+        if condition.announced[POPULATION]:
+            return False
+        own = self.scopes.dimension_of(scope)
+        if not clean[dimensions[own]].any():
+            return False
+        return not any(condition.announced[m].any() for d, m in enumerate(dimensions) if d != own)
 
-    def _decision(self, state: FeatureDrift, scope: int, action: str) -> Decision:
-        assert self.scopes is not None
-        cohort = self.scopes.labels[scope] or None
+    def _announce(
+        self, state: FeatureDrift, condition: Persistence, opened: BoolArray, judged: BoolArray
+    ) -> list[int]:
+        """The opened scopes to report, population first, then the strongest cohorts."""
+        order: list[int] = sorted(
+            np.flatnonzero(opened).tolist(), key=lambda s: (s != 0, -state.psi[s])
+        )
+        chosen = []
+        for scope in order:
+            if self._explains(state, condition, scope, judged):
+                condition.announced[scope] = True
+                chosen.append(scope)
+        return chosen
+
+    def _decision(self, state: FeatureDrift, scope: int, action: Action) -> Decision:
+        """A covariate drift decision (``investigate``, or ``hold`` once it cleared)."""
         config = self.config
         evidence: dict[str, Any] = {
             "detector": "binned_psi_and_g_test",
@@ -442,23 +520,110 @@ class ModelMonitor:
             "alpha": config.alpha,
             "js_distance": round(float(state.js[scope]), 6),
             "psi_history": list(state.psi_history[scope]),
-            "persisted_windows": int(state.drift.streak[scope]),
-            "persistence_windows": config.persistence_windows,
-            "first_seen": float(state.drift.first_seen[scope]),
-            "reference_events": int(self.reference_scope_events[scope]),
             "reference_window": {"start": self.reference_start, "end": self.reference_end},
+        }
+        broken = sorted(
+            name
+            for name, other in self.features.items()
+            if other.upstream is not None and other.upstream.announced.any()
+        )
+        if broken:
+            evidence["inputs_broken"] = broken
+        return self._emit(state, state.drift, scope, action, "covariate_drift", evidence)
+
+    def _upstream_decision(self, state: FeatureDrift, scope: int, action: Action) -> Decision:
+        """A frozen, rescaled or schema decision (``fix_upstream``, or ``hold`` once
+        the signal recovered)."""
+        assert state.upstream is not None
+        cause = state.upstream_cause[scope] or "frozen_signal"
+        evidence = {"feature_kind": state.kind, **state.upstream_evidence[scope]}
+        if evidence.get("kind") == "missing" and action == "fix_upstream":
+            renamed = self._rename_of(state, scope)
+            if renamed:
+                evidence["kind"] = "renamed"
+                evidence["renamed_to"], evidence["shape_distance"] = renamed
+        factors = [f for f in state.rescale_history[scope] if math.isfinite(f) and f != 0]
+        if cause == "rescaled_signal" and factors:
+            # One window's quantiles are noisy (a few % at 2,000 events); the geometric
+            # mean over the windows the condition persisted is the better estimate.
+            sign = math.copysign(1.0, factors[-1])
+            factor = sign * math.exp(sum(math.log(abs(f)) for f in factors) / len(factors))
+            evidence["window_factors"] = [round(f, 6) for f in factors]
+            evidence["factor"] = round(factor, 6)
+            evidence["nearest_unit"] = nearest_unit(factor)
+        return self._emit(state, state.upstream, scope, action, cause, evidence)  # type: ignore[arg-type]
+
+    def _rename_of(self, state: FeatureDrift, scope: int) -> tuple[str, float] | None:
+        """The new feature name whose values match a vanished feature's reference."""
+        if state.reference_quantiles is None or scope != POPULATION:
+            return None
+        reference = {state.name: state.reference_quantiles[scope, _RESCALE_COLUMNS]}
+        appeared = {}
+        for name in self.new_features.totals:
+            values = self.new_features.values(name)
+            values = values[~np.isnan(values)]
+            if values.size >= self.config.min_window_events:
+                appeared[name] = np.quantile(values, RESCALE_PROBS, method="inverted_cdf")
+        pairs = match_renamed(reference, appeared, RESCALE_PROBS)
+        if not pairs:
+            return None
+        _, new, distance = pairs[0]
+        self._renamed[state.name] = new
+        return new, round(distance, 6)
+
+    def _new_feature_decision(self, feature: NewFeature) -> Decision:
+        start, end = float(self._scope_start[POPULATION]), float(self._scope_end[POPULATION])
+        return Decision(
+            model=self.model,
+            model_version=self.model_version,
+            action="fix_upstream",
+            cause="schema_change",
+            feature=feature.name,
+            cohort=None,
+            ts=end,
+            window_start=start,
+            window_end=end,
+            window_events=int(self._scope_events[POPULATION]),
+            confirmed_at=end,
+            evidence={
+                "detector": "new_features",
+                "kind": "new_feature",
+                "share_of_events": feature.share,
+                "min_share": self.new_features.min_share,
+                "persisted_windows": self.new_features.windows,
+                "reference_features": sorted(self.features),
+            },
+        )
+
+    def _emit(
+        self,
+        state: FeatureDrift,
+        condition: Persistence,
+        scope: int,
+        action: Action,
+        cause: Cause,
+        evidence: dict[str, Any],
+    ) -> Decision:
+        assert self.scopes is not None
+        evidence = {
+            **evidence,
+            "persisted_windows": int(condition.streak[scope]),
+            "persistence_windows": self.config.persistence_windows,
+            "first_seen": float(condition.first_seen[scope]),
+            "window_events": int(self._scope_events[scope]),
+            "reference_events": int(self.reference_scope_events[scope]),
         }
         if action == "hold":
             evidence["resolved"] = True
-            evidence["clean_windows"] = int(state.drift.clean_streak[scope])
+            evidence["clean_windows"] = int(condition.clean_streak[scope])
         end = float(self._scope_end[scope])
         return Decision(
             model=self.model,
             model_version=self.model_version,
-            action="hold" if action == "hold" else "investigate",
-            cause="covariate_drift",
+            action=action,
+            cause=cause,
             feature=state.name,
-            cohort=cohort,
+            cohort=self.scopes.labels[scope] or None,
             ts=end,
             window_start=float(self._scope_start[scope]),
             window_end=end,

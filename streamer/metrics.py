@@ -179,7 +179,7 @@ class EngineCollector(Collector):
                     pvalue.add_metric(key, float(state.pvalue[scope]))
                     drifted.add_metric(key, float(state.drift.last[scope]))
                     open_condition.add_metric(key, float(state.drift.announced[scope]))
-            for feature, n in sorted(monitor.unknown_features.items()):
+            for feature, n in sorted(monitor.new_features.totals.items()):
                 unknown.add_metric([model, feature], n)
         yield from (events, progress, age, window, score_changes, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)

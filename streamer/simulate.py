@@ -35,7 +35,9 @@ __all__ = [
     "write_truth",
 ]
 
-INCIDENT_KINDS: tuple[str, ...] = ("covariate_shift",)
+INCIDENT_KINDS: tuple[str, ...] = ("covariate_shift", "frozen", "rescale", "rename")
+# Faults of the served copy of a feature: the world (and so the labels) did not change.
+UPSTREAM_KINDS = ("frozen", "rescale", "rename")
 ACTIONS: tuple[str, ...] = ("retrain", "rollback", "fix_upstream", "investigate", "hold")
 
 DEFAULT_COHORTS: dict[str, tuple[str, ...]] = {
@@ -144,6 +146,7 @@ class Incident:
     magnitude: float = 1.0
     expected_action: str = "investigate"
     expected_cause: str = "covariate_drift"
+    new_name: str | None = None  # the feature's new key, for a rename
 
     def __post_init__(self) -> None:
         _check_name("Incident.name", self.name)
@@ -151,6 +154,8 @@ class Incident:
             raise _fail("Incident.kind", f"one of {list(INCIDENT_KINDS)}", self.kind)
         if self.kind == "covariate_shift" or self.feature is not None:
             _check_name("Incident.feature", self.feature)
+        if self.kind == "rename":
+            _check_name("Incident.new_name", self.new_name)
         if self.cohort is not None:
             if (
                 not isinstance(self.cohort, Mapping)
@@ -189,6 +194,7 @@ class Incident:
             "magnitude": self.magnitude,
             "expected_action": self.expected_action,
             "expected_cause": self.expected_cause,
+            "new_name": self.new_name,
         }
 
 
@@ -509,6 +515,9 @@ class _Plan:
     shift: float
     move_p: float
     target: int
+    incident: str = "covariate_shift"
+    factor: float = 1.0
+    new_name: str | None = None
 
 
 def reference_std(
@@ -528,8 +537,23 @@ def reference_std(
     return _reference_std(spec, feature, key)
 
 
+def _reference_values(
+    spec: TrafficSpec, feature: str, cohort: Mapping[str, str] | None
+) -> FloatArray:
+    world = _world(spec)
+    key = tuple(sorted(world.cohort_index(cohort).items()))
+    return _reference_sample(spec, feature, key)
+
+
 @functools.lru_cache(maxsize=256)
 def _reference_std(spec: TrafficSpec, feature: str, key: tuple[tuple[int, int], ...]) -> float:
+    return float(np.std(_reference_sample(spec, feature, key), ddof=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _reference_sample(
+    spec: TrafficSpec, feature: str, key: tuple[tuple[int, int], ...]
+) -> FloatArray:
     world = _world(spec)
     # A fixed stream independent of any seed: the reference belongs to the world.
     rng = np.random.default_rng([0x5EED, 1])
@@ -542,7 +566,7 @@ def _reference_std(spec: TrafficSpec, feature: str, key: tuple[tuple[int, int], 
     values = cols[feature]
     if feature == "clicks_7d":
         values = values[~clicks_null]
-    return float(np.std(values.astype(np.float64), ddof=1))
+    return np.asarray(values, dtype=np.float64)
 
 
 def _plan(world: _World, j: int, incident: Incident) -> _Plan:
@@ -553,6 +577,15 @@ def _plan(world: _World, j: int, incident: Incident) -> _Plan:
     kind = world.kinds[feature]
     cohort = world.cohort_index(incident.cohort)
     end = incident.end_event if incident.end_event is not None else 2**62
+    if incident.kind in UPSTREAM_KINDS:
+        if incident.kind in ("frozen", "rescale") and kind not in ("float", "int"):
+            raise _fail("a frozen or rescaled feature", "a numeric feature", feature)
+        # A frozen feed repeats one plausible value: the reference median of the cohort.
+        frozen = float(np.median(_reference_values(spec, feature, incident.cohort)))
+        return _Plan(
+            j, feature, kind, cohort, incident.start_event, end, frozen, 0.0, 0,
+            incident.kind, incident.magnitude, incident.new_name,
+        )  # fmt: skip
     if kind in ("float", "int"):
         shift = incident.magnitude * reference_std(spec, feature, incident.cohort)
         if kind == "int":
@@ -566,6 +599,14 @@ def _plan(world: _World, j: int, incident: Incident) -> _Plan:
     return _Plan(j, feature, kind, cohort, incident.start_event, end, 0.0, move_p, target)
 
 
+def _affected(plan: _Plan, cidx: list[IntArray], first: int, n: int) -> NDArray[np.bool_]:
+    g = np.arange(first, first + n)
+    mask = (g >= plan.start) & (g < plan.end)
+    for d, v in plan.cohort.items():
+        mask &= cidx[d] == v
+    return mask
+
+
 def _apply(
     plan: _Plan,
     cols: dict[str, NDArray[Any]],
@@ -574,12 +615,16 @@ def _apply(
     n: int,
     rng: np.random.Generator,
 ) -> None:
-    g = np.arange(first, first + n)
-    mask = (g >= plan.start) & (g < plan.end)
-    for d, v in plan.cohort.items():
-        mask &= cidx[d] == v
+    mask = _affected(plan, cidx, first, n)
     col = cols[plan.feature]
-    if plan.kind == "float":
+    if plan.incident == "frozen":
+        cols[plan.feature] = np.where(mask, plan.shift, col)
+    elif plan.incident == "rescale":
+        decimals = _DECIMALS.get(plan.feature, _EXTRA_DECIMALS) + 4
+        cols[plan.feature] = np.where(mask, np.round(col * plan.factor, decimals), col)
+    elif plan.incident == "rename":
+        return  # the served key changes when the event is built
+    elif plan.kind == "float":
         decimals = _DECIMALS.get(plan.feature, _EXTRA_DECIMALS)
         cols[plan.feature] = np.where(mask, np.round(col + plan.shift, decimals), col)
     elif plan.kind == "int":
@@ -642,17 +687,25 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         ts = np.round(spec.start_ts + elapsed, 3)
         cidx = _draw_cohorts(world, rng_time, n)
         cols, clicks_null = _draw_features(world, rng_feat, rng_extra, cidx, n)
-        for plan in plans:
+        world_plans = [plan for plan in plans if plan.incident not in UPSTREAM_KINDS]
+        served_plans = [plan for plan in plans if plan.incident in UPSTREAM_KINDS]
+        for plan in world_plans:
             _apply(plan, cols, cidx, first, n, np.random.default_rng([seed, k, 100 + plan.index]))
-
-        # The model scores the served feature values: after a covariate shift it sees the
-        # shifted input. Labels come from the true P(y | x), which a covariate shift leaves
-        # unchanged (the world moved, the relation did not), evaluated on the same values.
-        # The model is taken as well specified, so score == true probability; an incident
-        # that breaks P(y | x) or corrupts only the served copy would split the two.
+        # Labels come from the true P(y | x): a covariate shift moves x, not the relation.
         p = 1.0 / (1.0 + np.exp(-_logit(world, cols, clicks_null, n)))
-        score = np.round(np.clip(p, _SCORE_EPS, 1.0 - _SCORE_EPS), 6)
         label = (rng_label.random(n) < p).astype(np.int64)
+        # The model scores the served values: after an upstream fault (a frozen, rescaled
+        # or renamed feed) they differ from the true ones, and so may the score.
+        for plan in served_plans:
+            _apply(plan, cols, cidx, first, n, np.random.default_rng([seed, k, 100 + plan.index]))
+        if served_plans:
+            p = 1.0 / (1.0 + np.exp(-_logit(world, cols, clicks_null, n)))
+        score = np.round(np.clip(p, _SCORE_EPS, 1.0 - _SCORE_EPS), 6)
+        renames = [
+            (plan.feature, plan.new_name, _affected(plan, cidx, first, n)[:m].tolist())
+            for plan in served_plans
+            if plan.incident == "rename"
+        ]
         has_fb = rng_label.random(n) < spec.label_fraction
         if no_delay:
             delay = np.zeros(n)
@@ -700,6 +753,10 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
                 }
                 cohort_cache[c] = template
             event_id = f"p-{first + j}"
+            features = dict(zip(names, vals, strict=True))
+            for old, new, affected in renames:
+                if affected[j]:
+                    features[new] = features.pop(old)  # type: ignore[index]
             yield {
                 "topic": "predictions",
                 "value": {
@@ -708,7 +765,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
                     "model": model,
                     "model_version": version,
                     "cohort": template.copy(),
-                    "features": dict(zip(names, vals, strict=True)),
+                    "features": features,
                     "score": s,
                 },
             }
@@ -744,10 +801,9 @@ def _covariate_shift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
 
 def _cohort_covariate_shift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     spec = TrafficSpec()
-    shares = spec.cohort_shares()["region"]
     # A mid-sized region (~1/8 of traffic): big enough to matter, small enough that the
     # shift is diluted in population-wide statistics.
-    region = min(shares, key=lambda v: abs(shares[v] - 1 / 8))
+    region = _mid_region(spec)
     incident = Incident(
         name=f"session_seconds_shift_{region}",
         kind="covariate_shift",
@@ -759,10 +815,54 @@ def _cohort_covariate_shift(n_events: int) -> tuple[TrafficSpec, list[Incident]]
     return spec, [incident]
 
 
+def _mid_region(spec: TrafficSpec) -> str:
+    shares = spec.cohort_shares()["region"]
+    return min(shares, key=lambda v: abs(shares[v] - 1 / 8))
+
+
+def _upstream(kind: str, feature: str, start: int, **extra: Any) -> Incident:
+    cause = {"frozen": "frozen_signal", "rescale": "rescaled_signal", "rename": "schema_change"}
+    return Incident(
+        name=f"{feature}_{kind}",
+        kind=kind,
+        feature=feature,
+        start_event=start,
+        expected_action="fix_upstream",
+        expected_cause=cause[kind],
+        **{"cohort": None, **extra},
+    )
+
+
+def _frozen(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return TrafficSpec(), [_upstream("frozen", "balance", n_events // 2)]
+
+
+def _cohort_frozen(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = TrafficSpec()
+    region = _mid_region(spec)
+    return spec, [_upstream("frozen", "balance", n_events // 2, cohort={"region": region})]
+
+
+def _rescaled(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Cents become euros for one feed, seconds become kiloseconds for another.
+    return TrafficSpec(), [
+        _upstream("rescale", "amount", n_events // 2, magnitude=100.0),
+        _upstream("rescale", "session_seconds", n_events // 2, magnitude=0.001),
+    ]
+
+
+def _renamed(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return TrafficSpec(), [_upstream("rename", "balance", n_events // 2, new_name="acct_balance")]
+
+
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "stationary": _stationary,
     "covariate_shift": _covariate_shift,
     "cohort_covariate_shift": _cohort_covariate_shift,
+    "frozen": _frozen,
+    "cohort_frozen": _cohort_frozen,
+    "rescaled": _rescaled,
+    "renamed": _renamed,
 }
 
 

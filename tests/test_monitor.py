@@ -92,7 +92,7 @@ def snapshot(monitor: ModelMonitor) -> dict[str, Any]:
         "windows": monitor.windows,
         "scope_events": monitor.scope_events.tolist(),
         "reference_scope_events": monitor.reference_scope_events.tolist(),
-        "unknown": dict(monitor.unknown_features),
+        "unknown": dict(monitor.new_features.totals),
     }
     assert monitor.score_changes is not None
     state["adwin"] = monitor.score_changes.detections.tolist()

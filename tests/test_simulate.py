@@ -378,10 +378,15 @@ def test_scenarios() -> None:
     for name, make in SCENARIOS.items():
         spec, incidents = make(1_000)
         assert isinstance(spec, TrafficSpec)
+        expected = {
+            "covariate_shift": ("investigate", "covariate_drift"),
+            "frozen": ("fix_upstream", "frozen_signal"),
+            "rescale": ("fix_upstream", "rescaled_signal"),
+            "rename": ("fix_upstream", "schema_change"),
+        }
         for incident in incidents:
             assert 0 <= incident.start_event < 1_000
-            assert incident.expected_action == "investigate"
-            assert incident.expected_cause == "covariate_drift"
+            assert (incident.expected_action, incident.expected_cause) == expected[incident.kind]
         assert bool(incidents) == (name != "stationary")
     spec, (incident,) = SCENARIOS["cohort_covariate_shift"](1_000)
     assert incident.cohort is not None
@@ -521,3 +526,34 @@ def test_any_spec_honours_the_contract(spec: TrafficSpec, n: int, seed: int) -> 
             assert value["event_id"] in seen
     assert preds == n
     orjson.dumps(records)
+
+
+def test_upstream_faults_change_the_served_values_only() -> None:
+    n = 4_000
+    for scenario in ("frozen", "rescaled", "renamed"):
+        spec, incidents = SCENARIOS[scenario](n)
+        broken = [
+            r["value"] for r in generate(spec, n, 5, incidents) if r["topic"] == "predictions"
+        ]
+        clean = [r["value"] for r in generate(spec, n, 5) if r["topic"] == "predictions"]
+        for incident in incidents:
+            before = [e["features"][incident.feature] for e in broken[: incident.start_event]]
+            assert before == [
+                e["features"][incident.feature] for e in clean[: incident.start_event]
+            ]
+            after = broken[incident.start_event :]
+            truth = clean[incident.start_event :]
+            if incident.kind == "frozen":
+                assert len({e["features"][incident.feature] for e in after}) == 1
+            elif incident.kind == "rescale":
+                ratio = [
+                    b["features"][incident.feature] / c["features"][incident.feature]
+                    for b, c in zip(after, truth)
+                    if c["features"][incident.feature]
+                ]
+                assert np.median(ratio) == pytest.approx(incident.magnitude, rel=1e-3)
+            else:
+                assert all(incident.feature not in e["features"] for e in after)
+                assert [e["features"][incident.new_name] for e in after] == [
+                    e["features"][incident.feature] for e in truth
+                ]

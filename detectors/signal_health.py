@@ -1,0 +1,164 @@
+"""Upstream health of one feature: frozen, rescaled, missing or retyped, per scope.
+
+Glue between the monitor's window summaries and the checks of :mod:`detectors.upstream`:
+it keeps what the reference says about the feature (distinct values, collision,
+quantiles) and names, per judged scope, the upstream fault that explains a change,
+so the monitor reports ``fix_upstream`` instead of drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.segments import SegmentStats, segment_quantiles
+from detectors.upstream import FrozenCheck, RescaleCheck, ScopeStats, histogram_collision
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+IndexArray = NDArray[np.intp]
+
+RESCALE_PROBS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
+# A feature counts as present in the reference when at most this share was null.
+PRESENT_NULL_RATE = 0.05
+# Values of another type in at least this share of a window's events: the type changed.
+RETYPED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    """Per scope: the upstream ``cause`` found ("" when healthy), its ``evidence`` and the
+    estimated rescale factor (NaN unless the scope was checked for a rescale)."""
+
+    cause: tuple[str, ...]
+    evidence: tuple[dict[str, Any], ...]
+    rescale_factor: FloatArray
+
+    @property
+    def hit(self) -> BoolArray:
+        return np.array([bool(c) for c in self.cause], dtype=bool)
+
+
+def _distinct_per_scope(values: FloatArray, scopes: IndexArray, n_scopes: int) -> IntArray:
+    present = ~np.isnan(values)
+    pairs = np.unique(np.stack([scopes[present].astype(np.float64), values[present]]), axis=1)
+    return np.bincount(pairs[0].astype(np.intp), minlength=n_scopes).astype(np.int64)
+
+
+class SignalHealth:
+    """What the reference says about one feature, and the judge of each window.
+
+    >>> import numpy as np
+    >>> from detectors.segments import segment_stats
+    >>> rng = np.random.default_rng(5)
+    >>> scopes = np.zeros(2_000, dtype=np.intp)
+    >>> reference = rng.lognormal(3, 1, 2_000)
+    >>> hist = np.array([[1_000, 1_000, 0]])
+    >>> quantiles = np.quantile(reference, RESCALE_PROBS)[None]
+    >>> health = SignalHealth(
+    ...     reference, scopes, segment_stats(reference, scopes, 1), hist, quantiles)
+    >>> frozen = np.full(2_000, reference[-1])  # the upstream metric stopped updating
+    >>> verdict = health.judge(segment_stats(frozen, scopes, 1), np.array([[2_000, 0, 0]]),
+    ...     frozen, scopes, np.array([True]), np.array([True]), np.zeros(1, dtype=np.int64))
+    >>> verdict.cause, verdict.evidence[0]["kind"]
+    (('frozen_signal',), 'constant')
+    """
+
+    def __init__(
+        self,
+        values: FloatArray,
+        scopes: IndexArray,
+        stats: SegmentStats,
+        histogram: IntArray,
+        quantiles: FloatArray | None,
+        frozen: FrozenCheck | None = None,
+        rescale: RescaleCheck | None = None,
+    ) -> None:
+        """``quantiles``: the reference's at RESCALE_PROBS per scope (None: categorical)."""
+        numeric = quantiles is not None
+        self.numeric = numeric
+        self.frozen = frozen or FrozenCheck()
+        self.rescale = rescale or RescaleCheck()
+        n_scopes = histogram.shape[0]
+        self.reference = ScopeStats(
+            events=stats.events,
+            nulls=stats.nulls,
+            distinct=_distinct_per_scope(values, scopes, n_scopes),
+            variance=stats.variance if numeric else np.full(n_scopes, np.nan),
+            repeats=stats.repeats,
+            pairs=stats.pairs,
+            last_value=stats.minimum,
+            collision=histogram_collision(histogram),
+        )
+        self.quantiles = quantiles
+
+    def judge(
+        self,
+        window: SegmentStats,
+        histogram: IntArray,
+        values: FloatArray,
+        scopes: IndexArray,
+        judged: BoolArray,
+        drifted: BoolArray,
+        wrong_type: IntArray,
+    ) -> HealthVerdict:
+        """Judge the scopes of one window; ``drifted`` scopes are also checked for a
+        rescale (a rescale always moves the binned distribution)."""
+        n = len(judged)
+        nonnull = window.events - window.nulls
+        current = ScopeStats(
+            events=window.events,
+            nulls=window.nulls,
+            # Exact distinct counts are not needed: only "at most one value" matters here.
+            distinct=np.where(window.constant, 1, np.minimum(nonnull, 2)),
+            variance=window.variance if self.numeric else np.full(n, np.nan),
+            repeats=window.repeats,
+            pairs=window.pairs,
+            last_value=window.minimum,
+            collision=histogram_collision(histogram),
+        )
+        frozen = self.frozen.judge(self.reference, current)
+        causes = ["" for _ in range(n)]
+        evidence: list[dict[str, Any]] = [{} for _ in range(n)]
+        factor = np.full(n, np.nan)
+        ref_null_rate = self.reference.null_rate
+        for scope in np.flatnonzero(judged & frozen.frozen):
+            details = dict(frozen.evidence[scope])
+            details.pop("cur_distinct", None)
+            cause = "frozen_signal"
+            if details["kind"] == "null_spike":
+                if wrong_type[scope] >= RETYPED_SHARE * window.events[scope]:
+                    cause, details["kind"] = "schema_change", "type_changed"
+                    details["wrong_type_values"] = int(wrong_type[scope])
+                elif nonnull[scope] == 0 and ref_null_rate[scope] <= PRESENT_NULL_RATE:
+                    cause, details["kind"] = "schema_change", "missing"
+            causes[scope] = cause
+            evidence[scope] = {"detector": "frozen_check", **details}
+        if self.quantiles is not None:
+            wanted = np.flatnonzero(judged & drifted & ~frozen.frozen)
+            if wanted.size:
+                current_q = segment_quantiles(values, scopes, wanted, RESCALE_PROBS)
+                rescale = self.rescale.judge(self.quantiles[wanted], current_q, RESCALE_PROBS)
+                factor[wanted] = rescale.factor
+                for i, scope in enumerate(wanted):
+                    if rescale.rescaled[i]:
+                        causes[scope] = "rescaled_signal"
+                        evidence[scope] = {
+                            "detector": "rescale_check",
+                            "factor": round(float(rescale.factor[i]), 6),
+                            "offset": round(float(rescale.offset[i]), 6),
+                            "nearest_unit": rescale.unit[i],
+                            "shape_distance": round(float(rescale.shape_distance[i]), 6),
+                            "raw_distance": round(float(rescale.raw_distance[i]), 6),
+                            "reference_quantiles": dict(
+                                zip(map(str, RESCALE_PROBS), self.quantiles[scope].tolist())
+                            ),
+                            "current_quantiles": dict(
+                                zip(map(str, RESCALE_PROBS), current_q[i].tolist())
+                            ),
+                        }
+        return HealthVerdict(tuple(causes), tuple(evidence), factor)

@@ -1,0 +1,93 @@
+"""Frozen, rescaled and renamed inputs are named as such, with the default config."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detectors.decision import Decision
+from streamer.config import load_settings
+from streamer.engine import Engine
+from streamer.service import Service
+from streamer.simulate import SCENARIOS, generate, write_replay
+from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
+from streamer.sources import ReplaySource
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 160_000
+ELEC2 = ROOT.parent / "shared" / "data" / "real" / "elec2" / "electricity.csv"
+
+
+def _replay(path: Path, out: Path) -> list[Decision]:
+    settings = load_settings()
+    decisions: list[Decision] = []
+    Service(
+        Engine(settings.monitor, settings.limits),
+        ReplaySource(path),
+        JsonLinesDecisionSink(out),
+        ReportingDeadLetterSink(),
+        on_decisions=decisions.extend,
+    ).run(threading.Event())
+    return decisions
+
+
+@pytest.mark.parametrize("scenario", ["frozen", "cohort_frozen", "rescaled", "renamed"])
+def test_upstream_faults_get_their_cause_and_scope_within_10000_events(tmp_path, scenario):
+    spec, incidents = SCENARIOS[scenario](EVENTS)
+    records = list(generate(spec, EVENTS, seed=11, incidents=incidents))
+    write_replay(tmp_path / "stream.jsonl", records)
+    decisions = _replay(tmp_path / "stream.jsonl", tmp_path / "decisions.jsonl")
+    predictions = [r["value"] for r in records if r["topic"] == "predictions"]
+    expected = {(i.expected_action, i.expected_cause, i.feature, str(i.cohort)) for i in incidents}
+    found = {(d.action, d.cause, d.feature, str(d.cohort)) for d in decisions}
+    assert found == expected, [d.to_dict() for d in decisions]
+    assert not any(d.action == "retrain" for d in decisions)
+    for incident in incidents:
+        onset = predictions[incident.start_event]["ts"]
+        deadline = predictions[incident.start_event + 10_000]["ts"]
+        (decision,) = [d for d in decisions if d.feature == incident.feature]
+        assert onset <= decision.ts <= deadline
+        if incident.kind == "rescale":
+            factor = decision.evidence["factor"]
+            assert factor == pytest.approx(incident.magnitude, rel=0.05)
+            assert decision.evidence["nearest_unit"] == incident.magnitude
+        if incident.kind == "rename":
+            assert decision.evidence["renamed_to"] == incident.new_name
+
+
+def _elec2_stream(path: Path) -> int:
+    with ELEC2.open() as source, path.open("wb") as out:
+        rows = csv.DictReader(source)
+        for i, row in enumerate(rows):
+            label = row.pop("class")
+            event = {
+                "event_id": f"e{i}",
+                "ts": 912_470_400.0 + 1_800.0 * i,  # half-hourly from 1 Dec 1998 (illustrative)
+                "model": "elec2",
+                "model_version": "v1",
+                "features": {k: float(v) for k, v in row.items()},
+                "score": 0.6 if label == "UP" else 0.4,
+            }
+            out.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
+    return i + 1
+
+
+@pytest.mark.skipif(not ELEC2.exists(), reason="shared/ data is not beside the repository")
+def test_elec2_features_constant_in_the_reference_are_not_called_frozen(tmp_path):
+    """vicprice, vicdemand and transfer are constant for the first 17,424 rows (filled-in
+    values), like the reference, and vary after that: reported, but never as frozen."""
+    rows = _elec2_stream(tmp_path / "elec2.jsonl")
+    assert rows == 45_312
+    decisions = _replay(tmp_path / "elec2.jsonl", tmp_path / "decisions.jsonl")
+    revived = {"vicprice", "vicdemand", "transfer"}
+    alive_ts = 912_470_400.0 + 1_800.0 * 17_424
+    reported = {d.feature for d in decisions if d.feature in revived and d.action != "hold"}
+    assert reported == revived
+    assert all(d.ts >= alive_ts for d in decisions if d.feature in revived)
+    assert not [d.to_dict() for d in decisions if d.cause == "frozen_signal"]
