@@ -24,10 +24,13 @@ class PredictionBatch:
     model_version: Sequence[str]
     cohorts: Mapping[str, Sequence[str | None]]
     features: Mapping[str, Sequence[object]]
+    event_id: Sequence[str] = ()  # empty when the caller joins no labels
 
     def __post_init__(self) -> None:
         n = len(self.ts)
         columns = [self.score, self.model_version, *self.cohorts.values(), *self.features.values()]
+        if self.event_id:
+            columns.append(self.event_id)
         if any(len(column) != n for column in columns):
             raise ValueError("every column of a PredictionBatch must have len(ts) rows")
 
@@ -43,6 +46,7 @@ class PredictionBatch:
             model_version=self.model_version[start:stop],
             cohorts={k: v[start:stop] for k, v in self.cohorts.items()},
             features={k: v[start:stop] for k, v in self.features.items()},
+            event_id=self.event_id[start:stop],
         )
 
     @staticmethod
@@ -67,6 +71,9 @@ class PredictionBatch:
             model_version=[v for b in batches for v in b.model_version],
             cohorts={k: column(k, "cohorts") for k in cohort_keys},  # type: ignore[misc]
             features={k: column(k, "features") for k in feature_keys},
+            event_id=[i for b in batches for i in b.event_id]
+            if all(b.event_id for b in batches)
+            else (),
         )
 
 

@@ -22,8 +22,11 @@ from detectors.binning import Bins, CategoricalBins, NumericBins
 from detectors.cohorts import POPULATION, CohortScopes, Dimension
 from detectors.decision import Action, Cause, Decision
 from detectors.divergence import g_test, js_distance, psi
+from detectors.join import Joined
 from detectors.new_features import NewFeature, NewFeatures
-from detectors.persistence import Persistence
+from detectors.outcome_monitor import Gates, OutcomeMonitor
+from detectors.outcomes import band_edges_from_reference
+from detectors.persistence import Persistence, announce
 from detectors.score_change import ScopedADWIN
 from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
 from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth
@@ -62,6 +65,10 @@ class MonitorConfig:
     max_cohort_values: int = 20
     max_cohort_dimensions: int = 8
     max_features: int = 200
+    reference_labels: int = 5_000
+    label_window_labels: int = 1_000
+    min_labels: int = 200
+    untrusted_sources: tuple[str, ...] = ("click", "implicit", "proxy")
 
     def __post_init__(self) -> None:
         positive = (
@@ -74,6 +81,9 @@ class MonitorConfig:
             "max_cohort_values",
             "max_cohort_dimensions",
             "max_features",
+            "reference_labels",
+            "label_window_labels",
+            "min_labels",
         )
         for name in (*positive, "numeric_bins"):
             value = getattr(self, name)
@@ -96,6 +106,11 @@ class MonitorConfig:
         if any(not d or not all(isinstance(a, str) and a for a in d) for d in dims):
             raise ValueError("cohort_dimensions must be lists of attribute names")
         object.__setattr__(self, "cohort_dimensions", dims)
+        if isinstance(self.untrusted_sources, str) or not all(
+            isinstance(source, str) for source in self.untrusted_sources
+        ):
+            raise ValueError("untrusted_sources must be a list of label source names")
+        object.__setattr__(self, "untrusted_sources", tuple(self.untrusted_sources))
 
 
 @dataclass
@@ -229,6 +244,8 @@ class ModelMonitor:
         self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
         self._renamed: dict[str, str] = {}
         self.score_changes: ScopedADWIN | None = None
+        self.outcomes: OutcomeMonitor | None = None
+        self.labels_before_reference = 0
         self.events = 0
         self.windows = 0
         self.model_version: str | None = None
@@ -280,6 +297,34 @@ class ModelMonitor:
             if self._in_window == self.config.window_events:
                 decisions.extend(self._close_window())
         return decisions
+
+    def scope_rows(self, batch: PredictionBatch) -> IndexArray:
+        """Each row's scopes (population only while the reference is being collected)."""
+        if self.scopes is None:
+            return np.zeros((len(batch), 1), dtype=np.intp)
+        return self.scopes.assign(batch.cohorts, len(batch))
+
+    def update_labels(self, joined: Joined) -> list[Decision]:
+        """Judge outcomes on labels joined to this model's predictions."""
+        if self.outcomes is None or self.reference_end is None:
+            self.labels_before_reference += len(joined)
+            return []
+        # Predictions made while the reference was collected were stored without their
+        # cohorts (not known yet): their labels would only blur the per-cohort figures.
+        fresh = joined.prediction_ts > self.reference_end
+        self.labels_before_reference += int((~fresh).sum())
+        joined = joined.take(fresh)
+        gates = Gates(
+            broken_inputs=tuple(
+                sorted(
+                    n for n, f in self.features.items() if f.upstream and f.upstream.announced.any()
+                )
+            ),
+            drifting_inputs=tuple(
+                sorted(n for n, f in self.features.items() if f.drift.announced.any())
+            ),
+        )
+        return self.outcomes.update(joined, gates, self.model_version)
 
     def _observe(self, part: PredictionBatch) -> None:
         # Parts end at window boundaries, so a decision carries the version and time of
@@ -337,6 +382,17 @@ class ModelMonitor:
             state.rescale_history = [[] for _ in range(n_scopes)]
             state.window_wrong_type = np.zeros(n_scopes, dtype=np.int64)
             self.features[name] = state
+        config = self.config
+        self.outcomes = OutcomeMonitor(
+            self.model,
+            scopes,
+            band_edges_from_reference(reference.score),
+            reference_labels=config.reference_labels,
+            window_labels=config.label_window_labels,
+            min_labels=config.min_labels,
+            windows=config.persistence_windows,
+            untrusted_sources=config.untrusted_sources,
+        )
         self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
         self.score_changes.update(reference.score, rows, reference.ts)
         self._scope_events = np.zeros(n_scopes, dtype=np.int64)
@@ -424,6 +480,7 @@ class ModelMonitor:
     def _judge(
         self, state: FeatureDrift, judged: BoolArray, values: FloatArray, scopes: IndexArray
     ) -> list[Decision]:
+        assert self.scopes is not None
         assert state.health is not None and state.upstream is not None
         assert state.window_stats is not None and state.window_wrong_type is not None
         config = self.config
@@ -440,7 +497,7 @@ class ModelMonitor:
         state.last_health = health
         upstream_now = health.hit
         # A broken input explains its own shift: it is reported as upstream, not drift.
-        opened, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
+        _, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
         up_opened, up_cleared = state.upstream.update(judged, upstream_now, self._scope_start)
         for scope in np.flatnonzero(judged & upstream_now).tolist():
             if not state.upstream.open[scope] or up_opened[scope]:
@@ -458,55 +515,18 @@ class ModelMonitor:
         state.current[judged] = 0
         state.window_wrong_type[judged] = 0
         decisions: list[Decision] = []
-        for scope in self._announce(state, state.upstream, up_opened, judged):
+        strength = state.psi
+        for scope in announce(self.scopes, state.upstream, strength):
             decisions.append(self._upstream_decision(state, scope, "fix_upstream"))
         for scope in np.flatnonzero(up_cleared & state.upstream.announced).tolist():
             state.upstream.announced[scope] = False
             decisions.append(self._upstream_decision(state, scope, "hold"))
-        for scope in self._announce(state, state.drift, opened, judged):
+        for scope in announce(self.scopes, state.drift, strength):
             decisions.append(self._decision(state, scope, "investigate"))
         for scope in np.flatnonzero(cleared & state.drift.announced).tolist():
             state.drift.announced[scope] = False
             decisions.append(self._decision(state, scope, "hold"))
         return decisions
-
-    def _explains(
-        self, state: FeatureDrift, condition: Persistence, scope: int, judged: BoolArray
-    ) -> bool:
-        """Whether an opened scope is the narrowest one that explains the change.
-
-        A change that only some values of a cohort dimension show is reported for those
-        cohorts, not for the population; one that every judged value of a dimension
-        shows is not about that dimension (the population, or another dimension, says
-        it), and a cohort is not reported again through a correlated dimension. Scopes
-        not judged in this window (too few events yet) are left out of the comparison.
-        """
-        assert self.scopes is not None
-        hit = condition.open | (judged & condition.last)
-        clean = judged & ~condition.last & ~condition.open
-        dimensions = [np.array(self.scopes.scopes_of(d)) for d in range(len(self.scopes.values))]
-        if scope == POPULATION:
-            return not any(hit[m].any() and clean[m].any() for m in dimensions)
-        if condition.announced[POPULATION]:
-            return False
-        own = self.scopes.dimension_of(scope)
-        if not clean[dimensions[own]].any():
-            return False
-        return not any(condition.announced[m].any() for d, m in enumerate(dimensions) if d != own)
-
-    def _announce(
-        self, state: FeatureDrift, condition: Persistence, opened: BoolArray, judged: BoolArray
-    ) -> list[int]:
-        """The opened scopes to report, population first, then the strongest cohorts."""
-        order: list[int] = sorted(
-            np.flatnonzero(opened).tolist(), key=lambda s: (s != 0, -state.psi[s])
-        )
-        chosen = []
-        for scope in order:
-            if self._explains(state, condition, scope, judged):
-                condition.announced[scope] = True
-                chosen.append(scope)
-        return chosen
 
     def _decision(self, state: FeatureDrift, scope: int, action: Action) -> Decision:
         """A covariate drift decision (``investigate``, or ``hold`` once it cleared)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.cohorts import POPULATION, CohortScopes
+
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -43,13 +45,18 @@ class Persistence:
         self.clean_streak: IntArray = np.zeros(n, dtype=np.int64)
         self.open: BoolArray = np.zeros(n, dtype=bool)
         self.announced: BoolArray = np.zeros(n, dtype=bool)
+        # Open conditions another scope's report already covers: never reported.
+        self.explained: BoolArray = np.zeros(n, dtype=bool)
         self.first_seen: FloatArray = np.full(n, np.nan)
         self.last: BoolArray = np.zeros(n, dtype=bool)
+        # When the window each scope was last judged on started (its data's age).
+        self.judged_start: FloatArray = np.full(n, np.nan)
 
     def update(
         self, judged: BoolArray, hit: BoolArray, window_start: FloatArray
     ) -> tuple[BoolArray, BoolArray]:
         """Record one window's verdicts; returns the scopes that opened and cleared."""
+        self.judged_start[judged] = window_start[judged]
         hit = judged & hit
         clean = judged & ~hit
         starting = hit & (self.streak == 0)
@@ -62,4 +69,72 @@ class Persistence:
         opened = (self.streak >= self.windows) & ~self.open
         cleared = self.open & (self.clean_streak >= self.windows)
         self.open = (self.open | opened) & ~cleared
+        self.explained &= self.open
         return opened, cleared
+
+
+# A change whose effect in the population is at least this share of its effect in the
+# most affected cohort is everybody's change; below it, it belongs to the cohorts.
+SHARED_EFFECT_RATIO = 0.5
+
+
+def _explains(
+    scopes: CohortScopes, condition: Persistence, scope: int, strength: FloatArray
+) -> bool | None:
+    """True to report the scope, False to never report it, None to decide later.
+
+    Effect sizes decide, not the per-scope verdicts: the population's and the strongest
+    cohort's are the two best-measured figures, while a small cohort's verdict is noisy.
+    """
+    effect = np.nan_to_num(strength)
+    population = float(effect[POPULATION])
+    if scope == POPULATION:
+        # Every cohort's last judged effect, hit or not: the strongest cohort may have
+        # missed a window while the population caught it.
+        top = float(effect[1:].max()) if effect.size > 1 else 0.0
+        return population >= SHARED_EFFECT_RATIO * top
+    if condition.announced[POPULATION]:
+        return False
+    if population >= SHARED_EFFECT_RATIO * float(effect[scope]):
+        return None  # as strong in everybody: the population may be about to say it
+    own = scopes.dimension_of(scope)
+    others = [scopes.scopes_of(d) for d in range(len(scopes.values)) if d != own]
+    # The same cohort seen through a correlated dimension is reported once.
+    return not any(condition.announced[list(members)].any() for members in others)
+
+
+def announce(scopes: CohortScopes, condition: Persistence, strength: FloatArray) -> list[int]:
+    """The open scopes to report now: the narrowest ones that explain the change.
+
+    ``strength`` is each scope's effect size in its last window (PSI, the relative
+    increase in log loss, ...). A change as strong in the population as in the most
+    affected cohort is reported once, for the population; a weaker one in the
+    population belongs to the cohorts that show it, and a cohort is not reported again
+    through a correlated dimension (the strongest cohort goes first). An open scope that
+    cannot be placed yet is looked at again after the next window; one that another
+    report covers is never reported. Marks the chosen scopes announced.
+
+    >>> import numpy as np
+    >>> from detectors.cohorts import CohortScopes
+    >>> scopes = CohortScopes.from_reference({"region": ["eu", "us"]}, [("region",)], 5)
+    >>> condition = Persistence(scopes.n_scopes, windows=1)
+    >>> judged = np.ones(scopes.n_scopes, dtype=bool)
+    >>> hits = np.array([True, True, False, False])  # all, eu, us, __other__
+    >>> _ = condition.update(judged, hits, np.zeros(4))
+    >>> psi = np.array([0.3, 2.0, 0.01, 0.02])  # strong in eu only, diluted in all
+    >>> [scopes.labels[s] for s in announce(scopes, condition, psi)]
+    [{'region': 'eu'}]
+    """
+    waiting = condition.open & ~condition.announced & ~condition.explained
+    order: list[int] = sorted(
+        np.flatnonzero(waiting).tolist(), key=lambda s: (s != POPULATION, -strength[s])
+    )
+    chosen = []
+    for scope in order:
+        verdict = _explains(scopes, condition, scope, strength)
+        if verdict:
+            condition.announced[scope] = True
+            chosen.append(scope)
+        elif verdict is False:
+            condition.explained[scope] = True
+    return chosen

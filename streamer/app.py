@@ -30,7 +30,7 @@ def replay(
     dead_letters_out: Path | None = None,
 ) -> Engine:
     """Feed a replay file through the engine; decisions to a file or stdout."""
-    engine = Engine(settings.monitor, settings.limits)
+    engine = Engine(settings.monitor, settings.limits, settings.feedback)
     source = ReplaySource(path, batch_events=settings.kafka.max_poll_records)
     sink = JsonLinesDecisionSink(decisions_out)
     dead = ReportingDeadLetterSink(dead_letters_out)
@@ -67,7 +67,7 @@ def run(
     on_metrics_port: Callable[[int], None] | None = None,
 ) -> Engine:
     """The long-running service: Kafka in, decisions and dead letters out, /metrics."""
-    engine = Engine(settings.monitor, settings.limits)
+    engine = Engine(settings.monitor, settings.limits, settings.feedback)
     state: dict[str, object] = {}
     registry = CollectorRegistry()
 

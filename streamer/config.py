@@ -66,6 +66,15 @@ class LimitsConfig(_Section):
     max_models: int = Field(100, ge=1, description="Predictions of further models are rejected.")
 
 
+class FeedbackConfig(_Section):
+    """The join of labels to their predictions (see README 'Feedback')."""
+
+    join_max_entries: int = Field(1_000_000, ge=1, description="Predictions kept for labels.")
+    join_horizon_s: float = Field(30 * 86_400.0, gt=0, description="Event time a label may lag.")
+    join_grace_s: float = Field(300.0, ge=0, description="A label may precede its prediction.")
+    join_max_pending: int = Field(100_000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DRIFTGATE_", env_nested_delimiter="__", extra="forbid"
@@ -75,6 +84,7 @@ class Settings(BaseSettings):
     metrics: MetricsConfig = MetricsConfig()
     detection: DetectionConfig = Field(default_factory=DetectionConfig)  # type: ignore[valid-type]
     limits: LimitsConfig = LimitsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

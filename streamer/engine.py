@@ -17,7 +17,8 @@ import numpy as np
 from detectors.batch import PredictionBatch
 from detectors.decision import Decision
 from detectors.monitor import ModelMonitor, MonitorConfig
-from streamer.config import LimitsConfig
+from detectors.join import Joined, JoinStore
+from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.decode import (
     Prediction,
     Rejected,
@@ -66,7 +67,7 @@ class EngineCounters:
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-_ENVELOPE = itemgetter("ts", "score", "model_version", "features")
+_ENVELOPE = itemgetter("ts", "score", "model_version", "features", "event_id")
 
 
 def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[object]]:
@@ -95,7 +96,7 @@ def _names(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def prediction_batch(events: Sequence[Prediction]) -> PredictionBatch:
     """Columns of a list of predictions: built once per batch, shared by all detectors."""
-    ts, score, versions, feature_rows = zip(*map(_ENVELOPE, events))
+    ts, score, versions, feature_rows, event_ids = zip(*map(_ENVELOPE, events))
     cohort_rows = [e.get("cohort") or {} for e in events]
     feature_names = _names(feature_rows)
     attributes = _names(cohort_rows)
@@ -105,18 +106,31 @@ def prediction_batch(events: Sequence[Prediction]) -> PredictionBatch:
         model_version=versions,
         cohorts=dict(zip(attributes, _columns(cohort_rows, attributes))),  # type: ignore[arg-type]
         features=dict(zip(feature_names, _columns(feature_rows, feature_names))),
+        event_id=event_ids,
     )
 
 
 class Engine:
     """Decodes records, feeds each model's monitor, counts what it saw."""
 
-    def __init__(self, monitor_config: MonitorConfig, limits: LimitsConfig) -> None:
+    def __init__(
+        self,
+        monitor_config: MonitorConfig,
+        limits: LimitsConfig,
+        feedback: FeedbackConfig | None = None,
+    ) -> None:
         self.monitor_config = monitor_config
         self.limits = limits
+        self.feedback = feedback or FeedbackConfig()
         self._reset()
 
     def _reset(self) -> None:
+        self.join = JoinStore(
+            max_entries=self.feedback.join_max_entries,
+            horizon_s=self.feedback.join_horizon_s,
+            grace_s=self.feedback.join_grace_s,
+            max_pending=self.feedback.join_max_pending,
+        )
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
         self.feedback_events = 0
@@ -170,7 +184,40 @@ class Engine:
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)
             decisions.extend(monitor.update(batch))
+            late = self.join.add_predictions(
+                batch.event_id,
+                batch.ts,
+                batch.score,
+                batch.model_version,
+                monitor.scope_rows(batch),
+                [model] * len(batch),
+            )
+            decisions.extend(self._labels(late))
+        if feedback:
+            decisions.extend(
+                self._labels(
+                    self.join.join(
+                        [f.event_id for f in feedback],
+                        np.array([f.ts for f in feedback]),
+                        np.array([f.label for f in feedback]),
+                        [f.source for f in feedback],
+                        np.array([f.override for f in feedback], dtype=bool),
+                    )
+                )
+            )
         self.feedback_events += len(feedback)
         for decision in decisions:
             counters.decisions[(decision.action, decision.cause)] += 1
         return BatchResult(decisions, dead)
+
+    def _labels(self, joined: Joined) -> list[Decision]:
+        """Route joined labels to their models' monitors."""
+        decisions: list[Decision] = []
+        if not len(joined):
+            return decisions
+        models = np.array(joined.model, dtype=object)
+        for model in dict.fromkeys(joined.model):
+            monitor = self.monitors.get(model)
+            if monitor is not None:
+                decisions.extend(monitor.update_labels(joined.take(models == model)))
+        return decisions

@@ -9,6 +9,7 @@ finds easy, so that a detector's results on it mean something. Output is a pure 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import math
@@ -35,7 +36,18 @@ __all__ = [
     "write_truth",
 ]
 
-INCIDENT_KINDS: tuple[str, ...] = ("covariate_shift", "frozen", "rescale", "rename")
+INCIDENT_KINDS: tuple[str, ...] = (
+    "covariate_shift",
+    "frozen",
+    "rescale",
+    "rename",
+    "concept",
+    "label_inflation",
+    "override_rise",
+)
+# Changes of the outcomes: the labels, their sources and the overrides (no feature).
+OUTCOME_KINDS = ("concept", "label_inflation", "override_rise")
+UNTRUSTED_SOURCE = "click"
 # Faults of the served copy of a feature: the world (and so the labels) did not change.
 UPSTREAM_KINDS = ("frozen", "rescale", "rename")
 ACTIONS: tuple[str, ...] = ("retrain", "rollback", "fix_upstream", "investigate", "hold")
@@ -152,7 +164,10 @@ class Incident:
         _check_name("Incident.name", self.name)
         if self.kind not in INCIDENT_KINDS:
             raise _fail("Incident.kind", f"one of {list(INCIDENT_KINDS)}", self.kind)
-        if self.kind == "covariate_shift" or self.feature is not None:
+        if self.kind in OUTCOME_KINDS:
+            if self.feature is not None:
+                raise _fail("Incident.feature", "None for an outcome incident", self.feature)
+        elif self.kind == "covariate_shift" or self.feature is not None:
             _check_name("Incident.feature", self.feature)
         if self.kind == "rename":
             _check_name("Incident.new_name", self.new_name)
@@ -225,6 +240,8 @@ class TrafficSpec:
     label_delay_seconds: float = 3600.0
     label_source: str = "chargeback"
     override_rate: float = 0.02
+    # Share of the feedback that comes from an untrusted proxy ("click") instead.
+    untrusted_share: float = 0.0
     missing_rate: float = 0.02
 
     def __post_init__(self) -> None:
@@ -258,6 +275,7 @@ class TrafficSpec:
         _check_float("label_delay_seconds", self.label_delay_seconds, 0.0, 1e9)
         _check_name("label_source", self.label_source)
         _check_float("override_rate", self.override_rate, 0.0, 1.0)
+        _check_float("untrusted_share", self.untrusted_share, 0.0, 1.0)
         _check_float("missing_rate", self.missing_rate, 0.0, 1.0)
 
     @property
@@ -285,6 +303,7 @@ class TrafficSpec:
             "label_delay_seconds": self.label_delay_seconds,
             "label_source": self.label_source,
             "override_rate": self.override_rate,
+            "untrusted_share": self.untrusted_share,
             "missing_rate": self.missing_rate,
         }
 
@@ -571,6 +590,13 @@ def _reference_sample(
 
 def _plan(world: _World, j: int, incident: Incident) -> _Plan:
     spec = world.spec
+    if incident.kind in OUTCOME_KINDS:
+        cohort = world.cohort_index(incident.cohort)
+        end = incident.end_event if incident.end_event is not None else 2**62
+        return _Plan(
+            j, "", "outcome", cohort, incident.start_event, end, 0.0, 0.0, 0,
+            incident.kind, incident.magnitude,
+        )  # fmt: skip
     feature = incident.feature
     if feature is None or feature not in world.kinds:
         raise _fail("incident feature", f"one of {list(world.names)}", feature)
@@ -687,13 +713,32 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         ts = np.round(spec.start_ts + elapsed, 3)
         cidx = _draw_cohorts(world, rng_time, n)
         cols, clicks_null = _draw_features(world, rng_feat, rng_extra, cidx, n)
-        world_plans = [plan for plan in plans if plan.incident not in UPSTREAM_KINDS]
+        world_plans = [
+            plan for plan in plans if plan.incident not in UPSTREAM_KINDS + OUTCOME_KINDS
+        ]
         served_plans = [plan for plan in plans if plan.incident in UPSTREAM_KINDS]
+        outcome_plans = [plan for plan in plans if plan.incident in OUTCOME_KINDS]
         for plan in world_plans:
             _apply(plan, cols, cidx, first, n, np.random.default_rng([seed, k, 100 + plan.index]))
         # Labels come from the true P(y | x): a covariate shift moves x, not the relation.
-        p = 1.0 / (1.0 + np.exp(-_logit(world, cols, clicks_null, n)))
-        label = (rng_label.random(n) < p).astype(np.int64)
+        logit = _logit(world, cols, clicks_null, n)
+        p = 1.0 / (1.0 + np.exp(-logit))
+        p_label = p
+        untrusted = rng_extra.random(n) < spec.untrusted_share
+        override_p = np.full(n, spec.override_rate)
+        for plan in outcome_plans:
+            affected = _affected(plan, cidx, first, n)
+            if plan.incident == "concept":
+                # The relation moved: the same inputs now carry more risk (in logits).
+                moved = 1.0 / (1.0 + np.exp(-(logit + plan.factor)))
+                p_label = np.where(affected, moved, p_label)
+            elif plan.incident == "label_inflation":
+                # A UI change: the proxy fires more often, whatever the truth.
+                inflated = np.minimum(1.0, p_label * plan.factor + 0.05 * (plan.factor - 1.0))
+                p_label = np.where(affected & untrusted, inflated, p_label)
+            else:
+                override_p = np.where(affected, plan.factor, override_p)
+        label = (rng_label.random(n) < p_label).astype(np.int64)
         # The model scores the served values: after an upstream fault (a frozen, rescaled
         # or renamed feed) they differ from the true ones, and so may the score.
         for plan in served_plans:
@@ -712,7 +757,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         else:
             delay = np.exp(delay_mu + _DELAY_SIGMA * rng_label.standard_normal(n))
         fb_ts = np.round(ts + delay, 3)
-        override = rng_label.random(n) < spec.override_rate
+        override = rng_label.random(n) < override_p
 
         code = np.zeros(n, dtype=np.int64)
         for idx, stride in zip(cidx, world.strides, strict=True):
@@ -734,6 +779,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         fb_ts_l = fb_ts[:m].tolist()
         label_l = label[:m].tolist()
         override_l = override[:m].tolist()
+        untrusted_l = untrusted[:m].tolist()
         rows = zip(
             ts[:m].tolist(),
             score[:m].tolist(),
@@ -775,7 +821,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
                     "event_id": event_id,
                     "ts": fts,
                     "label": label_l[j],
-                    "source": source,
+                    "source": UNTRUSTED_SOURCE if untrusted_l[j] else source,
                     "override": override_l[j],
                 }
                 heapq.heappush(heap, (fts, first + j, {"topic": "feedback", "value": feedback}))
@@ -855,6 +901,43 @@ def _renamed(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     return TrafficSpec(), [_upstream("rename", "balance", n_events // 2, new_name="acct_balance")]
 
 
+def _labelled() -> TrafficSpec:
+    # Half the predictions labelled by a trusted source, hours later; 2 predictions a
+    # second, so an hour of delay is 7,200 events.
+    return TrafficSpec(events_per_second=2.0, label_fraction=0.5, label_delay_seconds=3_600.0)
+
+
+def _outcome(kind: str, start: int, magnitude: float, cause: str, **extra: Any) -> Incident:
+    action = "retrain" if cause == "concept_drift" else "investigate"
+    return Incident(
+        name=kind, kind=kind, feature=None, start_event=start, magnitude=magnitude,
+        expected_action=action, expected_cause=cause, **{"cohort": None, **extra},
+    )  # fmt: skip
+
+
+def _concept(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), [_outcome("concept", n_events // 2, 1.5, "concept_drift")]
+
+
+def _cohort_concept(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = _labelled()
+    cohort = {"region": _mid_region(spec)}
+    return spec, [_outcome("concept", n_events // 2, 2.5, "concept_drift", cohort=cohort)]
+
+
+def _click_inflation(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = dataclasses.replace(_labelled(), untrusted_share=0.5)
+    return spec, [_outcome("label_inflation", n_events // 2, 2.0, "label_quality")]
+
+
+def _rising_overrides(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), [_outcome("override_rise", n_events // 2, 0.15, "trust_decay")]
+
+
+def _labelled_stationary(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), []
+
+
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "stationary": _stationary,
     "covariate_shift": _covariate_shift,
@@ -863,6 +946,11 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "cohort_frozen": _cohort_frozen,
     "rescaled": _rescaled,
     "renamed": _renamed,
+    "concept": _concept,
+    "cohort_concept": _cohort_concept,
+    "click_inflation": _click_inflation,
+    "rising_overrides": _rising_overrides,
+    "labelled_stationary": _labelled_stationary,
 }
 
 

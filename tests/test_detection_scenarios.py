@@ -24,7 +24,7 @@ def _replay(tmp_path, scenario: str, seed: int):
     records = list(generate(spec, EVENTS, seed=seed, incidents=incidents))
     write_replay(path, records)
     settings = load_settings()
-    engine = Engine(settings.monitor, settings.limits)
+    engine = Engine(settings.monitor, settings.limits, settings.feedback)
     decisions = []
     service = Service(
         engine,

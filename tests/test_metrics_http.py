@@ -26,7 +26,7 @@ def _service_after_replay(tmp_path, events=40_000) -> Service:
         out.write(b"garbage\n")
     settings = load_settings()
     service = Service(
-        Engine(settings.monitor, settings.limits),
+        Engine(settings.monitor, settings.limits, settings.feedback),
         ReplaySource(path),
         JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
         ReportingDeadLetterSink(tmp_path / "dead.jsonl"),

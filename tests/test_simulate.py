@@ -383,11 +383,14 @@ def test_scenarios() -> None:
             "frozen": ("fix_upstream", "frozen_signal"),
             "rescale": ("fix_upstream", "rescaled_signal"),
             "rename": ("fix_upstream", "schema_change"),
+            "concept": ("retrain", "concept_drift"),
+            "label_inflation": ("investigate", "label_quality"),
+            "override_rise": ("investigate", "trust_decay"),
         }
         for incident in incidents:
             assert 0 <= incident.start_event < 1_000
             assert (incident.expected_action, incident.expected_cause) == expected[incident.kind]
-        assert bool(incidents) == (name != "stationary")
+        assert bool(incidents) == (name not in ("stationary", "labelled_stationary"))
     spec, (incident,) = SCENARIOS["cohort_covariate_shift"](1_000)
     assert incident.cohort is not None
     assert spec.cohort_shares()["region"][incident.cohort["region"]] == pytest.approx(

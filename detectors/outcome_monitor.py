@@ -1,0 +1,328 @@
+"""Outcomes of one model: joined labels, per scope, against the reference's.
+
+Windows count joined labels. Each window is judged three ways, each with its own
+persistence: trusted-label performance (``concept_drift``: ``retrain``, unless a gate
+holds it), the positive rate of untrusted labels moving alone (``label_quality``) and
+the override rate rising (``trust_decay``). A scope with too few labels is not judged:
+missing labels never become a verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.cohorts import CohortScopes
+from detectors.decision import Action, Cause, Decision
+from detectors.join import Joined
+from detectors.outcomes import CalibrationShift, OutcomeWindow, PerformanceDrop, RateShift
+from detectors.persistence import Persistence, announce
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What the rest of the monitor knows when outcomes are judged."""
+
+    broken_inputs: tuple[str, ...] = ()
+    drifting_inputs: tuple[str, ...] = ()
+
+
+def _counts(rows: NDArray[np.intp], weights: FloatArray, n_scopes: int) -> FloatArray:
+    member = rows >= 0
+    flat = rows[member]
+    spread = np.broadcast_to(weights[:, None], rows.shape)[member]
+    return np.bincount(flat, weights=spread, minlength=n_scopes).astype(np.float64)
+
+
+class _Window:
+    """Labels of one window: trusted outcomes, untrusted positives, overrides."""
+
+    def __init__(self, n_scopes: int, band_edges: FloatArray) -> None:
+        self.trusted = OutcomeWindow(n_scopes)
+        self.trusted.set_band_edges(band_edges)
+        self.untrusted_n = np.zeros(n_scopes)
+        self.untrusted_pos = np.zeros(n_scopes)
+        self.trusted_n = np.zeros(n_scopes)
+        self.trusted_pos = np.zeros(n_scopes)
+        self.feedback_n = np.zeros(n_scopes)
+        self.overrides = np.zeros(n_scopes)
+        self.labels = 0
+        self.start = np.inf
+        self.end = -np.inf
+
+    def carry(self, judged: BoolArray) -> None:
+        """Start the next window: judged scopes afresh, the others keep their labels."""
+        self.trusted.keep_scopes(~judged)
+        for counts in (
+            self.untrusted_n,
+            self.untrusted_pos,
+            self.trusted_n,
+            self.trusted_pos,
+            self.feedback_n,
+            self.overrides,
+        ):
+            counts[judged] = 0
+        self.labels = 0
+        self.start, self.end = np.inf, -np.inf
+
+    def add(self, joined: Joined, trusted: BoolArray, n_scopes: int) -> None:
+        rows = joined.scopes
+        ones = np.ones(len(joined))
+        self.trusted.update(joined.score[trusted], joined.label[trusted], rows[trusted])
+        self.trusted_n += _counts(rows[trusted], ones[trusted], n_scopes)
+        self.trusted_pos += _counts(rows[trusted], joined.label[trusted], n_scopes)
+        self.untrusted_n += _counts(rows[~trusted], ones[~trusted], n_scopes)
+        self.untrusted_pos += _counts(rows[~trusted], joined.label[~trusted], n_scopes)
+        self.feedback_n += _counts(rows, ones, n_scopes)
+        self.overrides += _counts(rows, joined.override.astype(np.float64), n_scopes)
+        self.labels += len(joined)
+        if len(joined):
+            self.start = min(self.start, float(joined.feedback_ts.min()))
+            self.end = max(self.end, float(joined.feedback_ts.max()))
+
+
+class OutcomeMonitor:
+    """Outcome conditions of one model, per scope.
+
+    >>> import numpy as np
+    >>> from detectors.cohorts import CohortScopes
+    >>> from detectors.join import JoinStore
+    >>> scopes = CohortScopes.from_reference({}, [], 1)
+    >>> rng = np.random.default_rng(1)
+    >>> outcomes = OutcomeMonitor("fraud", scopes, np.linspace(0.1, 0.9, 9),
+    ...     reference_labels=2_000, window_labels=1_000, min_labels=200, windows=3)
+    >>> store, decisions = JoinStore(), []
+    >>> for i in range(12):
+    ...     ids = [f"p{i}-{j}" for j in range(1_000)]
+    ...     score = rng.random(1_000)
+    ...     truth = score if i < 6 else 1 - score  # the relationship flips
+    ...     _ = store.add_predictions(ids, np.full(1_000, float(i)), score, ["v1"] * 1_000,
+    ...                               np.zeros((1_000, 1), dtype=np.intp))
+    ...     joined = store.join(ids, np.full(1_000, i + 0.5), (rng.random(1_000) < truth) * 1.0,
+    ...                         ["chargeback"] * 1_000, np.zeros(1_000, dtype=bool))
+    ...     decisions += outcomes.update(joined, Gates(), "v1")
+    >>> [(d.action, d.cause, d.cohort) for d in decisions]
+    [('retrain', 'concept_drift', None)]
+    """
+
+    def __init__(
+        self,
+        model: str,
+        scopes: CohortScopes,
+        band_edges: FloatArray,
+        *,
+        reference_labels: int = 5_000,
+        window_labels: int = 1_000,
+        min_labels: int = 200,
+        windows: int = 3,
+        untrusted_sources: Sequence[str] = ("click", "implicit", "proxy"),
+    ) -> None:
+        for name, value in (
+            ("reference_labels", reference_labels),
+            ("window_labels", window_labels),
+            ("min_labels", min_labels),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.model = model
+        self.scopes = scopes
+        self.band_edges = np.asarray(band_edges, dtype=np.float64)
+        self.reference_labels = reference_labels
+        self.window_labels = window_labels
+        self.min_labels = min_labels
+        self.windows = windows
+        self.untrusted_sources = frozenset(untrusted_sources)
+        self._reset()
+
+    def _reset(self) -> None:
+        n = self.scopes.n_scopes
+        self.reference = _Window(n, self.band_edges)
+        self.current = _Window(n, self.band_edges)
+        self.warm = False
+        self.performance = PerformanceDrop(min_labels=self.min_labels)
+        self.calibration = CalibrationShift(min_labels=self.min_labels)
+        self.rates = RateShift(min_events=self.min_labels)
+        self.concept = Persistence(n, self.windows)
+        self.label_quality = Persistence(n, self.windows)
+        self.trust = Persistence(n, self.windows)
+        self.evidence: dict[str, list[dict[str, Any]]] = {
+            cause: [{} for _ in range(n)]
+            for cause in ("concept_drift", "label_quality", "trust_decay")
+        }
+        self.labels = 0
+
+    def update(self, joined: Joined, gates: Gates, version: str | None) -> list[Decision]:
+        """Add joined labels (rows in order); returns the decisions of closed windows."""
+        n_scopes = self.scopes.n_scopes
+        width = 1 + len(self.scopes.dimensions)
+        decisions: list[Decision] = []
+        position = 0
+        while position < len(joined):
+            target = self.reference if not self.warm else self.current
+            limit = self.reference_labels if not self.warm else self.window_labels
+            take = min(len(joined) - position, limit - target.labels)
+            part = joined.take(np.arange(position, position + take))
+            part = _with_width(part, width)
+            trusted = np.array([s not in self.untrusted_sources for s in part.source], dtype=bool)
+            target.add(part, trusted, n_scopes)
+            position += take
+            self.labels += take
+            if target.labels >= limit:
+                if not self.warm:
+                    self.warm = True
+                else:
+                    decisions.extend(self._close(gates, version))
+        return decisions
+
+    def _close(self, gates: Gates, version: str | None) -> list[Decision]:
+        ref, cur = self.reference, self.current
+        ref_stats, cur_stats = ref.trusted.summary(), cur.trusted.summary()
+        performance = self.performance.judge(ref_stats, cur_stats)
+        calibration = self.calibration.judge(ref_stats, cur_stats)
+        # Worse outcomes alone can be a covariate shift (a still-right model scoring
+        # harder traffic); a concept change also moves the outcomes within risk bands.
+        concept_hit = performance.dropped & calibration.shifted
+        trusted_rate = self.rates.judge(
+            ref.trusted_pos, ref.trusted_n, cur.trusted_pos, cur.trusted_n
+        )
+        untrusted = self.rates.judge(
+            ref.untrusted_pos, ref.untrusted_n, cur.untrusted_pos, cur.untrusted_n
+        )
+        overrides = self.rates.judge(ref.overrides, ref.feedback_n, cur.overrides, cur.feedback_n)
+        start = np.full(self.scopes.n_scopes, cur.start)
+        decisions: list[Decision] = []
+
+        def judge(
+            condition: Persistence,
+            cause: Cause,
+            judged: BoolArray,
+            hit: BoolArray,
+            strength: FloatArray,
+            evidence: Callable[[int], dict[str, Any]],
+            action: Action,
+        ) -> None:
+            _, cleared = condition.update(judged, hit, start)
+            for scope in np.flatnonzero(judged & hit).tolist():
+                self.evidence[cause][scope] = evidence(scope)
+            for scope in announce(self.scopes, condition, strength):
+                decisions.append(self._decision(condition, scope, action, cause, version, False))
+            for scope in np.flatnonzero(cleared & condition.announced).tolist():
+                condition.announced[scope] = False
+                decisions.append(self._decision(condition, scope, "hold", cause, version, True))
+
+        def concept_evidence(scope: int) -> dict[str, Any]:
+            details = performance.evidence(scope)
+            details["calibration_chi2"] = float(f"{calibration.statistic[scope]:.6g}")
+            details["calibration_pvalue"] = float(f"{calibration.pvalue[scope]:.6g}")
+            if gates.drifting_inputs:
+                details["drifting_inputs"] = list(gates.drifting_inputs)
+            if gates.broken_inputs:
+                details["gate"] = "upstream_condition_active"
+                details["broken_inputs"] = list(gates.broken_inputs)
+            return details
+
+        judge(
+            self.concept,
+            "concept_drift",
+            performance.enough_labels,
+            concept_hit,
+            np.nan_to_num(performance.log_loss_increase),
+            concept_evidence,
+            # Retraining on broken inputs bakes the fault in: hold, and say which gate.
+            "hold" if gates.broken_inputs else "retrain",
+        )
+        quality_hit = untrusted.shifted & ~trusted_rate.shifted & ~concept_hit
+        if gates.drifting_inputs or gates.broken_inputs:
+            quality_hit = np.zeros_like(quality_hit)
+        judge(
+            self.label_quality,
+            "label_quality",
+            untrusted.enough_events,
+            quality_hit,
+            np.abs(np.nan_to_num(untrusted.effect)),
+            lambda s: (
+                _rate_evidence("untrusted_positive_rate", untrusted, s)
+                | _rate_evidence("trusted_positive_rate", trusted_rate, s)
+                | {"untrusted_sources": sorted(self.untrusted_sources)}
+            ),
+            "investigate",
+        )
+        judge(
+            self.trust,
+            "trust_decay",
+            overrides.enough_events,
+            overrides.shifted & (overrides.direction > 0),
+            np.nan_to_num(overrides.effect),
+            lambda s: _rate_evidence("override_rate", overrides, s),
+            "investigate",
+        )
+        # A scope with too few labels keeps them for the next window instead of being
+        # judged on too few (or never, for a small cohort).
+        self.current.carry(cur.feedback_n >= self.min_labels)
+        return decisions
+
+    def _decision(
+        self,
+        condition: Persistence,
+        scope: int,
+        action: Action,
+        cause: Cause,
+        version: str | None,
+        resolved: bool,
+    ) -> Decision:
+        evidence = dict(self.evidence[cause][scope])
+        evidence["persisted_windows"] = int(condition.streak[scope])
+        evidence["persistence_windows"] = self.windows
+        evidence["first_seen"] = float(condition.first_seen[scope])
+        if resolved:
+            evidence["resolved"] = True
+            evidence["clean_windows"] = int(condition.clean_streak[scope])
+        window = self.current
+        return Decision(
+            model=self.model,
+            model_version=version,
+            action=action,
+            cause=cause,
+            feature=None,
+            cohort=self.scopes.labels[scope] or None,
+            ts=window.end,
+            window_start=window.start,
+            window_end=window.end,
+            window_events=window.labels,
+            confirmed_at=window.end,
+            evidence=evidence,
+        )
+
+
+def _rate_evidence(name: str, verdict: Any, scope: int) -> dict[str, Any]:
+    def number(values: FloatArray) -> float | None:
+        value = float(values[scope])
+        return None if np.isnan(value) else float(f"{value:.6g}")
+
+    return {
+        f"reference_{name}": number(verdict.reference_rate),
+        f"current_{name}": number(verdict.current_rate),
+        f"{name}_z": number(verdict.z),
+        f"{name}_pvalue": number(verdict.pvalue),
+        f"{name}_effect_h": number(verdict.effect),
+    }
+
+
+def _with_width(joined: Joined, width: int) -> Joined:
+    """Scope rows of exactly ``width`` columns (the store pads across models)."""
+    rows = joined.scopes
+    if rows.shape[1] == width:
+        return joined
+    fixed = np.full((len(joined), width), -1, dtype=np.intp)
+    keep = min(width, rows.shape[1])
+    fixed[:, :keep] = rows[:, :keep]
+    return dataclasses.replace(joined, scopes=fixed)

@@ -1,0 +1,74 @@
+"""Delayed labels with the default config: concept drift, proxy labels, overrides."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from detectors.decision import Decision
+from streamer.config import load_settings
+from streamer.engine import Engine
+from streamer.service import Service
+from streamer.simulate import SCENARIOS, generate, write_replay
+from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
+from streamer.sources import ReplaySource
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 160_000
+
+
+def _run(tmp_path, scenario: str, seed: int) -> tuple[list[Decision], list[dict], list]:
+    spec, incidents = SCENARIOS[scenario](EVENTS)
+    records = list(generate(spec, EVENTS, seed=seed, incidents=incidents))
+    write_replay(tmp_path / "stream.jsonl", records)
+    settings = load_settings()
+    engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    decisions: list[Decision] = []
+    Service(
+        engine,
+        ReplaySource(tmp_path / "stream.jsonl"),
+        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
+        ReportingDeadLetterSink(),
+        on_decisions=decisions.extend,
+    ).run(threading.Event())
+    predictions = [r["value"] for r in records if r["topic"] == "predictions"]
+    return decisions, predictions, incidents
+
+
+@pytest.mark.parametrize(
+    "scenario", ["concept", "cohort_concept", "click_inflation", "rising_overrides"]
+)
+def test_outcome_incidents_get_their_action_cause_and_scope(tmp_path, scenario):
+    decisions, predictions, (incident,) = _run(tmp_path, scenario, seed=21)
+    found = [(d.action, d.cause, d.feature, d.cohort) for d in decisions]
+    assert found == [(incident.expected_action, incident.expected_cause, None, incident.cohort)]
+    onset = predictions[incident.start_event]["ts"]
+    deadline = predictions[incident.start_event + 40_000]["ts"]
+    assert onset <= decisions[0].ts <= deadline
+    if scenario == "click_inflation":
+        assert decisions[0].evidence["untrusted_sources"] == ["click", "implicit", "proxy"]
+
+
+def test_stationary_traffic_with_delayed_labels_gives_no_decision(tmp_path):
+    decisions, predictions, _ = _run(tmp_path, "labelled_stationary", seed=22)
+    assert len(predictions) == EVENTS
+    assert [d.to_dict() for d in decisions] == []
+
+
+def test_labels_join_across_the_delay(tmp_path):
+    spec, _ = SCENARIOS["labelled_stationary"](20_000)
+    records = list(generate(spec, 20_000, seed=3))
+    settings = load_settings()
+    engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    write_replay(tmp_path / "s.jsonl", records)
+    Service(
+        engine,
+        ReplaySource(tmp_path / "s.jsonl"),
+        JsonLinesDecisionSink(tmp_path / "d.jsonl"),
+        ReportingDeadLetterSink(),
+    ).run(threading.Event())
+    feedback = sum(r["topic"] == "feedback" for r in records)
+    assert engine.join.joined == feedback
+    assert engine.join.unknown == 0
