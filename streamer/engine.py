@@ -16,8 +16,8 @@ import numpy as np
 
 from detectors.batch import PredictionBatch
 from detectors.decision import Decision
-from detectors.monitor import ModelMonitor, MonitorConfig
 from detectors.join import Joined, JoinStore
+from detectors.monitor import ModelMonitor, MonitorConfig
 from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.decode import (
     Prediction,
