@@ -20,7 +20,13 @@ from numpy.typing import NDArray
 from detectors.cohorts import CohortScopes
 from detectors.decision import Action, Cause, Decision
 from detectors.join import Joined
-from detectors.outcomes import CalibrationShift, OutcomeWindow, PerformanceDrop, RateShift
+from detectors.outcomes import (
+    CalibrationShift,
+    OutcomeStats,
+    OutcomeWindow,
+    PerformanceDrop,
+    RateShift,
+)
 from detectors.persistence import Persistence, announce
 
 FloatArray = NDArray[np.float64]
@@ -159,6 +165,11 @@ class OutcomeMonitor:
             for cause in ("concept_drift", "label_quality", "trust_decay")
         }
         self.labels = 0
+        # The last closed window's figures, for metrics.
+        self.last_stats: OutcomeStats | None = None
+        self.last_override_rate = np.full(n, np.nan)
+        self.last_untrusted_rate = np.full(n, np.nan)
+        self.last_trusted_rate = np.full(n, np.nan)
 
     def update(self, joined: Joined, gates: Gates, version: str | None) -> list[Decision]:
         """Add joined labels (rows in order); returns the decisions of closed windows."""
@@ -191,6 +202,7 @@ class OutcomeMonitor:
         # Worse outcomes alone can be a covariate shift (a still-right model scoring
         # harder traffic); a concept change also moves the outcomes within risk bands.
         concept_hit = performance.dropped & calibration.shifted
+        self.last_stats = cur_stats
         trusted_rate = self.rates.judge(
             ref.trusted_pos, ref.trusted_n, cur.trusted_pos, cur.trusted_n
         )
@@ -198,6 +210,9 @@ class OutcomeMonitor:
             ref.untrusted_pos, ref.untrusted_n, cur.untrusted_pos, cur.untrusted_n
         )
         overrides = self.rates.judge(ref.overrides, ref.feedback_n, cur.overrides, cur.feedback_n)
+        self.last_override_rate = overrides.current_rate
+        self.last_untrusted_rate = untrusted.current_rate
+        self.last_trusted_rate = trusted_rate.current_rate
         start = np.full(self.scopes.n_scopes, cur.start)
         decisions: list[Decision] = []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 
+import numpy as np
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -88,7 +89,47 @@ class EngineCollector(Collector):
         for (topic, partition), behind in sorted(service.lag.items()):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
+        yield from self._join()
         yield from self._monitors()
+
+    def _join(self) -> Iterator[Metric]:
+        store = self.service.engine.join
+        joined = CounterMetricFamily(
+            "driftgate_labels_joined", "Feedback events joined to their prediction."
+        )
+        joined.add_metric([], store.joined)
+        yield joined
+        unmatched = CounterMetricFamily(
+            "driftgate_labels_unmatched",
+            "Feedback that joined no prediction, by reason.",
+            labels=["reason"],
+        )
+        for reason, n in (
+            ("unknown", store.unknown),
+            ("expired", store.expired),
+            ("evicted", store.evicted_labels),
+            ("duplicate", store.duplicate),
+        ):
+            unmatched.add_metric([reason], n)
+        yield unmatched
+        entries = GaugeMetricFamily(
+            "driftgate_join_store_entries", "Predictions kept for labels still to come."
+        )
+        entries.add_metric([], store.size)
+        yield entries
+        bounds, cumulative, total = store.delay_histogram()
+        delay = HistogramMetricFamily(
+            "driftgate_label_delay_seconds", "Event time between a prediction and its label."
+        )
+        delay.add_metric(
+            [],
+            [
+                ("+Inf" if math.isinf(b) else repr(float(b)), int(c))
+                for b, c in zip(bounds, cumulative)
+            ],
+            sum_value=total,
+        )
+        yield delay
 
     def _monitors(self) -> Iterator[Metric]:
         labels = ["model", "feature", "scope"]
@@ -183,3 +224,98 @@ class EngineCollector(Collector):
                 unknown.add_metric([model, feature], n)
         yield from (events, progress, age, window, score_changes, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)
+        yield from self._health_and_outcomes()
+
+    def _health_and_outcomes(self) -> Iterator[Metric]:
+        labels = ["model", "feature", "scope"]
+        upstream = GaugeMetricFamily(
+            "driftgate_feature_upstream_open",
+            "1 while a frozen, rescaled or schema condition is reported for the feature.",
+            labels=[*labels, "cause"],
+        )
+        factor = GaugeMetricFamily(
+            "driftgate_feature_rescale_factor",
+            "Estimated factor of a rescaled feature (current = factor x reference).",
+            labels=labels,
+        )
+        nulls = GaugeMetricFamily(
+            "driftgate_feature_null_ratio",
+            "Share of missing values in the last window.",
+            labels=labels,
+        )
+        repeats = GaugeMetricFamily(
+            "driftgate_feature_repeat_ratio",
+            "Share of values equal to the previous one (same scope) in the last window.",
+            labels=labels,
+        )
+        conditions = GaugeMetricFamily(
+            "driftgate_open_conditions",
+            "Conditions reported and not yet cleared.",
+            labels=["model", "cause"],
+        )
+        outcome_labels = ["model", "scope"]
+        families = {
+            name: GaugeMetricFamily(f"driftgate_outcome_{name}", text, labels=outcome_labels)
+            for name, text in (
+                ("labels", "Trusted labels in the last closed label window."),
+                ("log_loss", "Log loss of trusted labels in the last label window."),
+                ("error_ratio", "Error rate at the threshold, last label window."),
+                ("brier", "Brier score of trusted labels, last label window."),
+                ("auc", "ROC AUC of trusted labels, last label window."),
+                ("calibration_gap", "Largest |observed - predicted| over risk bands."),
+                ("override_ratio", "Share of feedback overriding the model, last window."),
+                ("untrusted_positive_ratio", "Positive rate of untrusted labels, last window."),
+            )
+        }
+        for model, monitor in sorted(self.service.engine.monitors.items()):
+            if monitor.scopes is None:
+                continue
+            names = [scope_label(c) for c in monitor.scopes.labels]
+            counts: dict[str, int] = {}
+            for feature, state in sorted(monitor.features.items()):
+                if state.upstream is not None:
+                    for scope in np.flatnonzero(state.upstream.announced).tolist():
+                        cause = state.upstream_cause[scope] or "frozen_signal"
+                        upstream.add_metric([model, feature, names[scope], cause], 1.0)
+                        counts[cause] = counts.get(cause, 0) + 1
+                counts["covariate_drift"] = counts.get("covariate_drift", 0) + int(
+                    state.drift.announced.sum()
+                )
+                health, window = state.last_health, state.window_stats
+                for scope, name in enumerate(names):
+                    key = [model, feature, name]
+                    if health is not None and _finite(health.rescale_factor[scope]):
+                        factor.add_metric(key, float(health.rescale_factor[scope]))
+                    if window is not None and window.events[scope] > 0:
+                        nulls.add_metric(key, float(window.null_rate[scope]))
+                        if window.pairs[scope] > 0:
+                            repeats.add_metric(key, float(window.repeat_rate[scope]))
+            outcomes = monitor.outcomes
+            if outcomes is not None:
+                for cause, condition in (
+                    ("concept_drift", outcomes.concept),
+                    ("label_quality", outcomes.label_quality),
+                    ("trust_decay", outcomes.trust),
+                ):
+                    counts[cause] = int(condition.announced.sum())
+                stats = outcomes.last_stats
+                for scope, name in enumerate(names):
+                    figures = {
+                        "override_ratio": outcomes.last_override_rate[scope],
+                        "untrusted_positive_ratio": outcomes.last_untrusted_rate[scope],
+                    }
+                    if stats is not None:
+                        figures.update(
+                            labels=stats.n[scope],
+                            log_loss=stats.log_loss[scope],
+                            error_ratio=stats.error_rate[scope],
+                            brier=stats.brier[scope],
+                            auc=stats.auc[scope],
+                            calibration_gap=stats.calibration_gap[scope],
+                        )
+                    for metric, value in figures.items():
+                        if _finite(float(value)):
+                            families[metric].add_metric([model, name], float(value))
+            for cause, n in sorted(counts.items()):
+                conditions.add_metric([model, cause], n)
+        yield from (upstream, factor, nulls, repeats, conditions, *families.values())

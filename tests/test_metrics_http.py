@@ -101,3 +101,40 @@ def test_health_readiness_and_metrics_endpoints():
         assert _get(server.port, "/nope")[0] == 404
     finally:
         server.stop()
+
+
+def test_upstream_and_outcome_series(tmp_path):
+    spec, incidents = SCENARIOS["rescaled"](60_000)
+    path = tmp_path / "rescaled.jsonl"
+    write_replay(path, generate(spec, 60_000, seed=2, incidents=incidents))
+    settings = load_settings()
+    service = Service(
+        Engine(settings.monitor, settings.limits, settings.feedback),
+        ReplaySource(path),
+        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
+        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
+    )
+    service.run(threading.Event())
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    samples = _samples(registry)
+    open_upstream = {
+        (s.labels["feature"], s.labels["scope"], s.labels["cause"])
+        for s in samples["driftgate_feature_upstream_open"]
+    }
+    assert open_upstream == {
+        ("amount", "all", "rescaled_signal"),
+        ("session_seconds", "all", "rescaled_signal"),
+    }
+    factors = {
+        s.labels["feature"]: s.value
+        for s in samples["driftgate_feature_rescale_factor"]
+        if s.labels["scope"] == "all"
+    }
+    assert 80 < factors["amount"] < 125
+    conditions = {s.labels["cause"]: s.value for s in samples["driftgate_open_conditions"]}
+    assert conditions["rescaled_signal"] == 2
+    joined = samples["driftgate_labels_joined"][0].value
+    assert joined > 0
+    delays = [s for s in samples["driftgate_label_delay_seconds"] if s.name.endswith("_count")]
+    assert delays[0].value == joined
