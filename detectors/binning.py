@@ -8,7 +8,6 @@ is a change in its distribution too.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from detectors.sketches import CategoricalSketch
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
@@ -89,9 +90,12 @@ class CategoricalBins:
     def from_reference(cls, values: Sequence[object], max_categories: int) -> CategoricalBins:
         if max_categories < 1:
             raise ValueError(f"max_categories must be >= 1, got {max_categories}")
-        counts = Counter(v for v in values if isinstance(v, str))
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-        return cls(categories=tuple(c for c, _ in ranked))
+        strings = [v for v in values if isinstance(v, str)]
+        # The mergeable top-k sketch: exact while the reference has at most
+        # max_categories distinct strings, the frequent ones beyond that.
+        sketch = CategoricalSketch(n_scopes=1, top_k=max_categories)
+        sketch.update(strings, np.zeros(len(strings), dtype=np.intp))
+        return cls(categories=tuple(c for c, _ in sketch.top(0)))
 
     @property
     def n_bins(self) -> int:
