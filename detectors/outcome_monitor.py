@@ -26,6 +26,7 @@ from detectors.outcomes import (
     OutcomeWindow,
     PerformanceDrop,
     RateShift,
+    ScopedLossADWIN,
 )
 from detectors.persistence import Persistence, announce
 
@@ -170,6 +171,9 @@ class OutcomeMonitor:
         self.last_override_rate = np.full(n, np.nan)
         self.last_untrusted_rate = np.full(n, np.nan)
         self.last_trusted_rate = np.full(n, np.nan)
+        self.enough_labels = np.zeros(n, dtype=bool)
+        # River's ADWIN on each trusted label's log loss, per scope (for metrics).
+        self.loss_changes = ScopedLossADWIN(n)
 
     def update(self, joined: Joined, gates: Gates, version: str | None) -> list[Decision]:
         """Add joined labels (rows in order); returns the decisions of closed windows."""
@@ -185,6 +189,12 @@ class OutcomeMonitor:
             part = _with_width(part, width)
             trusted = np.array([s not in self.untrusted_sources for s in part.source], dtype=bool)
             target.add(part, trusted, n_scopes)
+            self.loss_changes.update(
+                part.score[trusted],
+                part.label[trusted],
+                part.scopes[trusted],
+                part.feedback_ts[trusted],
+            )
             position += take
             self.labels += take
             if target.labels >= limit:
@@ -203,6 +213,7 @@ class OutcomeMonitor:
         # harder traffic); a concept change also moves the outcomes within risk bands.
         concept_hit = performance.dropped & calibration.shifted
         self.last_stats = cur_stats
+        self.enough_labels = performance.enough_labels
         trusted_rate = self.rates.judge(
             ref.trusted_pos, ref.trusted_n, cur.trusted_pos, cur.trusted_n
         )

@@ -265,8 +265,18 @@ class EngineCollector(Collector):
                 ("calibration_gap", "Largest |observed - predicted| over risk bands."),
                 ("override_ratio", "Share of feedback overriding the model, last window."),
                 ("untrusted_positive_ratio", "Positive rate of untrusted labels, last window."),
+                (
+                    "enough_labels",
+                    "1 when the last label window had enough trusted labels to judge; 0 means "
+                    "no verdict, not a good one.",
+                ),
             )
         }
+        loss_changes = CounterMetricFamily(
+            "driftgate_loss_changes",
+            "Changes in the trusted labels' log loss found by ADWIN.",
+            labels=outcome_labels,
+        )
         for model, monitor in sorted(self.service.engine.monitors.items()):
             if monitor.scopes is None:
                 continue
@@ -300,9 +310,13 @@ class EngineCollector(Collector):
                     counts[cause] = int(condition.announced.sum())
                 stats = outcomes.last_stats
                 for scope, name in enumerate(names):
+                    loss_changes.add_metric(
+                        [model, name], float(outcomes.loss_changes.detections[scope])
+                    )
                     figures = {
                         "override_ratio": outcomes.last_override_rate[scope],
                         "untrusted_positive_ratio": outcomes.last_untrusted_rate[scope],
+                        "enough_labels": float(outcomes.enough_labels[scope]),
                     }
                     if stats is not None:
                         figures.update(
@@ -318,4 +332,5 @@ class EngineCollector(Collector):
                             families[metric].add_metric([model, name], float(value))
             for cause, n in sorted(counts.items()):
                 conditions.add_metric([model, cause], n)
-        yield from (upstream, factor, nulls, repeats, conditions, *families.values())
+        yield from (upstream, factor, nulls, repeats, conditions, loss_changes)
+        yield from families.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -62,6 +63,20 @@ def test_upstream_faults_get_their_cause_and_scope_within_10000_events(tmp_path,
             assert decision.evidence["nearest_unit"] == incident.magnitude
         if incident.kind == "rename":
             assert decision.evidence["renamed_to"] == incident.new_name
+
+
+def test_a_feed_that_comes_back_gets_a_resolving_hold(tmp_path):
+    spec, (incident,) = SCENARIOS["frozen"](EVENTS)
+    incident = dataclasses.replace(incident, start_event=60_000, end_event=90_000)
+    write_replay(tmp_path / "s.jsonl", generate(spec, EVENTS, seed=12, incidents=[incident]))
+    decisions = _replay(tmp_path / "s.jsonl", tmp_path / "decisions.jsonl")
+    found = [(d.action, d.cause, d.feature, d.cohort) for d in decisions]
+    assert found == [
+        ("fix_upstream", "frozen_signal", "balance", None),
+        ("hold", "frozen_signal", "balance", None),
+    ]
+    assert decisions[1].evidence["resolved"] is True
+    assert decisions[0].decision_id != decisions[1].decision_id
 
 
 def _elec2_stream(path: Path) -> int:
