@@ -418,7 +418,13 @@ class FrozenCheck:
                 )
                 if hit
             ]
-            kinds.append(fired[0] if fired else "")
+            if not fired:
+                # A healthy scope gets no evidence: building it for every scope of every
+                # feature each window cost more than the checks themselves.
+                kinds.append("")
+                evidence.append({})
+                continue
+            kinds.append(fired[0])
             ev: dict[str, Any] = {
                 "kind": kinds[-1],
                 "checks": fired,
