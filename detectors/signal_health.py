@@ -51,12 +51,12 @@ class SignalHealth:
     >>> rng = np.random.default_rng(5)
     >>> scopes = np.zeros(2_000, dtype=np.intp)
     >>> reference = rng.lognormal(3, 1, 2_000)
-    >>> hist = np.array([[1_000, 1_000, 0]])
+    >>> hist = np.array([[200] * 10 + [0]])  # reference deciles, empty null bin
     >>> quantiles = np.quantile(reference, RESCALE_PROBS)[None]
     >>> health = SignalHealth(
     ...     reference, scopes, segment_stats(reference, scopes, 1), hist, quantiles)
     >>> frozen = np.full(2_000, reference[-1])  # the upstream metric stopped updating
-    >>> verdict = health.judge(segment_stats(frozen, scopes, 1), np.array([[2_000, 0, 0]]),
+    >>> verdict = health.judge(segment_stats(frozen, scopes, 1), np.array([[2_000] + [0] * 10]),
     ...     frozen, scopes, np.array([True]), np.array([True]), np.zeros(1, dtype=np.int64))
     >>> verdict.cause, verdict.evidence[0]["kind"]
     (('frozen_signal',), 'constant')
