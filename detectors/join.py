@@ -61,6 +61,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from detectors.cohorts import OTHER
+from detectors.validation import check_int
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -228,12 +229,6 @@ class Joined:
         )
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_seconds(name: str, value: object, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
@@ -317,10 +312,10 @@ class JoinStore:
         grace_s: float = 300.0,
         max_pending: int = 100_000,
     ) -> None:
-        self.max_entries = _check_int("max_entries", max_entries, 1)
+        self.max_entries = check_int("max_entries", max_entries, 1)
         self.horizon_s = _check_seconds("horizon_s", horizon_s, positive=True)
         self.grace_s = _check_seconds("grace_s", grace_s, positive=False)
-        self.max_pending = _check_int("max_pending", max_pending, 1)
+        self.max_pending = check_int("max_pending", max_pending, 1)
         self._reset()
 
     def _reset(self) -> None:
@@ -873,7 +868,7 @@ class JoinStore:
     def _load(self, data: Mapping[str, Any]) -> None:
         clock = _field(data, "clock")
         self._clock = -np.inf if clock is None else float(clock)
-        self._width = _check_int("width", _field(data, "width"), 1)
+        self._width = check_int("width", _field(data, "width"), 1)
         self._models = _Names(_field(data, "models"))
         self._models.index.update(_field(data, "model_aliases"))
         self._versions = _Names(_field(data, "versions"))

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2, norm
 
 from detectors.score_change import ChangePoint, ScopedADWIN
+from detectors.validation import check_int
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -60,18 +61,12 @@ def band_edges_from_reference(scores: FloatArray, n_bands: int = 10) -> FloatArr
     >>> band_edges_from_reference(np.linspace(0, 1, 101), 4).tolist()
     [0.25, 0.5, 0.75]
     """
-    _check_int("n_bands", n_bands, 1)
+    check_int("n_bands", n_bands, 1)
     values = np.asarray(scores, dtype=np.float64)
     values = values[np.isfinite(values)]
     if not values.size:
         raise ValueError("band edges need at least one finite reference score")
     return np.asarray(np.quantile(values, np.arange(1, n_bands) / n_bands), dtype=np.float64)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
 
 
 def _check_fraction(name: str, value: object, *, open_low: bool = True) -> float:
@@ -187,9 +182,9 @@ class OutcomeWindow:
     """
 
     def __init__(self, n_scopes: int, threshold: float = 0.5, n_bands: int = 10) -> None:
-        self.n_scopes = _check_int("n_scopes", n_scopes, 1)
+        self.n_scopes = check_int("n_scopes", n_scopes, 1)
         self.threshold = _check_fraction("threshold", threshold)
-        self.n_bands = _check_int("n_bands", n_bands, 1)
+        self.n_bands = check_int("n_bands", n_bands, 1)
         self._reset()
 
     def _reset(self) -> None:
@@ -409,7 +404,7 @@ class OutcomeWindow:
                     raise ValueError("malformed OutcomeWindow dict: invalid score or label")
                 rows = _scope_rows(scopes, n, out.n_scopes)
                 out._append(scores, labels.astype(np.int8), rows)
-            out._skipped = _check_int("skipped", data["skipped"], 0)
+            out._skipped = check_int("skipped", data["skipped"], 0)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed OutcomeWindow dict: {exc}") from None
         return out
@@ -500,7 +495,7 @@ class PerformanceDrop:
         min_effect: float = 0.10,
         min_auc_drop: float = 0.05,
     ) -> None:
-        self.min_labels = _check_int("min_labels", min_labels, 2)
+        self.min_labels = check_int("min_labels", min_labels, 2)
         self.alpha = _check_fraction("alpha", alpha)
         if isinstance(min_effect, bool) or not 0.0 <= float(min_effect) < float("inf"):
             raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect!r}")
@@ -581,7 +576,7 @@ class CalibrationShift:
     """
 
     def __init__(self, min_labels: int = 200, alpha: float = 0.001) -> None:
-        self.min_labels = _check_int("min_labels", min_labels, 1)
+        self.min_labels = check_int("min_labels", min_labels, 1)
         self.alpha = _check_fraction("alpha", alpha)
 
     def judge(self, reference: OutcomeStats, current: OutcomeStats) -> CalibrationVerdict:
@@ -645,7 +640,7 @@ class RateShift:
     def __init__(
         self, min_events: int = 200, alpha: float = 0.001, min_effect: float = 0.05
     ) -> None:
-        self.min_events = _check_int("min_events", min_events, 1)
+        self.min_events = check_int("min_events", min_events, 1)
         self.alpha = _check_fraction("alpha", alpha)
         if isinstance(min_effect, bool) or not 0.0 <= float(min_effect) <= np.pi:
             raise ValueError(f"min_effect must be a Cohen's h in [0, pi], got {min_effect!r}")
@@ -709,7 +704,7 @@ class ScopedLossADWIN:
     """
 
     def __init__(self, n_scopes: int, delta: float = 0.002) -> None:
-        self.n_scopes = _check_int("n_scopes", n_scopes, 1)
+        self.n_scopes = check_int("n_scopes", n_scopes, 1)
         if not 0.0 < delta < 1.0:
             raise ValueError(f"delta must be in (0, 1), got {delta}")
         self.delta = delta
@@ -775,7 +770,7 @@ class ScopedLossADWIN:
             for detector, state in zip(out._adwin._detectors, saved):
                 detector._helper.__setstate__(base64.b64decode(state["state"]))
                 detector._drift_detected = bool(state["drift_detected"])
-            out._adwin._rows = _check_int("rows", data["rows"], 0)
+            out._adwin._rows = check_int("rows", data["rows"], 0)
             detections = np.asarray(data["detections"], dtype=np.int64)
             if detections.shape != (out.n_scopes + 1,):
                 raise ValueError("malformed ScopedLossADWIN dict: wrong detections")

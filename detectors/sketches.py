@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors.validation import check_int
+
 __all__ = ["CategoricalSketch", "NumericSketch"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,13 +60,6 @@ def _is_real(x: object) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
         x, (bool, np.bool_)
     )
-
-
-def _check_int_arg(name: str, value: object, lo: int) -> int:
-    v = _as_int(value)
-    if v is None or v < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return v
 
 
 def _check_scope(scope: object, n_scopes: int) -> int:
@@ -182,7 +177,7 @@ class NumericSketch:
     def __init__(
         self, n_scopes: int, relative_accuracy: float = 0.01, max_buckets: int = 2048
     ) -> None:
-        self._n_scopes = _check_int_arg("n_scopes", n_scopes, 1)
+        self._n_scopes = check_int("n_scopes", n_scopes, 1)
         if not _is_real(relative_accuracy) or not 0.0 < float(relative_accuracy) < 1.0:
             raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
         if float(relative_accuracy) < _MIN_RELATIVE_ACCURACY:
@@ -191,7 +186,7 @@ class NumericSketch:
                 f" cannot resolve finer), got {relative_accuracy!r}"
             )
         self._relative_accuracy = float(relative_accuracy)
-        self._max_buckets = _check_int_arg("max_buckets", max_buckets, 1)
+        self._max_buckets = check_int("max_buckets", max_buckets, 1)
         alpha = self._relative_accuracy
         self._gamma = (1.0 + alpha) / (1.0 - alpha)
         self._log_gamma = math.log(self._gamma)
@@ -634,8 +629,8 @@ class CategoricalSketch:
     VERSION = 1
 
     def __init__(self, n_scopes: int, top_k: int = 20) -> None:
-        self._n_scopes = _check_int_arg("n_scopes", n_scopes, 1)
-        self._top_k = _check_int_arg("top_k", top_k, 1)
+        self._n_scopes = check_int("n_scopes", n_scopes, 1)
+        self._top_k = check_int("top_k", top_k, 1)
         self._reset()
 
     def _reset(self) -> None:

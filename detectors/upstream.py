@@ -54,6 +54,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import bdtrc
 
+from detectors.validation import check_int
+
 __all__ = [
     "FrozenCheck",
     "FrozenVerdict",
@@ -93,14 +95,6 @@ def _is_number(x: object) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
         x, (bool, np.bool_)
     )
-
-
-def _check_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    if int(value) < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return int(value)
 
 
 def _check_unit_interval(name: str, value: object, *, open_low: bool = True) -> float:
@@ -335,8 +329,8 @@ class FrozenCheck:
         min_null_increase: float = 0.3,
         max_ref_null_rate: float = 0.5,
     ) -> None:
-        self.min_events = _check_int("min_events", min_events, 2)
-        self.min_ref_distinct = _check_int("min_ref_distinct", min_ref_distinct, 2)
+        self.min_events = check_int("min_events", min_events, 2)
+        self.min_ref_distinct = check_int("min_ref_distinct", min_ref_distinct, 2)
         self.max_ref_collision = _check_unit_interval("max_ref_collision", max_ref_collision)
         self.alpha = _check_unit_interval("alpha", alpha)
         if self.alpha >= 1.0:

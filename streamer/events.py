@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from detectors.decision import Action, Cause
+
 FeatureValue = float | int | bool | str | None
 
 
@@ -84,20 +86,6 @@ class FeedbackEvent(_Event):
     label: float = Field(strict=True, description="The observed outcome: 0/1 for a binary model.")
     source: str = Field(default="unknown", min_length=1, max_length=128)
     override: bool = False
-
-
-Action = Literal["retrain", "rollback", "fix_upstream", "investigate", "hold"]
-Cause = Literal[
-    "covariate_drift",
-    "concept_drift",
-    "frozen_signal",
-    "rescaled_signal",
-    "schema_change",
-    "deployment_regression",
-    "label_quality",
-    "trust_decay",
-    "transient_shift",
-]
 
 
 class DecisionScope(BaseModel):

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from streamer.config import load_settings
-from streamer.engine import Engine
-from streamer.service import Service
 from streamer.simulate import SCENARIOS, generate, write_replay
-from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
-from streamer.sources import ReplaySource
+from tests.conftest import replay_service
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +17,7 @@ def _replay(tmp_path, scenario: str, seed: int):
     path = tmp_path / f"{scenario}.jsonl"
     records = list(generate(spec, EVENTS, seed=seed, incidents=incidents))
     write_replay(path, records)
-    settings = load_settings()
-    engine = Engine(settings.monitor, settings.limits, settings.feedback)
-    decisions = []
-    service = Service(
-        engine,
-        ReplaySource(path),
-        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
-        ReportingDeadLetterSink(),
-        on_decisions=decisions.extend,
-    )
-    service.run(threading.Event())
+    _, decisions = replay_service(path, tmp_path / "decisions.jsonl")
     predictions = [r["value"] for r in records if r["topic"] == "predictions"]
     return decisions, predictions, incidents
 

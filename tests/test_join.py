@@ -435,7 +435,7 @@ def test_from_dict_rejects_other_state() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_entries": 0}, "max_entries must be a whole number >= 1"),
+        ({"max_entries": 0}, "max_entries must be an int >= 1"),
         ({"max_entries": 2.5}, "max_entries"),
         ({"horizon_s": 0}, "horizon_s must be a finite number of seconds > 0"),
         ({"horizon_s": float("inf")}, "horizon_s"),

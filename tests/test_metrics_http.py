@@ -1,38 +1,26 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.config import load_settings
-from streamer.engine import Engine
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
 from streamer.simulate import SCENARIOS, generate, write_replay
-from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
-from streamer.sources import ReplaySource
+from tests.conftest import replay_service
 
 
-def _service_after_replay(tmp_path, events=40_000) -> Service:
-    spec, incidents = SCENARIOS["covariate_shift"](events)
+def _service_after_replay(tmp_path, scenario="covariate_shift", events=40_000) -> Service:
+    spec, incidents = SCENARIOS[scenario](events)
     path = tmp_path / "stream.jsonl"
     write_replay(path, generate(spec, events, seed=1, incidents=incidents))
     with path.open("ab") as out:
         out.write(b"garbage\n")
-    settings = load_settings()
-    service = Service(
-        Engine(settings.monitor, settings.limits, settings.feedback),
-        ReplaySource(path),
-        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
-        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
-    )
-    service.run(threading.Event())
-    return service
+    return replay_service(path, tmp_path / "decisions.jsonl")[0]
 
 
 def _samples(registry: CollectorRegistry) -> dict[str, list]:
@@ -104,17 +92,7 @@ def test_health_readiness_and_metrics_endpoints():
 
 
 def test_upstream_and_outcome_series(tmp_path):
-    spec, incidents = SCENARIOS["rescaled"](60_000)
-    path = tmp_path / "rescaled.jsonl"
-    write_replay(path, generate(spec, 60_000, seed=2, incidents=incidents))
-    settings = load_settings()
-    service = Service(
-        Engine(settings.monitor, settings.limits, settings.feedback),
-        ReplaySource(path),
-        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
-        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
-    )
-    service.run(threading.Event())
+    service = _service_after_replay(tmp_path, "rescaled", 60_000)
     registry = CollectorRegistry()
     registry.register(EngineCollector(service))
     samples = _samples(registry)

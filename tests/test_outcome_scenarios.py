@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from detectors.decision import Decision
-from streamer.config import load_settings
-from streamer.engine import Engine
-from streamer.service import Service
 from streamer.simulate import SCENARIOS, generate, write_replay
-from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
-from streamer.sources import ReplaySource
+from tests.conftest import replay_service
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +17,7 @@ def _run(tmp_path, scenario: str, seed: int) -> tuple[list[Decision], list[dict]
     spec, incidents = SCENARIOS[scenario](EVENTS)
     records = list(generate(spec, EVENTS, seed=seed, incidents=incidents))
     write_replay(tmp_path / "stream.jsonl", records)
-    settings = load_settings()
-    engine = Engine(settings.monitor, settings.limits, settings.feedback)
-    decisions: list[Decision] = []
-    Service(
-        engine,
-        ReplaySource(tmp_path / "stream.jsonl"),
-        JsonLinesDecisionSink(tmp_path / "decisions.jsonl"),
-        ReportingDeadLetterSink(),
-        on_decisions=decisions.extend,
-    ).run(threading.Event())
+    _, decisions = replay_service(tmp_path / "stream.jsonl", tmp_path / "decisions.jsonl")
     predictions = [r["value"] for r in records if r["topic"] == "predictions"]
     return decisions, predictions, incidents
 
@@ -60,15 +45,9 @@ def test_stationary_traffic_with_delayed_labels_gives_no_decision(tmp_path):
 def test_labels_join_across_the_delay(tmp_path):
     spec, _ = SCENARIOS["labelled_stationary"](20_000)
     records = list(generate(spec, 20_000, seed=3))
-    settings = load_settings()
-    engine = Engine(settings.monitor, settings.limits, settings.feedback)
     write_replay(tmp_path / "s.jsonl", records)
-    Service(
-        engine,
-        ReplaySource(tmp_path / "s.jsonl"),
-        JsonLinesDecisionSink(tmp_path / "d.jsonl"),
-        ReportingDeadLetterSink(),
-    ).run(threading.Event())
+    service, _ = replay_service(tmp_path / "s.jsonl", tmp_path / "d.jsonl")
+    engine = service.engine
     feedback = sum(r["topic"] == "feedback" for r in records)
     assert engine.join.joined == feedback
     assert engine.join.unknown == 0

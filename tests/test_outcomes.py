@@ -245,7 +245,7 @@ def test_merge_rejects_different_windows_and_reset_keeps_edges() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_scopes": 0}, "n_scopes must be a whole number >= 1"),
+        ({"n_scopes": 0}, "n_scopes must be an int >= 1"),
         ({"n_scopes": 1, "threshold": 1.0}, r"threshold must be in \(0, 1\)"),
         ({"n_scopes": 1, "n_bands": 0}, "n_bands"),
     ],
@@ -350,7 +350,7 @@ def test_drop_is_reported_in_the_cohort_that_broke() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"min_labels": 1}, "min_labels must be a whole number >= 2"),
+        ({"min_labels": 1}, "min_labels must be an int >= 2"),
         ({"alpha": 0.0}, r"alpha must be in \(0, 1\)"),
         ({"min_effect": -0.1}, "min_effect"),
         ({"min_auc_drop": 1.0}, "min_auc_drop"),

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import threading
 from pathlib import Path
 
 import orjson
 import pytest
 
 from detectors.decision import Decision
-from streamer.config import load_settings
-from streamer.engine import Engine
-from streamer.service import Service
 from streamer.simulate import SCENARIOS, generate, write_replay
-from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
-from streamer.sources import ReplaySource
-from tests.conftest import ROOT
+from tests.conftest import ROOT, replay_service
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +20,7 @@ ELEC2 = ROOT.parent / "shared" / "data" / "real" / "elec2" / "electricity.csv"
 
 
 def _replay(path: Path, out: Path) -> list[Decision]:
-    settings = load_settings()
-    decisions: list[Decision] = []
-    Service(
-        Engine(settings.monitor, settings.limits, settings.feedback),
-        ReplaySource(path),
-        JsonLinesDecisionSink(out),
-        ReportingDeadLetterSink(),
-        on_decisions=decisions.extend,
-    ).run(threading.Event())
-    return decisions
+    return replay_service(path, out)[1]
 
 
 @pytest.mark.parametrize("scenario", ["frozen", "cohort_frozen", "rescaled", "renamed"])
