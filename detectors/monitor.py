@@ -3,7 +3,9 @@
 The monitor is fed :class:`PredictionBatch` columns and returns decisions. It keeps
 the first ``reference_events`` predictions as the reference, fixes bins, cohorts and
 features on it, then compares every window of ``window_events`` predictions against
-it, scope by scope. Batches are split exactly at window boundaries, so the result
+it, scope by scope: first whether an input is broken upstream (frozen, rescaled,
+missing, retyped, renamed), then whether it drifted. Joined labels go to its
+:class:`OutcomeMonitor`. Batches are split exactly at window boundaries, so the result
 does not depend on how the stream was cut into batches.
 """
 
