@@ -24,7 +24,7 @@ from detectors.binning import Bins, CategoricalBins, NumericBins
 from detectors.cohorts import POPULATION, CohortScopes, Dimension
 from detectors.decision import Action, Cause, Decision
 from detectors.divergence import g_test, js_distance, psi
-from detectors.join import Joined
+from detectors.join import Joined, JoinStore
 from detectors.new_features import NewFeature, NewFeatures
 from detectors.outcome_monitor import Gates, OutcomeMonitor
 from detectors.outcomes import band_edges_from_reference
@@ -274,15 +274,20 @@ class ModelMonitor:
         """Events per scope in the current (possibly carried-over) window."""
         return self._scope_events.copy()
 
-    def update(self, batch: PredictionBatch) -> list[Decision]:
+    def update(self, batch: PredictionBatch, join: JoinStore | None = None) -> list[Decision]:
+        """Process predictions in order; with a ``join`` store, also keep them (with their
+        scopes) for the labels to come, and judge the labels that were waiting for them."""
         decisions: list[Decision] = []
         position = 0
         n = len(batch)
         while position < n:
             if not self.warm:
                 take = min(n - position, self.config.reference_events - self._reference_rows)
-                self._observe(batch.slice(position, position + take))
-                self._reference_parts.append(batch.slice(position, position + take))
+                part = batch.slice(position, position + take)
+                self._observe(part)
+                self._reference_parts.append(part)
+                # Cohort scopes are not known before the reference is built.
+                decisions.extend(self._store(part, np.zeros((take, 1), dtype=np.intp), join))
                 self._reference_rows += take
                 position += take
                 self.events += take
@@ -292,7 +297,8 @@ class ModelMonitor:
             take = min(n - position, self.config.window_events - self._in_window)
             part = batch.slice(position, position + take)
             self._observe(part)
-            self._accumulate(part)
+            rows = self._accumulate(part)
+            decisions.extend(self._store(part, rows, join))
             position += take
             self.events += take
             self._in_window += take
@@ -300,11 +306,15 @@ class ModelMonitor:
                 decisions.extend(self._close_window())
         return decisions
 
-    def scope_rows(self, batch: PredictionBatch) -> IndexArray:
-        """Each row's scopes (population only while the reference is being collected)."""
-        if self.scopes is None:
-            return np.zeros((len(batch), 1), dtype=np.intp)
-        return self.scopes.assign(batch.cohorts, len(batch))
+    def _store(
+        self, part: PredictionBatch, rows: IndexArray, join: JoinStore | None
+    ) -> list[Decision]:
+        if join is None or not part.event_id:
+            return []
+        waiting = join.add_predictions(
+            part.event_id, part.ts, part.score, part.model_version, rows, [self.model] * len(part)
+        )
+        return self.update_labels(waiting) if len(waiting) else []
 
     def update_labels(self, joined: Joined) -> list[Decision]:
         """Judge outcomes on labels joined to this model's predictions."""
@@ -402,7 +412,8 @@ class ModelMonitor:
         self._scope_start = np.full(n_scopes, np.nan)
         self._scope_end = np.full(n_scopes, np.nan)
 
-    def _accumulate(self, part: PredictionBatch) -> None:
+    def _accumulate(self, part: PredictionBatch) -> IndexArray:
+        """Add a part of the current window; returns each row's scopes."""
         assert self.scopes is not None and self.score_changes is not None
         n_scopes = self.scopes.n_scopes
         rows = self.scopes.assign(part.cohorts, len(part))
@@ -426,6 +437,7 @@ class ModelMonitor:
         if unknown:
             self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
         self.score_changes.update(part.score, rows, part.ts)
+        return rows
 
     def _close_window(self) -> list[Decision]:
         assert self.scopes is not None

@@ -183,16 +183,7 @@ class Engine:
             monitor = self.monitors.get(model)
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)
-            decisions.extend(monitor.update(batch))
-            late = self.join.add_predictions(
-                batch.event_id,
-                batch.ts,
-                batch.score,
-                batch.model_version,
-                monitor.scope_rows(batch),
-                [model] * len(batch),
-            )
-            decisions.extend(self._labels(late))
+            decisions.extend(monitor.update(batch, self.join))
         if feedback:
             decisions.extend(
                 self._labels(
