@@ -205,6 +205,20 @@ def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> 
     )
 
 
+# Window-to-window spread (max / min) of a rescale factor that is still one factor.
+STEADY_FACTOR_RATIO = 1.25
+
+
+def _steady(history: Sequence[float], factor: float) -> bool:
+    factors = [f for f in (*history, factor) if math.isfinite(f) and f != 0]
+    if not factors:
+        return True
+    if len({math.copysign(1.0, f) for f in factors}) > 1:
+        return False
+    sizes = [abs(f) for f in factors]
+    return max(sizes) <= STEADY_FACTOR_RATIO * min(sizes)
+
+
 def _infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:
     numbers = sum(1 for v in values if isinstance(v, int | float))
     strings = sum(1 for v in values if isinstance(v, str))
@@ -510,6 +524,11 @@ class ModelMonitor:
         )
         state.last_health = health
         upstream_now = health.hit
+        for scope in np.flatnonzero(upstream_now).tolist():
+            if health.cause[scope] == "rescaled_signal" and not _steady(
+                state.rescale_history[scope], float(health.rescale_factor[scope])
+            ):
+                upstream_now[scope] = False  # a unit change has one factor; this wanders
         # A broken input explains its own shift: it is reported as upstream, not drift.
         _, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
         up_opened, up_cleared = state.upstream.update(judged, upstream_now, self._scope_start)

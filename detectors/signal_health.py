@@ -8,6 +8,7 @@ so the monitor reports ``fix_upstream`` instead of drift.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,19 @@ RESCALE_PROBS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
 PRESENT_NULL_RATE = 0.05
 # Values of another type in at least this share of a window's events: the type changed.
 RETYPED_SHARE = 0.5
+
+
+# A factor within this many powers of ten of 1 (0.32x to 3.2x) is as likely a genuine
+# change (a temperature that scales a frequency, inflation) as a unit change: it counts
+# as a rescale only when it is a common unit factor to within UNIT_MATCH.
+MILD_LOG10 = 0.5
+UNIT_MATCH = 0.02
+
+
+def _plausible_unit_change(factor: float, unit: float | None) -> bool:
+    if factor < 0 or abs(math.log10(abs(factor))) >= MILD_LOG10:
+        return True  # a sign flip, or too big a factor for the world to have moved by
+    return unit is not None and abs(factor / unit - 1.0) <= UNIT_MATCH
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,9 @@ class SignalHealth:
                 rescale = self.rescale.judge(self.quantiles[wanted], current_q, RESCALE_PROBS)
                 factor[wanted] = rescale.factor
                 for i, scope in enumerate(wanted):
-                    if rescale.rescaled[i]:
+                    if rescale.rescaled[i] and _plausible_unit_change(
+                        float(rescale.factor[i]), rescale.unit[i]
+                    ):
                         causes[scope] = "rescaled_signal"
                         evidence[scope] = {
                             "detector": "rescale_check",

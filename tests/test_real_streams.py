@@ -1,0 +1,54 @@
+"""Real streams with documented drift (../shared/data/real), default config."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import ROOT, replay_service
+
+pytestmark = pytest.mark.slow
+
+REAL = ROOT.parent / "shared" / "data" / "real"
+INSECTS = REAL / "insects" / "INSECTS_gradual_balanced_24150.csv"
+WEATHER = REAL / "weather_noaa" / "weather.csv"
+
+
+def _stream(source: Path, out: Path, names: list[str] | None) -> None:
+    with source.open() as rows, out.open("wb") as sink:
+        reader = csv.reader(rows)
+        header = names or next(reader)
+        for i, row in enumerate(reader):
+            values = dict(zip(header, row))
+            values.pop("class", None)
+            values.pop("target", None)
+            event = {
+                "event_id": f"e{i}",
+                "ts": 1_600_000_000.0 + 60.0 * i,
+                "model": source.stem,
+                "model_version": "v1",
+                "features": {k: float(v) for k, v in values.items()},
+                "score": 0.5,
+            }
+            sink.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
+
+
+@pytest.mark.skipif(not INSECTS.exists(), reason="shared/ data is not beside the repository")
+def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
+    """The temperature change scales wing-beat features: the world moved, no unit did."""
+    _stream(INSECTS, tmp_path / "insects.jsonl", [f"f{i:02d}" for i in range(33)] + ["class"])
+    _, decisions = replay_service(tmp_path / "insects.jsonl", tmp_path / "d.jsonl")
+    causes = {d.cause for d in decisions}
+    assert causes == {"covariate_drift"}, [d.to_dict() for d in decisions]
+    assert len({d.feature for d in decisions}) >= 3
+
+
+@pytest.mark.skipif(not WEATHER.exists(), reason="shared/ data is not beside the repository")
+def test_weather_seasons_raise_no_upstream_fault(tmp_path):
+    _stream(WEATHER, tmp_path / "weather.jsonl", None)
+    _, decisions = replay_service(tmp_path / "weather.jsonl", tmp_path / "d.jsonl")
+    assert all(d.cause == "covariate_drift" for d in decisions), [d.to_dict() for d in decisions]
+    assert len(decisions) <= 4
