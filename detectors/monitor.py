@@ -11,6 +11,7 @@ does not depend on how the stream was cut into batches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -203,6 +204,39 @@ def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> 
     return np.array(
         [[sketch.quantile(scope, float(q)) for q in QUANTILE_PROBS] for scope in range(n_scopes)]
     )
+
+
+# This many features starting to drift in one scope in the same window are one event
+# (a new traffic source, a pipeline change): one decision lists them all.
+GROUP_FEATURES = 3
+
+
+def _grouped(decisions: list[Decision]) -> list[Decision]:
+    """Drift decisions of one window: one per scope when GROUP_FEATURES or more
+    features opened together, with the features (strongest first) in the evidence."""
+    opened: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.action == "investigate" and d.cause == "covariate_drift":
+            opened.setdefault(repr(sorted((d.cohort or {}).items())), []).append(d)
+    groups = [g for g in opened.values() if len(g) >= GROUP_FEATURES]
+    if not groups:
+        return decisions
+    members = {id(d) for g in groups for d in g}
+    out = [d for d in decisions if id(d) not in members]
+    for group in groups:
+        group = sorted(group, key=lambda d: -float(d.evidence["psi"]))
+        first = group[0]
+        evidence = {
+            **{k: v for k, v in first.evidence.items() if k not in ("psi", "g_test_pvalue")},
+            "features": [d.feature for d in group],
+            "psi": {str(d.feature): d.evidence["psi"] for d in group},
+            "g_test_pvalue": {str(d.feature): d.evidence["g_test_pvalue"] for d in group},
+            "first_seen": min(float(d.evidence["first_seen"]) for d in group),
+        }
+        for key in ("feature_kind", "js_distance", "psi_history"):
+            evidence.pop(key, None)
+        out.append(dataclasses.replace(first, feature=None, evidence=evidence))
+    return out
 
 
 # Window-to-window spread (max / min) of a rescale factor that is still one factor.
@@ -476,6 +510,7 @@ class ModelMonitor:
             )
             state.window_values = [values[keep]]
             decisions.extend(self._judge(state, judged, values, scopes))
+        decisions = _grouped(decisions)
         for feature in self.new_features.close(int(self._scope_events[POPULATION])):
             if feature.name not in self._renamed.values():
                 decisions.append(self._new_feature_decision(feature))

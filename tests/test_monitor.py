@@ -489,3 +489,23 @@ def test_numeric_column_contract() -> None:
     assert values[3] == 1.0
     assert math.isnan(values[4])
     assert wrong == 1
+
+
+def test_features_shifting_together_are_one_decision() -> None:
+    rng = np.random.default_rng(8)
+    n = 30_000
+    features = {f"f{i}": rng.normal(0, 1, n) for i in range(5)}
+    for name in ("f0", "f2", "f4"):
+        features[name][20_000:] += 1.0 + 0.5 * int(name[1])  # f4 moves most
+    batch = PredictionBatch(
+        ts=np.arange(n, dtype=float), score=rng.random(n), model_version=["v1"] * n,
+        cohorts={}, features={k: v.tolist() for k, v in features.items()},
+    )  # fmt: skip
+    (decision,) = ModelMonitor("m").update(batch)
+    assert (decision.action, decision.cause, decision.feature) == (
+        "investigate",
+        "covariate_drift",
+        None,
+    )
+    assert decision.evidence["features"] == ["f4", "f2", "f0"]
+    assert set(decision.evidence["psi"]) == {"f0", "f2", "f4"}

@@ -90,7 +90,10 @@ def test_elec2_features_constant_in_the_reference_are_not_called_frozen(tmp_path
     decisions = _replay(tmp_path / "elec2.jsonl", tmp_path / "decisions.jsonl")
     revived = {"vicprice", "vicdemand", "transfer"}
     alive_ts = 912_470_400.0 + 1_800.0 * 17_424
-    reported = {d.feature for d in decisions if d.feature in revived and d.action != "hold"}
+    named = [
+        (d, {d.feature} if d.feature else set(d.evidence.get("features", ()))) for d in decisions
+    ]
+    reported = set().union(*(f for d, f in named if d.action != "hold")) & revived
     assert reported == revived
-    assert all(d.ts >= alive_ts for d in decisions if d.feature in revived)
+    assert all(d.ts >= alive_ts for d, f in named if f & revived)
     assert not [d.to_dict() for d in decisions if d.cause == "frozen_signal"]
