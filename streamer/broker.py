@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from streamer.errors import DriftgateError
@@ -98,12 +98,3 @@ def create_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
             admin.create_topics(new)
     finally:
         admin.close()
-
-
-@contextlib.contextmanager
-def running_broker(log_path: Path | None = None) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(log_path=log_path).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()

@@ -133,7 +133,6 @@ class Engine:
         )
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
-        self.feedback_events = 0
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         dead: list[DeadLetter] = []
@@ -196,7 +195,6 @@ class Engine:
                     )
                 )
             )
-        self.feedback_events += len(feedback)
         for decision in decisions:
             counters.decisions[(decision.action, decision.cause)] += 1
         return BatchResult(decisions, dead)

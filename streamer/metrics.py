@@ -272,12 +272,19 @@ class EngineCollector(Collector):
                 ),
             )
         }
+        unused_labels = CounterMetricFamily(
+            "driftgate_labels_before_reference",
+            "Labels of predictions made while the model's reference was collected (their "
+            "cohorts were not known): not used for outcomes.",
+            labels=["model"],
+        )
         loss_changes = CounterMetricFamily(
             "driftgate_loss_changes",
             "Changes in the trusted labels' log loss found by ADWIN.",
             labels=outcome_labels,
         )
         for model, monitor in sorted(self.service.engine.monitors.items()):
+            unused_labels.add_metric([model], monitor.labels_before_reference)
             if monitor.scopes is None:
                 continue
             names = [scope_label(c) for c in monitor.scopes.labels]
@@ -332,5 +339,5 @@ class EngineCollector(Collector):
                             families[metric].add_metric([model, name], float(value))
             for cause, n in sorted(counts.items()):
                 conditions.add_metric([model, cause], n)
-        yield from (upstream, factor, nulls, repeats, conditions, loss_changes)
+        yield from (upstream, factor, nulls, repeats, conditions, loss_changes, unused_labels)
         yield from families.values()

@@ -112,6 +112,8 @@ def test_upstream_and_outcome_series(tmp_path):
     assert 80 < factors["amount"] < 125
     conditions = {s.labels["cause"]: s.value for s in samples["driftgate_open_conditions"]}
     assert conditions["rescaled_signal"] == 2
+    early = [s for s in samples["driftgate_labels_before_reference"] if s.name.endswith("_total")]
+    assert early[0].value == service.engine.monitors["fraud"].labels_before_reference > 0
     joined = samples["driftgate_labels_joined"][0].value
     assert joined > 0
     delays = [s for s in samples["driftgate_label_delay_seconds"] if s.name.endswith("_count")]
