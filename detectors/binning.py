@@ -121,6 +121,16 @@ class CategoricalBins:
 Bins = NumericBins | CategoricalBins
 
 
+def scope_histograms(
+    bins: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int
+) -> NDArray[np.int64]:
+    """Counts per (scope, bin): ``bins`` has each row's bin, ``scopes`` one column per
+    scope the row is in (the population and one cohort per dimension)."""
+    flat = (scopes * n_bins + bins[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_scopes * n_bins)
+    return counts.reshape(n_scopes, n_bins).astype(np.int64)
+
+
 def bins_from_dict(data: dict[str, Any]) -> Bins:
     if data.get("kind") == "numeric":
         return NumericBins(edges=np.asarray(data["edges"], dtype=np.float64))

@@ -24,7 +24,9 @@ from numpy.typing import NDArray
 from scipy.stats import chi2
 
 FloatArray = NDArray[np.float64]
-CountArray = NDArray[np.int64]
+# Observed counts, or expected counts (fractional) such as a reference matched to a
+# window's hours of the day.
+CountArray = NDArray[np.int64] | NDArray[np.float64]
 
 PSEUDO_COUNT = 0.5
 

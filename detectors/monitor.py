@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,16 +22,25 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.batch import PredictionBatch, numeric_column
-from detectors.binning import Bins, CategoricalBins, NumericBins
+from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import POPULATION, CohortScopes, Dimension
 from detectors.decision import Action, Cause, Decision
+from detectors.deployment import DeploymentWatch
 from detectors.divergence import g_test, js_distance, psi
 from detectors.join import Joined, JoinStore
 from detectors.new_features import NewFeature, NewFeatures
 from detectors.outcome_monitor import Gates, OutcomeMonitor
 from detectors.outcomes import band_edges_from_reference
-from detectors.persistence import Persistence, announce
+from detectors.persistence import Persistence, announce, transient
 from detectors.score_change import ScopedADWIN
+from detectors.seasonal import (
+    DAY_S,
+    HOURS,
+    hour_counts,
+    hour_of_day,
+    hourly_histograms,
+    matched_reference,
+)
 from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
 from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth
 from detectors.sketches import NumericSketch
@@ -55,6 +65,12 @@ class MonitorConfig:
     """
 
     reference_events: int = 10_000
+    # A reference that covers whole days compares like with like on traffic with a daily
+    # cycle: it grows to reference_span_s of event time when that fits in
+    # reference_max_events (slow streams); a faster stream keeps reference_events, since a
+    # day of it would blind the monitor for too long and part of a day helps little.
+    reference_span_s: float = 86_400.0
+    reference_max_events: int = 50_000
     window_events: int = 2_000
     min_window_events: int = 200
     min_reference_events: int = 200
@@ -76,6 +92,7 @@ class MonitorConfig:
     def __post_init__(self) -> None:
         positive = (
             "reference_events",
+            "reference_max_events",
             "window_events",
             "min_window_events",
             "min_reference_events",
@@ -95,6 +112,16 @@ class MonitorConfig:
             if value < (2 if name == "numeric_bins" else 1):
                 low = 2 if name == "numeric_bins" else 1
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.reference_max_events < self.reference_events:
+            raise ValueError(
+                f"reference_max_events must be >= reference_events ({self.reference_events}), "
+                f"got {self.reference_max_events}"
+            )
+        if not 0 <= self.reference_span_s < float("inf"):
+            raise ValueError(
+                f"reference_span_s must be a finite number >= 0 (0: count only), "
+                f"got {self.reference_span_s}"
+            )
         if not (0 < self.psi_threshold < float("inf")):
             raise ValueError(f"psi_threshold must be a finite number > 0, got {self.psi_threshold}")
         for name in ("alpha", "adwin_delta"):
@@ -143,6 +170,8 @@ class FeatureDrift:
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
     window_values: list[FloatArray] = field(default_factory=list)
+    # (hour, scope, bin) reference counts, kept when the reference covers a day.
+    reference_hourly: IntArray | None = None
 
     @property
     def kind(self) -> str:
@@ -187,12 +216,6 @@ class FeatureDrift:
         return bins, series
 
 
-def _histograms(bins: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int) -> IntArray:
-    flat = (scopes * n_bins + bins[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n_scopes * n_bins)
-    return counts.reshape(n_scopes, n_bins).astype(np.int64)
-
-
 QUANTILE_PROBS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
 _RESCALE_COLUMNS = np.searchsorted(QUANTILE_PROBS, RESCALE_PROBS)
 
@@ -206,18 +229,27 @@ def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> 
     )
 
 
+# A shift seen in at least this many consecutive windows that reverted before it
+# persisted gets an informational hold (transient_shift); one window alone happens by
+# chance now and then (a p-value of 0.001 over features x scopes x windows).
+TRANSIENT_MIN_WINDOWS = 2
+REVERTED_PSI_RATIO = 0.5
+
 # This many features starting to drift in one scope in the same window are one event
 # (a new traffic source, a pipeline change): one decision lists them all.
 GROUP_FEATURES = 3
+GROUPED = {("investigate", "covariate_drift"), ("hold", "transient_shift")}
 
 
 def _grouped(decisions: list[Decision]) -> list[Decision]:
     """Drift decisions of one window: one per scope when GROUP_FEATURES or more
-    features opened together, with the features (strongest first) in the evidence."""
-    opened: dict[str, list[Decision]] = {}
+    features opened (or reverted) together, with the features (strongest first) in the
+    evidence."""
+    opened: dict[tuple[str, str, str], list[Decision]] = {}
     for d in decisions:
-        if d.action == "investigate" and d.cause == "covariate_drift":
-            opened.setdefault(repr(sorted((d.cohort or {}).items())), []).append(d)
+        if (d.action, d.cause) in GROUPED:
+            key = (d.action, d.cause, repr(sorted((d.cohort or {}).items())))
+            opened.setdefault(key, []).append(d)
     groups = [g for g in opened.values() if len(g) >= GROUP_FEATURES]
     if not groups:
         return decisions
@@ -230,11 +262,12 @@ def _grouped(decisions: list[Decision]) -> list[Decision]:
             **{k: v for k, v in first.evidence.items() if k not in ("psi", "g_test_pvalue")},
             "features": [d.feature for d in group],
             "psi": {str(d.feature): d.evidence["psi"] for d in group},
-            "g_test_pvalue": {str(d.feature): d.evidence["g_test_pvalue"] for d in group},
             "first_seen": min(float(d.evidence["first_seen"]) for d in group),
         }
-        for key in ("feature_kind", "js_distance", "psi_history"):
-            evidence.pop(key, None)
+        if "g_test_pvalue" in first.evidence:
+            evidence["g_test_pvalue"] = {str(d.feature): d.evidence["g_test_pvalue"] for d in group}
+        for name in ("feature_kind", "js_distance", "psi_history"):
+            evidence.pop(name, None)
         out.append(dataclasses.replace(first, feature=None, evidence=evidence))
     return out
 
@@ -289,11 +322,16 @@ class ModelMonitor:
     def _reset(self) -> None:
         self._reference_parts: list[PredictionBatch] = []
         self._reference_rows = 0
+        # Rows the reference may take: reference_events, or up to reference_max_events
+        # while it grows to a whole day.
+        self._reference_target = self.config.reference_events
+        self._reference_first_ts = math.nan
         self.scopes: CohortScopes | None = None
         self.features: dict[str, FeatureDrift] = {}
         self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
         self._renamed: dict[str, str] = {}
         self.score_changes: ScopedADWIN | None = None
+        self.deployments: DeploymentWatch | None = None
         self.outcomes: OutcomeMonitor | None = None
         self.labels_before_reference = 0
         self.events = 0
@@ -307,6 +345,9 @@ class ModelMonitor:
         self._window_scopes: list[IndexArray] = []
         self._scope_start = np.zeros(0)
         self._scope_end = np.zeros(0)
+        # Windows are compared with the reference at the same hours once it covers a day.
+        self.seasonal = False
+        self._hour_events = np.zeros((0, HOURS), dtype=np.int64)
         self.reference_scope_events = np.zeros(0, dtype=np.int64)
 
     @property
@@ -315,7 +356,11 @@ class ModelMonitor:
 
     @property
     def reference_progress(self) -> float:
-        return 1.0 if self.warm else self._reference_rows / self.config.reference_events
+        if self.warm:
+            return 1.0
+        if self._reference_target > self.config.reference_events:
+            return min(1.0, self._reference_span() / self.config.reference_span_s)
+        return self._reference_rows / self.config.reference_events
 
     @property
     def scope_events(self) -> IntArray:
@@ -330,7 +375,7 @@ class ModelMonitor:
         n = len(batch)
         while position < n:
             if not self.warm:
-                take = min(n - position, self.config.reference_events - self._reference_rows)
+                take = self._reference_take(batch.ts[position:])
                 part = batch.slice(position, position + take)
                 self._observe(part)
                 self._reference_parts.append(part)
@@ -339,7 +384,7 @@ class ModelMonitor:
                 self._reference_rows += take
                 position += take
                 self.events += take
-                if self._reference_rows == self.config.reference_events:
+                if self._reference_complete():
                     self._fit_reference()
                 continue
             take = min(n - position, self.config.window_events - self._in_window)
@@ -353,6 +398,39 @@ class ModelMonitor:
             if self._in_window == self.config.window_events:
                 decisions.extend(self._close_window())
         return decisions
+
+    def _reference_take(self, ts: FloatArray) -> int:
+        """How many of the next rows (event times ``ts``) go into the reference."""
+        if math.isnan(self._reference_first_ts):
+            self._reference_first_ts = float(ts[0])
+        take = min(len(ts), self._reference_target - self._reference_rows)
+        if self._reference_target > self.config.reference_events:
+            # Growing to a whole day: stop at the first row that completes it.
+            reached = np.flatnonzero(
+                np.maximum.accumulate(ts[:take]) - self._reference_first_ts
+                >= self.config.reference_span_s
+            )
+            if reached.size:
+                take = int(reached[0]) + 1
+        return take
+
+    def _reference_span(self) -> float:
+        last = max(float(part.ts.max()) for part in self._reference_parts)
+        return last - self._reference_first_ts
+
+    def _reference_complete(self) -> bool:
+        """Done at the target; at reference_events, decide whether to grow to a day."""
+        config = self.config
+        rows, span = self._reference_rows, self._reference_span()
+        if rows == config.reference_events == self._reference_target:
+            if 0 < span < config.reference_span_s:
+                day = rows * config.reference_span_s / span
+                if day <= config.reference_max_events:
+                    self._reference_target = config.reference_max_events
+                    return False
+            return True
+        growing = self._reference_target > config.reference_events
+        return rows >= self._reference_target or (growing and span >= config.reference_span_s)
 
     def _store(
         self, part: PredictionBatch, rows: IndexArray, join: JoinStore | None
@@ -383,8 +461,17 @@ class ModelMonitor:
             drifting_inputs=tuple(
                 sorted(n for n, f in self.features.items() if f.drift.announced.any())
             ),
+            suspect_versions=self.deployments.suspects() if self.deployments else (),
+            regressed_versions=self.deployments.regressed() if self.deployments else (),
         )
-        return self.outcomes.update(joined, gates, self.model_version)
+        decisions = self.outcomes.update(joined, gates, self.model_version)
+        if self.deployments is None:
+            return decisions
+        for verdict in self.outcomes.version_verdicts:
+            self.deployments.label_window(*verdict)
+        self.outcomes.version_verdicts.clear()
+        # A regression the scores already reported is not reported again by the labels.
+        return [d for d in decisions if self.deployments.first_report(d)]
 
     def _observe(self, part: PredictionBatch) -> None:
         # Parts end at window boundaries, so a decision carries the version and time of
@@ -403,6 +490,8 @@ class ModelMonitor:
         self._reference_parts = []
         self.reference_start = float(reference.ts[0])
         self.reference_end = float(reference.ts[-1])
+        self.seasonal = float(reference.ts.max() - reference.ts.min()) >= DAY_S
+        hours = hour_of_day(reference.ts)
         scopes = CohortScopes.from_reference(
             reference.cohorts, self._dimensions(reference), self.config.max_cohort_values
         )
@@ -426,7 +515,11 @@ class ModelMonitor:
                 self.config.persistence_windows,
             )
             bin_index, series = state.observe(values)
-            state.reference = _histograms(bin_index, rows, n_scopes, bins.n_bins)
+            state.reference = scope_histograms(bin_index, rows, n_scopes, bins.n_bins)
+            if self.seasonal:
+                state.reference_hourly = hourly_histograms(
+                    bin_index, hours, rows, n_scopes, bins.n_bins
+                )
             flat = np.repeat(series, rows.shape[1])
             state.reference_stats = sorted_segment_stats(flat[order], flat_scopes[order], n_scopes)
             rescale_quantiles = None
@@ -455,10 +548,24 @@ class ModelMonitor:
         )
         self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
         self.score_changes.update(reference.score, rows, reference.ts)
+        versions = Counter(reference.model_version)
+        self.deployments = DeploymentWatch(
+            self.model,
+            scopes,
+            reference.score,
+            rows,
+            max(versions, key=lambda v: (versions[v], v)),
+            n_bins=config.numeric_bins,
+            psi_threshold=config.psi_threshold,
+            alpha=config.alpha,
+            windows=config.persistence_windows,
+            min_events=config.min_window_events,
+        )
         self._scope_events = np.zeros(n_scopes, dtype=np.int64)
         self._window_scopes = []
         self._scope_start = np.full(n_scopes, np.nan)
         self._scope_end = np.full(n_scopes, np.nan)
+        self._hour_events = np.zeros((n_scopes, HOURS), dtype=np.int64)
 
     def _accumulate(self, part: PredictionBatch) -> IndexArray:
         """Add a part of the current window; returns each row's scopes."""
@@ -475,16 +582,20 @@ class ModelMonitor:
         np.maximum.at(last, rows.ravel(), np.repeat(part.ts, rows.shape[1]))
         self._scope_end = np.where(counts > 0, last, self._scope_end)
         self._scope_events += counts
+        if self.seasonal:
+            self._hour_events += hour_counts(hour_of_day(part.ts), rows, n_scopes)
         empty: list[object] = [None] * len(part)
         self._window_scopes.append(rows.ravel())
         for name, state in self.features.items():
             bin_index, series = state.observe(part.features.get(name, empty), rows)
-            state.current += _histograms(bin_index, rows, n_scopes, state.bins.n_bins)
+            state.current += scope_histograms(bin_index, rows, n_scopes, state.bins.n_bins)
             state.window_values.append(np.repeat(series, rows.shape[1]))
         unknown = part.features.keys() - self.features.keys()
         if unknown:
             self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
         self.score_changes.update(part.score, rows, part.ts)
+        assert self.deployments is not None
+        self.deployments.observe(part.model_version, part.score, rows, part.ts)
         return rows
 
     def _close_window(self) -> list[Decision]:
@@ -511,12 +622,29 @@ class ModelMonitor:
             state.window_values = [values[keep]]
             decisions.extend(self._judge(state, judged, values, scopes))
         decisions = _grouped(decisions)
+        decisions.extend(self._deployment_decisions())
         for feature in self.new_features.close(int(self._scope_events[POPULATION])):
             if feature.name not in self._renamed.values():
                 decisions.append(self._new_feature_decision(feature))
         self._scope_events[judged] = 0
+        self._hour_events[judged] = 0
         self._scope_start[judged] = np.nan
         return decisions
+
+    def _deployment_decisions(self) -> list[Decision]:
+        """New versions' scores against the incumbent's, in the scopes whose inputs did
+        not move (there, a score shift is the model's doing)."""
+        assert self.deployments is not None and self.scopes is not None
+        moved = np.zeros(self.scopes.n_scopes, dtype=bool)
+        for state in self.features.values():
+            moved |= state.drift.last | state.drift.open
+            if state.upstream is not None:
+                moved |= state.upstream.last | state.upstream.open
+        return [
+            decision
+            for decision in self.deployments.close(moved, self._scope_start, self._scope_end)
+            if self.deployments.first_report(decision)
+        ]
 
     def _window_statistics(self, judged: BoolArray) -> None:
         """PSI, JS distance and G-test of every feature and judged scope in one call each:
@@ -526,11 +654,18 @@ class ModelMonitor:
             return
         width = max(state.bins.n_bins for state in states)
         rows = int(judged.sum())
-        reference = np.zeros((len(states) * rows, width), dtype=np.int64)
+        # Float: a reference matched to the window's hours holds expected counts.
+        reference = np.zeros((len(states) * rows, width), dtype=np.float64)
         current = np.zeros_like(reference)
         for i, state in enumerate(states):
             block = slice(i * rows, (i + 1) * rows)
-            reference[block, : state.bins.n_bins] = state.reference[judged]
+            if state.reference_hourly is not None:
+                expected = matched_reference(
+                    state.reference_hourly[:, judged], self._hour_events[judged]
+                )
+                reference[block, : state.bins.n_bins] = expected
+            else:
+                reference[block, : state.bins.n_bins] = state.reference[judged]
             current[block, : state.bins.n_bins] = state.current[judged]
         stats = (psi(reference, current), js_distance(reference, current))
         pvalue = g_test(reference, current)[1]
@@ -594,7 +729,46 @@ class ModelMonitor:
         for scope in np.flatnonzero(cleared & state.drift.announced).tolist():
             state.drift.announced[scope] = False
             decisions.append(self._decision(state, scope, "hold"))
+        decisions.extend(self._transients(state, drifted_now))
         return decisions
+
+    def _transients(self, state: FeatureDrift, still_shifted: BoolArray) -> list[Decision]:
+        """``hold``/``transient_shift`` for shifts that reverted before they persisted:
+        nothing to act on, but worth knowing (a campaign, a short outage). A shift counts
+        as reverted only once its PSI fell well below the threshold (not one hovering
+        around it), and not while the feature is broken upstream somewhere (its cohorts
+        then show the fault, diluted, off and on)."""
+        assert self.scopes is not None and state.upstream is not None
+        condition = state.drift
+        settled = state.psi < REVERTED_PSI_RATIO * self.config.psi_threshold
+        condition.reverted[still_shifted | ~settled] = 0
+        if state.upstream.open.any():
+            condition.reverted[:] = 0
+        peak = np.zeros(len(condition.reverted))
+        for scope in np.flatnonzero(condition.reverted).tolist():
+            shifted = state.psi_history[scope][-1 - int(condition.reverted[scope]) : -1]
+            peak[scope] = max(shifted, default=0.0)
+        evidence = {
+            "detector": "binned_psi_and_g_test",
+            "feature_kind": state.kind,
+            "psi_threshold": self.config.psi_threshold,
+            "reference_window": {"start": self.reference_start, "end": self.reference_end},
+        }
+        return [
+            self._emit(
+                state,
+                condition,
+                scope,
+                "hold",
+                "transient_shift",
+                {
+                    **evidence,
+                    "psi": round(float(peak[scope]), 6),
+                    "psi_history": list(state.psi_history[scope]),
+                },
+            )
+            for scope in transient(self.scopes, condition, peak, TRANSIENT_MIN_WINDOWS)
+        ]
 
     def _decision(self, state: FeatureDrift, scope: int, action: Action) -> Decision:
         """A covariate drift decision (``investigate``, or ``hold`` once it cleared)."""
@@ -693,15 +867,20 @@ class ModelMonitor:
         evidence: dict[str, Any],
     ) -> Decision:
         assert self.scopes is not None
+        reverted = cause == "transient_shift"
+        # A reverted streak was reset by the window that ended it: report its length.
+        streak = condition.reverted[scope] if reverted else condition.streak[scope]
         evidence = {
             **evidence,
-            "persisted_windows": int(condition.streak[scope]),
+            "persisted_windows": int(streak),
             "persistence_windows": self.config.persistence_windows,
             "first_seen": float(condition.first_seen[scope]),
             "window_events": int(self._scope_events[scope]),
             "reference_events": int(self.reference_scope_events[scope]),
         }
-        if action == "hold":
+        if reverted:
+            evidence["reverted"] = True
+        elif action == "hold":
             evidence["resolved"] = True
             evidence["clean_windows"] = int(condition.clean_streak[scope])
         end = float(self._scope_end[scope])

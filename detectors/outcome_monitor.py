@@ -10,14 +10,16 @@ missing labels never become a verdict.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.cohorts import CohortScopes
+from detectors.cohorts import POPULATION, CohortScopes
 from detectors.decision import Action, Cause, Decision
 from detectors.join import Joined
 from detectors.outcomes import (
@@ -41,6 +43,10 @@ class Gates:
 
     broken_inputs: tuple[str, ...] = ()
     drifting_inputs: tuple[str, ...] = ()
+    # New model versions not yet cleared by their own outcomes, and those whose scores
+    # regressed (see detectors.deployment).
+    suspect_versions: tuple[str, ...] = ()
+    regressed_versions: tuple[str, ...] = ()
 
 
 def _counts(rows: NDArray[np.intp], weights: FloatArray, n_scopes: int) -> FloatArray:
@@ -65,6 +71,8 @@ class _Window:
         self.labels = 0
         self.start = np.inf
         self.end = -np.inf
+        # Trusted labels per model version of their prediction.
+        self.versions: dict[str, int] = {}
 
     def carry(self, judged: BoolArray) -> None:
         """Start the next window: judged scopes afresh, the others keep their labels."""
@@ -80,6 +88,7 @@ class _Window:
             counts[judged] = 0
         self.labels = 0
         self.start, self.end = np.inf, -np.inf
+        self.versions = {}
 
     def add(self, joined: Joined, trusted: BoolArray, n_scopes: int) -> None:
         rows = joined.scopes
@@ -92,6 +101,8 @@ class _Window:
         self.feedback_n += _counts(rows, ones, n_scopes)
         self.overrides += _counts(rows, joined.override.astype(np.float64), n_scopes)
         self.labels += len(joined)
+        for version, count in Counter(compress(joined.version, trusted)).items():
+            self.versions[version] = self.versions.get(version, 0) + count
         if len(joined):
             self.start = min(self.start, float(joined.feedback_ts.min()))
             self.end = max(self.end, float(joined.feedback_ts.max()))
@@ -101,7 +112,7 @@ class OutcomeMonitor:
     """Outcome conditions of one model, per scope.
 
     >>> import numpy as np
-    >>> from detectors.cohorts import CohortScopes
+    >>> from detectors.cohorts import POPULATION, CohortScopes
     >>> from detectors.join import JoinStore
     >>> scopes = CohortScopes.from_reference({}, [], 1)
     >>> rng = np.random.default_rng(1)
@@ -165,6 +176,13 @@ class OutcomeMonitor:
             cause: [{} for _ in range(n)]
             for cause in ("concept_drift", "label_quality", "trust_decay")
         }
+        # What each scope's open concept condition was reported as: a drop in outcomes
+        # is a retrain, a hold, or a rollback when it came with a new version.
+        self.concept_route: list[tuple[Action, Cause, str | None]] = [
+            ("retrain", "concept_drift", None) for _ in range(n)
+        ]
+        # (version, judged, dropped) of each closed window, by its labels' main version.
+        self.version_verdicts: list[tuple[str | None, bool, bool]] = []
         self.labels = 0
         # The last closed window's figures, for metrics.
         self.last_stats: OutcomeStats | None = None
@@ -235,27 +253,55 @@ class OutcomeMonitor:
             strength: FloatArray,
             evidence: Callable[[int], dict[str, Any]],
             action: Action,
+            routes: list[tuple[Action, Cause, str | None]] | None = None,
+            route: tuple[Cause, str | None] | None = None,
         ) -> None:
+            """``route``: the cause and version to report the condition as, kept in
+            ``routes`` per scope so that its closing hold says the same."""
+            reported = route or (cause, version)
             _, cleared = condition.update(judged, hit, start)
             for scope in np.flatnonzero(judged & hit).tolist():
                 self.evidence[cause][scope] = evidence(scope)
             for scope in announce(self.scopes, condition, strength):
-                decisions.append(self._decision(condition, scope, action, cause, version, False))
+                if routes is not None:
+                    routes[scope] = (action, *reported)
+                decisions.append(self._decision(condition, scope, action, cause, reported, False))
             for scope in np.flatnonzero(cleared & condition.announced).tolist():
                 condition.announced[scope] = False
-                decisions.append(self._decision(condition, scope, "hold", cause, version, True))
+                opened = (routes[scope][1], routes[scope][2]) if routes is not None else reported
+                decisions.append(self._decision(condition, scope, "hold", cause, opened, True))
+
+        # The version most of the window's trusted labels were predicted by.
+        main_version = max(cur.versions, key=lambda v: (cur.versions[v], v), default=None)
+        after_deployment = main_version in gates.suspect_versions
 
         def concept_evidence(scope: int) -> dict[str, Any]:
             details = performance.evidence(scope)
             details["calibration_chi2"] = float(f"{calibration.statistic[scope]:.6g}")
             details["calibration_pvalue"] = float(f"{calibration.pvalue[scope]:.6g}")
+            details["labels_by_version"] = dict(sorted(cur.versions.items()))
             if gates.drifting_inputs:
                 details["drifting_inputs"] = list(gates.drifting_inputs)
             if gates.broken_inputs:
                 details["gate"] = "upstream_condition_active"
                 details["broken_inputs"] = list(gates.broken_inputs)
+            elif after_deployment:
+                # Compared with the reference's outcomes, which are the previous
+                # version's: the drop came with the new version.
+                details["detector"] = "outcomes_of_new_version_against_incumbent"
+            elif gates.regressed_versions:
+                details["gate"] = "deployment_under_suspicion"
+                details["regressed_versions"] = list(gates.regressed_versions)
             return details
 
+        # Retraining on broken inputs bakes the fault in, and a drop that came with a new
+        # version is the version's: hold (saying which gate) or roll back instead.
+        concept_action: Action = "retrain"
+        concept_route: tuple[Cause, str | None] = ("concept_drift", version)
+        if gates.broken_inputs or (gates.regressed_versions and not after_deployment):
+            concept_action = "hold"
+        elif after_deployment:
+            concept_action, concept_route = "rollback", ("deployment_regression", main_version)
         judge(
             self.concept,
             "concept_drift",
@@ -263,8 +309,16 @@ class OutcomeMonitor:
             concept_hit,
             np.nan_to_num(performance.log_loss_increase),
             concept_evidence,
-            # Retraining on broken inputs bakes the fault in: hold, and say which gate.
-            "hold" if gates.broken_inputs else "retrain",
+            concept_action,
+            self.concept_route,
+            concept_route,
+        )
+        self.version_verdicts.append(
+            (
+                main_version,
+                bool(performance.enough_labels[POPULATION]),
+                bool(performance.dropped[POPULATION]),
+            )
         )
         quality_hit = untrusted.shifted & ~trusted_rate.shifted & ~concept_hit
         if gates.drifting_inputs or gates.broken_inputs:
@@ -302,9 +356,11 @@ class OutcomeMonitor:
         scope: int,
         action: Action,
         cause: Cause,
-        version: str | None,
+        reported: tuple[Cause, str | None],
         resolved: bool,
     ) -> Decision:
+        """A decision on ``condition`` (named ``cause``), reported as ``reported``'s
+        (cause, model version)."""
         evidence = dict(self.evidence[cause][scope])
         evidence["persisted_windows"] = int(condition.streak[scope])
         evidence["persistence_windows"] = self.windows
@@ -315,9 +371,9 @@ class OutcomeMonitor:
         window = self.current
         return Decision(
             model=self.model,
-            model_version=version,
+            model_version=reported[1],
             action=action,
-            cause=cause,
+            cause=reported[0],
             feature=None,
             cohort=self.scopes.labels[scope] or None,
             ts=window.end,

@@ -553,9 +553,10 @@ class CalibrationShift:
     The reference fixes each band's ratio of observed to predicted positives; the
     current window's expected positives are its predicted ones times that ratio, and a
     chi-square test over the bands (Hosmer-Lemeshow style) asks whether the observed
-    counts left them. A covariate shift moves traffic between bands but leaves each
-    band's calibration alone, so it does not fire this test, while it can raise the log
-    loss of a model that is still right; a concept change moves the bands themselves.
+    counts left them, allowing for the error of both windows' counts. A covariate shift
+    moves traffic between bands but leaves each band's calibration alone, so it does not
+    fire this test, while it can raise the log loss of a model that is still right; a
+    concept change moves the bands themselves.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(3)
@@ -588,7 +589,12 @@ class CalibrationShift:
         expected = np.clip(np.nan_to_num(current.band_predicted) * n * ref_ratio, 0.0, n)
         observed = current.band_positives.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            variance = expected * (1.0 - expected / n)
+            # The reference's ratio is an estimate too (a small cohort's band may hold a
+            # handful of positives): its Poisson error adds to the current count's, or
+            # the test would read the reference's noise as a change.
+            variance = expected * (1.0 - expected / n) + expected**2 / (
+                reference.band_positives + 0.5
+            )
             terms = np.where(variance > 0, (observed - expected) ** 2 / variance, 0.0)
         used = (variance > 0) & (ref_n > 0)
         statistic = np.where(used, terms, 0.0).sum(axis=1)

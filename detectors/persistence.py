@@ -49,6 +49,9 @@ class Persistence:
         self.explained: BoolArray = np.zeros(n, dtype=bool)
         self.first_seen: FloatArray = np.full(n, np.nan)
         self.last: BoolArray = np.zeros(n, dtype=bool)
+        # Per scope, the length of a streak that ended in the last window before the
+        # condition opened (a shift that reverted: a campaign, a short outage); else 0.
+        self.reverted: IntArray = np.zeros(n, dtype=np.int64)
         # When the window each scope was last judged on started (its data's age).
         self.judged_start: FloatArray = np.full(n, np.nan)
 
@@ -59,6 +62,7 @@ class Persistence:
         self.judged_start[judged] = window_start[judged]
         hit = judged & hit
         clean = judged & ~hit
+        self.reverted = np.where(clean & ~self.open, self.streak, 0)
         starting = hit & (self.streak == 0)
         self.first_seen[starting] = window_start[starting]
         self.streak = np.where(hit, self.streak + 1, np.where(clean, 0, self.streak))
@@ -137,4 +141,39 @@ def announce(scopes: CohortScopes, condition: Persistence, strength: FloatArray)
             chosen.append(scope)
         elif verdict is False:
             condition.explained[scope] = True
+    return chosen
+
+
+def transient(
+    scopes: CohortScopes, condition: Persistence, peak: FloatArray, min_windows: int = 1
+) -> list[int]:
+    """The scopes whose shift of at least ``min_windows`` windows reverted in the last
+    window, narrowest first, as for
+    :func:`announce`: the population when its peak effect (``peak``, e.g. the highest
+    PSI of the streak) is as strong as the strongest cohort's, else the cohorts, each
+    once across correlated dimensions.
+
+    >>> import numpy as np
+    >>> from detectors.cohorts import CohortScopes
+    >>> scopes = CohortScopes.from_reference({"region": ["eu", "us"]}, [("region",)], 5)
+    >>> condition = Persistence(scopes.n_scopes, windows=3)
+    >>> judged = np.ones(scopes.n_scopes, dtype=bool)
+    >>> for hits in ([1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]):  # eu for two windows
+    ...     _ = condition.update(judged, np.array(hits, dtype=bool), np.zeros(4))
+    >>> peak = np.array([0.25, 1.8, 0.0, 0.0])
+    >>> [scopes.labels[s] for s in transient(scopes, condition, peak)]
+    [{'region': 'eu'}]
+    """
+    ended = np.flatnonzero(condition.reverted >= max(1, min_windows)).tolist()
+    if not ended:
+        return []
+    effect = np.nan_to_num(peak)
+    top = max((float(effect[s]) for s in ended if s != POPULATION), default=0.0)
+    if POPULATION in ended and float(effect[POPULATION]) >= SHARED_EFFECT_RATIO * top:
+        return [POPULATION]
+    chosen: list[int] = []
+    for scope in sorted((s for s in ended if s != POPULATION), key=lambda s: -effect[s]):
+        own = scopes.dimension_of(scope)
+        if not any(scopes.dimension_of(other) != own for other in chosen):
+            chosen.append(scope)
     return chosen

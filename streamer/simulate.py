@@ -44,9 +44,12 @@ INCIDENT_KINDS: tuple[str, ...] = (
     "concept",
     "label_inflation",
     "override_rise",
+    "deployment",
 )
 # Changes of the outcomes: the labels, their sources and the overrides (no feature).
 OUTCOME_KINDS = ("concept", "label_inflation", "override_rise")
+# A new model version: the world and the inputs are the same, the scores are not.
+MODEL_KINDS = ("deployment",)
 UNTRUSTED_SOURCE = "click"
 # Faults of the served copy of a feature: the world (and so the labels) did not change.
 UPSTREAM_KINDS = ("frozen", "rescale", "rename")
@@ -87,6 +90,8 @@ _LOC_SD: dict[str, float] = {
     "session_seconds": 0.2,
 }
 _EXTRA_LOC_SD = 0.3
+# Behaviour that follows the time of day (account age and balance do not).
+_CYCLIC = ("amount", "clicks_7d", "session_seconds")
 _TILT_SD = 0.3
 _DECIMALS: dict[str, int] = {"amount": 2, "balance": 2, "session_seconds": 1}
 _EXTRA_DECIMALS = 4
@@ -159,18 +164,21 @@ class Incident:
     expected_action: str = "investigate"
     expected_cause: str = "covariate_drift"
     new_name: str | None = None  # the feature's new key, for a rename
+    new_version: str | None = None  # the model version a deployment ships
 
     def __post_init__(self) -> None:
         _check_name("Incident.name", self.name)
         if self.kind not in INCIDENT_KINDS:
             raise _fail("Incident.kind", f"one of {list(INCIDENT_KINDS)}", self.kind)
-        if self.kind in OUTCOME_KINDS:
+        if self.kind in OUTCOME_KINDS + MODEL_KINDS:
             if self.feature is not None:
                 raise _fail("Incident.feature", "None for an outcome incident", self.feature)
         elif self.kind == "covariate_shift" or self.feature is not None:
             _check_name("Incident.feature", self.feature)
         if self.kind == "rename":
             _check_name("Incident.new_name", self.new_name)
+        if self.kind == "deployment":
+            _check_name("Incident.new_version", self.new_version)
         if self.cohort is not None:
             if (
                 not isinstance(self.cohort, Mapping)
@@ -194,12 +202,18 @@ class Incident:
         ):
             raise _fail("Incident.magnitude", "a finite number", self.magnitude)
         object.__setattr__(self, "magnitude", float(self.magnitude))
-        if self.expected_action not in ACTIONS:
-            raise _fail("Incident.expected_action", f"one of {list(ACTIONS)}", self.expected_action)
+        # "none": a benign change (a healthy deployment) about which nothing may be decided.
+        if self.expected_action not in (*ACTIONS, "none"):
+            allowed = f"one of {[*ACTIONS, 'none']}"
+            raise _fail("Incident.expected_action", allowed, self.expected_action)
         _check_name("Incident.expected_cause", self.expected_cause)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, event_ts: Sequence[float] | None = None) -> dict[str, Any]:
+        """The fields (``Incident(**d)`` rebuilds the incident); given the event times of the
+        stream it was injected in (``event_ts[i]``: the ``ts`` of prediction ``i``), also
+        ``start_ts`` and ``end_ts``, the times of the first affected and of the first
+        unaffected event (None when the stream ends before)."""
+        out = {
             "name": self.name,
             "kind": self.kind,
             "feature": self.feature,
@@ -210,7 +224,12 @@ class Incident:
             "expected_action": self.expected_action,
             "expected_cause": self.expected_cause,
             "new_name": self.new_name,
+            "new_version": self.new_version,
         }
+        if event_ts is not None:
+            for key, index in (("start_ts", self.start_event), ("end_ts", self.end_event)):
+                out[key] = event_ts[index] if index is not None and index < len(event_ts) else None
+        return out
 
 
 def _default_cohorts() -> dict[str, tuple[str, ...]]:
@@ -243,6 +262,9 @@ class TrafficSpec:
     # Share of the feedback that comes from an untrusted proxy ("click") instead.
     untrusted_share: float = 0.0
     missing_rate: float = 0.02
+    # Amplitude (in latent standard deviations) of a 24-hour cycle in the behavioural
+    # features: bigger baskets in the evening, longer sessions at night.
+    daily_cycle: float = 0.0
 
     def __post_init__(self) -> None:
         _check_name("model", self.model)
@@ -277,6 +299,7 @@ class TrafficSpec:
         _check_float("override_rate", self.override_rate, 0.0, 1.0)
         _check_float("untrusted_share", self.untrusted_share, 0.0, 1.0)
         _check_float("missing_rate", self.missing_rate, 0.0, 1.0)
+        _check_float("daily_cycle", self.daily_cycle, 0.0, 5.0)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -305,6 +328,7 @@ class TrafficSpec:
             "override_rate": self.override_rate,
             "untrusted_share": self.untrusted_share,
             "missing_rate": self.missing_rate,
+            "daily_cycle": self.daily_cycle,
         }
 
 
@@ -452,14 +476,22 @@ def _draw_features(
     rng_extra: np.random.Generator,
     cidx: list[IntArray],
     n: int,
+    ts: FloatArray | None = None,
 ) -> tuple[dict[str, NDArray[Any]], NDArray[np.bool_]]:
     """Draw every feature column (unshifted) plus the null mask of clicks_7d.
 
     The base features are always drawn, in a fixed order, whatever n_numeric is, so that
-    a wider spec shares its first features with a narrower one for the same seed.
+    a wider spec shares its first features with a narrower one for the same seed. With
+    event times ``ts``, the behavioural features follow the spec's daily cycle.
     """
     spec = world.spec
     eff = {name: _effect(world, name, cidx, n) for name in world.loc}
+    if ts is not None and spec.daily_cycle > 0:
+        day = 2.0 * math.pi * (ts % 86_400.0) / 86_400.0
+        for name in eff:
+            if name in _CYCLIC or name.startswith("num_"):
+                phase = 2.0 * math.pi * (zlib.crc32(name.encode()) % 24) / 24
+                eff[name] = eff[name] + spec.daily_cycle * np.sin(day + phase)
 
     def e(name: str) -> FloatArray | float:
         return eff.get(name, 0.0)
@@ -590,12 +622,12 @@ def _reference_sample(
 
 def _plan(world: _World, j: int, incident: Incident) -> _Plan:
     spec = world.spec
-    if incident.kind in OUTCOME_KINDS:
+    if incident.kind in OUTCOME_KINDS + MODEL_KINDS:
         cohort = world.cohort_index(incident.cohort)
         end = incident.end_event if incident.end_event is not None else 2**62
         return _Plan(
             j, "", "outcome", cohort, incident.start_event, end, 0.0, 0.0, 0,
-            incident.kind, incident.magnitude,
+            incident.kind, incident.magnitude, incident.new_version,
         )  # fmt: skip
     feature = incident.feature
     if feature is None or feature not in world.kinds:
@@ -712,9 +744,11 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         offset = float(elapsed[-1])
         ts = np.round(spec.start_ts + elapsed, 3)
         cidx = _draw_cohorts(world, rng_time, n)
-        cols, clicks_null = _draw_features(world, rng_feat, rng_extra, cidx, n)
+        cols, clicks_null = _draw_features(world, rng_feat, rng_extra, cidx, n, ts)
         world_plans = [
-            plan for plan in plans if plan.incident not in UPSTREAM_KINDS + OUTCOME_KINDS
+            plan
+            for plan in plans
+            if plan.incident not in UPSTREAM_KINDS + OUTCOME_KINDS + MODEL_KINDS
         ]
         served_plans = [plan for plan in plans if plan.incident in UPSTREAM_KINDS]
         outcome_plans = [plan for plan in plans if plan.incident in OUTCOME_KINDS]
@@ -745,6 +779,18 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
             _apply(plan, cols, cidx, first, n, np.random.default_rng([seed, k, 100 + plan.index]))
         if served_plans:
             p = 1.0 / (1.0 + np.exp(-_logit(world, cols, clicks_null, n)))
+        versions = np.full(n, version, dtype=object)
+        for plan in plans:
+            if plan.incident != "deployment":
+                continue
+            live = _affected(plan, cidx, first, n)
+            # The new version is another fit of the same model (a little noise in its
+            # logits) plus its fault: a bias of `factor` logits, e.g. a training set's
+            # negative downsampling that was not undone.
+            noise = np.random.default_rng([seed, k, 100 + plan.index]).normal(0.0, 0.1, n)
+            shipped = np.log(p / (1.0 - p)) + plan.factor + noise
+            p = np.where(live, 1.0 / (1.0 + np.exp(-shipped)), p)
+            versions = np.where(live, str(plan.new_name), versions)
         score = np.round(np.clip(p, _SCORE_EPS, 1.0 - _SCORE_EPS), 6)
         renames = [
             (plan.feature, plan.new_name, _affected(plan, cidx, first, n)[:m].tolist())
@@ -780,6 +826,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
         label_l = label[:m].tolist()
         override_l = override[:m].tolist()
         untrusted_l = untrusted[:m].tolist()
+        version_l = versions[:m].tolist()
         rows = zip(
             ts[:m].tolist(),
             score[:m].tolist(),
@@ -809,7 +856,7 @@ def _stream(world: _World, n_events: int, seed: int, plans: list[_Plan]) -> Iter
                     "event_id": event_id,
                     "ts": t,
                     "model": model,
-                    "model_version": version,
+                    "model_version": version_l[j],
                     "cohort": template.copy(),
                     "features": features,
                     "score": s,
@@ -938,6 +985,50 @@ def _labelled_stationary(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     return _labelled(), []
 
 
+def _deployment(kind: str, bias: float) -> Callable[[int], tuple[TrafficSpec, list[Incident]]]:
+    def scenario(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+        broken = bias != 0.0
+        incident = Incident(
+            name=kind,
+            kind="deployment",
+            feature=None,
+            cohort=None,
+            start_event=n_events // 2,
+            magnitude=bias,
+            new_version="v2",
+            expected_action="rollback" if broken else "none",
+            expected_cause="deployment_regression" if broken else "none",
+        )
+        return _labelled(), [incident]
+
+    return scenario
+
+
+def _campaign(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # A weekend promotion in one region: bigger baskets for 3,000 events, then back to
+    # normal, shorter than driftgate's persistence horizon (3 windows of 2,000).
+    spec = TrafficSpec()
+    start = n_events // 2
+    incident = Incident(
+        name="campaign",
+        kind="covariate_shift",
+        feature="amount",
+        cohort={"region": _mid_region(spec)},
+        start_event=start,
+        end_event=start + 3_000,
+        magnitude=1.5,
+        expected_action="hold",
+        expected_cause="transient_shift",
+    )
+    return spec, [incident]
+
+
+def _daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # A week of traffic whatever n_events is: the cycle is in event time, not in counts.
+    rate = n_events / (7 * 86_400.0)
+    return TrafficSpec(events_per_second=rate, daily_cycle=0.5), []
+
+
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "stationary": _stationary,
     "covariate_shift": _covariate_shift,
@@ -951,6 +1042,12 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "click_inflation": _click_inflation,
     "rising_overrides": _rising_overrides,
     "labelled_stationary": _labelled_stationary,
+    # v2 shipped without undoing its training set's 10x negative downsampling.
+    "deployment_regression": _deployment("deployment_regression", math.log(10.0)),
+    # v2 is another fit of the same model: nothing to decide.
+    "healthy_deployment": _deployment("healthy_deployment", 0.0),
+    "campaign": _campaign,
+    "daily_cycle": _daily_cycle,
 }
 
 
@@ -972,14 +1069,26 @@ def write_truth(
     *,
     scenario: str = "custom",
     seed: int | None = None,
+    event_ts: Sequence[float] | None = None,
 ) -> None:
-    """Write the ground truth next to a replay so a benchmark can score it on its own."""
-    truth = {
+    """Write the ground truth next to a replay so a benchmark can score it on its own.
+
+    ``event_ts`` (the ``ts`` of every prediction written, by event index) gives each
+    incident its start and end times too, and adds ``event_times``: ``[index, ts]`` of every
+    1,000th event and of the last, so that a scorer can place a decision, which carries an
+    event time, on the event axis (the rate of a stream need not be constant).
+    """
+    truth: dict[str, Any] = {
         "scenario": scenario,
         "events": n_events,
         "seed": seed,
         "spec": spec.to_dict(),
-        "incidents": [incident.to_dict() for incident in incidents],
+        "incidents": [incident.to_dict(event_ts) for incident in incidents],
     }
+    if event_ts is not None:
+        if len(event_ts) != n_events:
+            raise _fail("event_ts", f"{n_events} event times", len(event_ts))
+        marks = sorted({*range(0, n_events, 1_000), n_events - 1}) if n_events else []
+        truth["event_times"] = [[i, event_ts[i]] for i in marks]
     with open(path, "wb") as fh:
         fh.write(orjson.dumps(truth, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))

@@ -268,12 +268,21 @@ def test_cohort_shift_gives_a_cohort_decision(region: str) -> None:
     )
 
 
-def test_short_shift_gives_no_decision() -> None:
+def test_short_shift_gives_only_an_informational_hold() -> None:
     assert CONFIG.persistence_windows == 3
     start = R + 5 * W
     batch = make_stream(R + 15 * W, seed=41, shift=1.5, start=start, stop=start + 2 * W)
     monitor = ModelMonitor("m", CONFIG)
-    assert monitor.update(batch) == []
+    decisions = monitor.update(batch)
+    assert [(d.action, d.cause, d.feature, d.cohort) for d in decisions] == [
+        ("hold", "transient_shift", "amount", None)
+    ]
+    (hold,) = decisions
+    assert hold.evidence["persisted_windows"] == 2
+    assert hold.evidence["reverted"] is True
+    # reported when the shift is over: in the first window after it
+    assert hold.window_start >= float(batch.ts[start + 2 * W - 1]) - 1.0
+    assert hold.evidence["psi"] >= CONFIG.psi_threshold
     # the shift was seen (two drifted windows) but never confirmed
     assert not monitor.features["amount"].drift.open.any()
     psi_history = []

@@ -41,8 +41,11 @@ def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
     """The temperature change scales wing-beat features: the world moved, no unit did."""
     _stream(INSECTS, tmp_path / "insects.jsonl", [f"f{i:02d}" for i in range(33)] + ["class"])
     _, decisions = replay_service(tmp_path / "insects.jsonl", tmp_path / "d.jsonl")
-    causes = {d.cause for d in decisions}
+    # Wing-beat features drift gradually: some cross the threshold for a window or two and
+    # fall back (informational transient holds) before the change persists.
+    causes = {d.cause for d in decisions if d.action != "hold"}
     assert causes == {"covariate_drift"}, [d.to_dict() for d in decisions]
+    assert {d.cause for d in decisions if d.action == "hold"} <= {"transient_shift"}
     features = {d.feature for d in decisions if d.feature}
     features |= {f for d in decisions for f in d.evidence.get("features", ())}
     assert len(features) >= 3
@@ -54,5 +57,6 @@ def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
 def test_weather_seasons_raise_no_upstream_fault(tmp_path):
     _stream(WEATHER, tmp_path / "weather.jsonl", None)
     _, decisions = replay_service(tmp_path / "weather.jsonl", tmp_path / "d.jsonl")
-    assert all(d.cause == "covariate_drift" for d in decisions), [d.to_dict() for d in decisions]
-    assert len(decisions) <= 4
+    actions = [d for d in decisions if d.cause != "transient_shift"]
+    assert all(d.cause == "covariate_drift" for d in actions), [d.to_dict() for d in decisions]
+    assert len(actions) <= 4

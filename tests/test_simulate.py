@@ -389,8 +389,16 @@ def test_scenarios() -> None:
         }
         for incident in incidents:
             assert 0 <= incident.start_event < 1_000
-            assert (incident.expected_action, incident.expected_cause) == expected[incident.kind]
-        assert bool(incidents) == (name not in ("stationary", "labelled_stationary"))
+            outcome = (incident.expected_action, incident.expected_cause)
+            if incident.kind == "deployment":
+                # broken or healthy: a rollback, or nothing at all
+                assert outcome in {("rollback", "deployment_regression"), ("none", "none")}
+            elif incident.end_event is not None:  # shorter than the persistence horizon
+                assert outcome == ("hold", "transient_shift")
+            else:
+                assert outcome == expected[incident.kind]
+        no_incident = ("stationary", "labelled_stationary", "daily_cycle")
+        assert bool(incidents) == (name not in no_incident)
     spec, (incident,) = SCENARIOS["cohort_covariate_shift"](1_000)
     assert incident.cohort is not None
     assert spec.cohort_shares()["region"][incident.cohort["region"]] == pytest.approx(
@@ -560,3 +568,38 @@ def test_upstream_faults_change_the_served_values_only() -> None:
                 assert [e["features"][incident.new_name] for e in after] == [
                     e["features"][incident.feature] for e in truth
                 ]
+
+
+def test_a_deployment_switches_the_version_and_biases_its_scores() -> None:
+    spec, incidents = SCENARIOS["deployment_regression"](20_000)
+    (incident,) = incidents
+
+    def predictions(incidents: list) -> list[dict[str, Any]]:
+        records = generate(spec, 20_000, 1, incidents)
+        return [r["value"] for r in records if r["topic"] == "predictions"]
+
+    broken, clean = predictions(incidents), predictions([])
+    start = incident.start_event
+    assert {e["model_version"] for e in broken[:start]} == {"v1"}
+    assert {e["model_version"] for e in broken[start:]} == {"v2"}
+
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    shift = np.mean([logit(b["score"]) - logit(c["score"]) for b, c in zip(broken, clean)][start:])
+    assert shift == pytest.approx(math.log(10.0), abs=0.05)
+    assert [b["features"] for b in broken] == [c["features"] for c in clean]
+
+
+def test_a_daily_cycle_moves_behaviour_with_the_hour_but_not_accounts() -> None:
+    spec, _ = SCENARIOS["daily_cycle"](60_000)
+    events = [r["value"] for r in generate(spec, 60_000, 2) if r["topic"] == "predictions"]
+    hours = np.array([int(e["ts"] % 86_400 // 3_600) for e in events])
+
+    def hourly_spread(feature: str) -> float:
+        values = np.log1p(np.array([e["features"][feature] for e in events], dtype=float))
+        means = [values[hours == h].mean() for h in range(24)]
+        return float(np.ptp(means) / values.std())
+
+    assert hourly_spread("amount") > 0.5  # +-0.5 latent sd: about one sd peak to trough
+    assert hourly_spread("age_days") < 0.15

@@ -1,0 +1,261 @@
+"""Deployments: is a new model version worse than the one it replaced?
+
+A shift that starts with a version change is about the deployment, not the world, and
+the fix is a rollback, not a retrain. Every ``model_version`` other than the one the
+reference was built on (the incumbent) is watched from its first prediction:
+
+- **scores**: its score histogram per scope, on the reference's score deciles, against
+  the incumbent's reference scores on the same cohorts (PSI and G-test, as for
+  features). A scope is judged only when its inputs did not move in the same window,
+  so a score shift is the model's doing. A shift that persists is a regression
+  (``rollback``/``deployment_regression``); windows that match clear the scores.
+- **outcomes**: trusted-label windows whose labels are mostly the new version's are
+  compared with the reference's outcomes (the incumbent's). A version stays under
+  suspicion until that many clean label windows cleared it, so a drop in outcomes
+  that starts with it is a rollback question first (see :class:`OutcomeMonitor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.binning import NumericBins, scope_histograms
+from detectors.cohorts import POPULATION, CohortScopes
+from detectors.decision import Action, Decision
+from detectors.divergence import g_test, psi
+from detectors.persistence import Persistence, announce
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+IndexArray = NDArray[np.intp]
+
+
+@dataclass
+class VersionWatch:
+    """What is known about one new version."""
+
+    version: str
+    first_seen: float
+    current: IntArray
+    scores: Persistence
+    psi: FloatArray
+    pvalue: FloatArray
+    psi_history: list[list[float]] = field(default_factory=list)
+    # Scopes a rollback was reported for, by the scores or by the outcomes.
+    reported: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
+    clean_score_windows: int = 0
+    clean_label_windows: int = 0
+    events: int = 0
+
+    def cleared_by_scores(self, windows: int) -> bool:
+        return self.clean_score_windows >= windows and not self.scores.open.any()
+
+    def cleared_by_labels(self, windows: int) -> bool:
+        return self.clean_label_windows >= windows
+
+
+class DeploymentWatch:
+    """Watches the model versions that came after the reference's.
+
+    >>> import numpy as np
+    >>> from detectors.cohorts import CohortScopes
+    >>> scopes = CohortScopes.from_reference({}, [], 1)
+    >>> rng = np.random.default_rng(5)
+    >>> reference = rng.beta(1, 12, 10_000)  # a fraud model's scores, mostly low
+    >>> watch = DeploymentWatch("fraud", scopes, reference, np.zeros((10_000, 1), np.intp), "v1")
+    >>> decisions = []
+    >>> for k in range(8):
+    ...     version = "v1" if k < 4 else "v2"
+    ...     # v2 forgot to undo its training set's negative downsampling: scores x5
+    ...     score = rng.beta(1, 12, 2_000) * (1 if version == "v1" else 5)
+    ...     watch.observe([version] * 2_000, np.clip(score, 0, 1), np.zeros((2_000, 1), np.intp),
+    ...                   np.full(2_000, float(k)))
+    ...     decisions += watch.close(np.zeros(1, bool), np.full(1, k), np.full(1, k + 0.9))
+    >>> [(d.action, d.cause, d.model_version) for d in decisions]
+    [('rollback', 'deployment_regression', 'v2')]
+    """
+
+    def __init__(
+        self,
+        model: str,
+        scopes: CohortScopes,
+        reference_scores: FloatArray,
+        reference_rows: IndexArray,
+        incumbent: str,
+        *,
+        n_bins: int = 10,
+        psi_threshold: float = 0.2,
+        alpha: float = 0.001,
+        windows: int = 3,
+        min_events: int = 200,
+    ) -> None:
+        if windows < 1:
+            raise ValueError(f"windows must be >= 1, got {windows}")
+        if min_events < 1:
+            raise ValueError(f"min_events must be >= 1, got {min_events}")
+        self.model = model
+        self.scopes = scopes
+        self.incumbent = incumbent
+        self.psi_threshold = psi_threshold
+        self.alpha = alpha
+        self.windows = windows
+        self.min_events = min_events
+        self.bins = NumericBins.from_reference(np.asarray(reference_scores, np.float64), n_bins)
+        self.reference = scope_histograms(
+            self.bins.assign(np.asarray(reference_scores, np.float64)),
+            reference_rows,
+            scopes.n_scopes,
+            self.bins.n_bins,
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self.versions: dict[str, VersionWatch] = {}
+
+    def _watch(self, version: str, first_seen: float) -> VersionWatch:
+        n = self.scopes.n_scopes
+        watch = self.versions.get(version)
+        if watch is None:
+            watch = VersionWatch(
+                version=version,
+                first_seen=first_seen,
+                current=np.zeros((n, self.bins.n_bins), dtype=np.int64),
+                scores=Persistence(n, self.windows),
+                psi=np.full(n, np.nan),
+                pvalue=np.full(n, np.nan),
+                psi_history=[[] for _ in range(n)],
+            )
+            self.versions[version] = watch
+        return watch
+
+    def observe(
+        self, versions: Sequence[str], scores: FloatArray, rows: IndexArray, ts: FloatArray
+    ) -> None:
+        """Add a part of the current window (each row's version, score, scopes, time)."""
+        distinct = set(versions)
+        distinct.discard(self.incumbent)
+        if not distinct:
+            return
+        column = np.asarray(versions, dtype=object)
+        for version in sorted(distinct):
+            mine = column == version
+            watch = self._watch(version, float(ts[mine].min()))
+            bins = self.bins.assign(np.asarray(scores, np.float64)[mine])
+            watch.current += scope_histograms(
+                bins, rows[mine], self.scopes.n_scopes, self.bins.n_bins
+            )
+            watch.events += int(mine.sum())
+
+    def close(
+        self, inputs_moved: BoolArray, window_start: FloatArray, window_end: FloatArray
+    ) -> list[Decision]:
+        """Judge every watched version's scores in the window that closed; a scope whose
+        inputs moved in it is not comparable and keeps its scores for the next."""
+        decisions: list[Decision] = []
+        enough_reference = self.reference.sum(axis=1) >= self.min_events
+        for watch in self.versions.values():
+            events = watch.current.sum(axis=1)
+            judged = (events >= self.min_events) & ~inputs_moved & enough_reference
+            if not judged.any():
+                continue
+            watch.psi[judged] = psi(self.reference[judged], watch.current[judged])
+            watch.pvalue[judged] = g_test(self.reference[judged], watch.current[judged])[1]
+            hit = (watch.psi >= self.psi_threshold) & (watch.pvalue < self.alpha)
+            _, cleared = watch.scores.update(judged, hit, window_start)
+            for scope in np.flatnonzero(judged).tolist():
+                history = watch.psi_history[scope]
+                history.append(round(float(watch.psi[scope]), 6))
+                del history[: -self.windows]
+            if judged[POPULATION]:
+                clean = not hit[POPULATION]
+                watch.clean_score_windows = watch.clean_score_windows + 1 if clean else 0
+            for scope in announce(self.scopes, watch.scores, np.nan_to_num(watch.psi)):
+                decisions.append(self._decision(watch, scope, "rollback", window_end, events))
+            for scope in np.flatnonzero(cleared & watch.scores.announced).tolist():
+                watch.scores.announced[scope] = False
+                decisions.append(self._decision(watch, scope, "hold", window_end, events))
+            watch.current[judged] = 0
+        return decisions
+
+    def label_window(self, version: str | None, judged: bool, dropped: bool) -> None:
+        """One closed label window whose labels were mostly ``version``'s: judged (enough
+        trusted labels for the population) and whether its outcomes dropped."""
+        watch = self.versions.get(version) if version is not None else None
+        if watch is None or not judged:
+            return
+        watch.clean_label_windows = 0 if dropped else watch.clean_label_windows + 1
+
+    def first_report(self, decision: Decision) -> bool:
+        """False for a rollback of a version and scope already reported (the scores and
+        the outcomes can both find the same regression); any other decision is True."""
+        if decision.action != "rollback" or decision.model_version is None:
+            return True
+        watch = self.versions.get(decision.model_version)
+        if watch is None:
+            return True
+        key = tuple(sorted((decision.cohort or {}).items()))
+        if key in watch.reported:
+            return False
+        watch.reported.add(key)
+        return True
+
+    def suspects(self) -> tuple[str, ...]:
+        """Versions whose outcomes have not cleared them yet: a drop in outcomes on
+        their labels is a rollback question, not a retrain."""
+        return tuple(
+            sorted(v for v, w in self.versions.items() if not w.cleared_by_labels(self.windows))
+        )
+
+    def regressed(self) -> tuple[str, ...]:
+        """Versions with a score regression reported and not cleared."""
+        return tuple(sorted(v for v, w in self.versions.items() if w.scores.announced.any()))
+
+    def _decision(
+        self,
+        watch: VersionWatch,
+        scope: int,
+        action: Action,
+        window_end: FloatArray,
+        events: IntArray,
+    ) -> Decision:
+        condition = watch.scores
+        evidence: dict[str, Any] = {
+            "detector": "score_psi_and_g_test_against_incumbent",
+            "incumbent_version": self.incumbent,
+            "version_first_seen": watch.first_seen,
+            "psi": round(float(watch.psi[scope]), 6),
+            "psi_threshold": self.psi_threshold,
+            "g_test_pvalue": float(f"{watch.pvalue[scope]:.6g}"),
+            "alpha": self.alpha,
+            "psi_history": list(watch.psi_history[scope]),
+            "persisted_windows": int(condition.streak[scope]),
+            "persistence_windows": self.windows,
+            "first_seen": float(condition.first_seen[scope]),
+            "window_events": int(events[scope]),
+            "reference_events": int(self.reference[scope].sum()),
+        }
+        if action == "hold":
+            evidence["resolved"] = True
+            evidence["clean_windows"] = int(condition.clean_streak[scope])
+        end = float(window_end[scope])
+        start = float(condition.judged_start[scope])
+        return Decision(
+            model=self.model,
+            model_version=watch.version,
+            action=action,
+            cause="deployment_regression",
+            feature=None,
+            cohort=self.scopes.labels[scope] or None,
+            ts=end,
+            window_start=start,
+            window_end=end,
+            window_events=int(events[scope]),
+            confirmed_at=end,
+            evidence=evidence,
+        )
