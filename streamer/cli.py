@@ -7,8 +7,9 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from streamer.config import Settings, load_settings
 from streamer.errors import DriftgateError
@@ -59,6 +60,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(duration_s=args.duration, rate=args.rate, metrics_port=args.metrics_port)
 
 
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from streamer import app
+    from streamer.produce import produce
+
+    kafka = _settings(args.config).kafka
+    if args.bootstrap_servers:
+        # The flag wins over the config file and DRIFTGATE_* variables alike.
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
+    stop = threading.Event()
+    app.stop_on_signals(stop)
+    produced = produce(Path(args.file), kafka, rate=args.rate, stop=stop)
+    sent = ", ".join(f"{n} to {topic}" for topic, n in produced.sent.items()) or "nothing"
+    print(f"produced {sent} on {kafka.bootstrap_servers}", file=sys.stderr)
+    if produced.skipped:
+        print(
+            f"  skipped {len(produced.skipped)} lines that are not replay records "
+            f"(the first: line {produced.skipped[0]})",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.file))
     print(f"{args.file}: valid")
@@ -88,11 +111,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if not args.out:
         raise DriftgateError("simulate needs --out STREAM.jsonl")
     spec, incidents = simulate.SCENARIOS[args.scenario](args.events)
+    # The truth gives incidents their event times as written, read off the records in
+    # passing rather than by generating the stream a second time.
+    event_ts: list[float] = []
+
+    def noting_times(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            if record["topic"] == "predictions":
+                event_ts.append(record["value"]["ts"])
+            yield record
+
     records = simulate.generate(spec, args.events, args.seed, incidents)
-    n = simulate.write_replay(Path(args.out), records)
+    n = simulate.write_replay(Path(args.out), noting_times(records))
     if args.truth:
         simulate.write_truth(
-            Path(args.truth), spec, incidents, args.events, scenario=args.scenario, seed=args.seed
+            Path(args.truth),
+            spec,
+            incidents,
+            args.events,
+            scenario=args.scenario,
+            seed=args.seed,
+            event_ts=event_ts,
         )
     print(f"wrote {n} records to {args.out}", file=sys.stderr)
     return 0
@@ -128,6 +167,20 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=5_000.0, help="events per second")
     demo.add_argument("--metrics-port", type=int, default=9108)
     demo.set_defaults(handler=_cmd_demo)
+
+    produce = commands.add_parser("produce", help="send a replay file's records to Kafka")
+    produce.add_argument("file", help="a replay file (JSON Lines); /dev/stdin reads a pipe")
+    produce.add_argument("--config", help="YAML config file: the topics and the broker")
+    produce.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT", help="default: kafka.bootstrap_servers"
+    )
+    produce.add_argument(
+        "--rate",
+        type=float,
+        metavar="EVENTS_PER_S",
+        help="predictions per second (feedback goes along in file order); default: no pacing",
+    )
+    produce.set_defaults(handler=_cmd_produce)
 
     validate = commands.add_parser("validate-config", help="check a config file")
     validate.add_argument("file")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from typing import get_args
 
 import numpy as np
 from prometheus_client.core import (
@@ -20,7 +21,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from detectors.decision import Action, Cause
+from streamer.engine import FEEDBACK, PREDICTIONS
 from streamer.service import Service
+
+# Counters that alerts and rates are computed from are exported at 0 before their first
+# event: Prometheus sees no increase in a series that appears already at 1, so an
+# `increase(driftgate_decisions_total{action="retrain"}[15m]) > 0` alert would miss the
+# first retrain decision, and a consumer stalled from its start would have no rate.
+_DECISION_KINDS = frozenset((a, c) for a in get_args(Action) for c in get_args(Cause))
+_INPUT_KINDS = frozenset((PREDICTIONS, FEEDBACK))
 
 
 def scope_label(cohort: Mapping[str, str]) -> str:
@@ -51,8 +61,8 @@ class EngineCollector(Collector):
         consumed = CounterMetricFamily(
             "driftgate_events_consumed", "Records read, by input topic.", labels=["topic"]
         )
-        for topic, n in sorted(counters.consumed.items()):
-            consumed.add_metric([topic], n)
+        for topic in sorted(counters.consumed.keys() | _INPUT_KINDS):
+            consumed.add_metric([topic], counters.consumed[topic])
         yield consumed
         rejected = CounterMetricFamily(
             "driftgate_events_rejected",
@@ -67,8 +77,8 @@ class EngineCollector(Collector):
             "Decisions emitted, by action and cause.",
             labels=["action", "cause"],
         )
-        for (action, cause), n in sorted(counters.decisions.items()):
-            decisions.add_metric([action, cause], n)
+        for action, cause in sorted(counters.decisions.keys() | _DECISION_KINDS):
+            decisions.add_metric([action, cause], counters.decisions[(action, cause)])
         yield decisions
         latency = service.latency
         buckets = []
