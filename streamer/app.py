@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detectors.decision import Decision
+from streamer.checkpoint import Checkpoints
 from streamer.config import Settings
 from streamer.engine import Engine
 from streamer.errors import DriftgateError
@@ -68,6 +69,12 @@ def run(
 ) -> Engine:
     """The long-running service: Kafka in, decisions and dead letters out, /metrics."""
     engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    checkpoints = None
+    if settings.checkpoint.dir is not None:
+        kafka = settings.kafka
+        # The group and the topic are in the name: deployments may share a volume.
+        name = f"{kafka.group_id}.{kafka.topics.predictions}"
+        checkpoints = Checkpoints(settings.checkpoint, name)
     state: dict[str, object] = {}
     registry = CollectorRegistry()
 
@@ -75,8 +82,15 @@ def run(
         source = state.get("source")
         service = state.get("service")
         assigned = isinstance(source, KafkaSource) and bool(source.assignment)
-        reachable = isinstance(service, Service) and service.healthy_io and assigned
-        warm = bool(engine.monitors) and all(m.warm for m in engine.monitors.values())
+        reachable = (
+            isinstance(service, Service)
+            and isinstance(source, KafkaSource)
+            and service.healthy_io
+            and source.reachable()
+        )
+        # The service's engine: a checkpoint may have replaced the one it started with.
+        monitors = service.engine.monitors if isinstance(service, Service) else {}
+        warm = bool(monitors) and all(m.warm for m in monitors.values())
         return {
             "partitions_assigned": assigned,
             "broker_reachable": reachable,
@@ -95,8 +109,14 @@ def run(
             return engine
         source, sinks = connected
         service = Service(
-            engine, source, sinks.decisions, sinks.dead_letters, on_decisions=on_decisions
+            engine,
+            source,
+            sinks.decisions,
+            sinks.dead_letters,
+            on_decisions=on_decisions,
+            checkpoints=checkpoints,
         )
+        source.handler = service
         state.update(source=source, service=service)
         registry.register(EngineCollector(service))
         try:
@@ -104,9 +124,9 @@ def run(
         finally:
             sinks.close()
             source.close()
+        return service.engine
     finally:
         server.stop()
-    return engine
 
 
 def stop_on_signals(stop: threading.Event) -> None:

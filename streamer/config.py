@@ -7,6 +7,7 @@ key, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +76,17 @@ class FeedbackConfig(_Section):
     join_max_pending: int = Field(100_000, ge=1)
 
 
+class CheckpointConfig(_Section):
+    """Where and how often the state is checkpointed (``driftgate run`` only)."""
+
+    dir: str | None = Field(
+        "driftgate-state",
+        description="A directory only driftgate writes to; null turns checkpoints off.",
+    )
+    interval_events: int = Field(200_000, ge=1, description="Records between checkpoints.")
+    interval_s: float = Field(60.0, gt=0, description="Seconds between checkpoints.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DRIFTGATE_", env_nested_delimiter="__", extra="forbid"
@@ -85,6 +97,7 @@ class Settings(BaseSettings):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)  # type: ignore[valid-type]
     limits: LimitsConfig = LimitsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod
@@ -102,8 +115,11 @@ class Settings(BaseSettings):
 
     @property
     def monitor(self) -> MonitorConfig:
-        detection: MonitorConfig = self.detection
-        return detection
+        # A plain detectors dataclass: pydantic's validating copy of the class has the
+        # same name but is another object, which pickle (checkpoints) refuses.
+        return MonitorConfig(
+            **{f.name: getattr(self.detection, f.name) for f in dataclasses.fields(MonitorConfig)}
+        )
 
 
 def explain(error: ValidationError) -> str:

@@ -113,6 +113,8 @@ def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
                 "heartbeat_interval_ms": 1_000,
             },
             metrics={"host": "127.0.0.1", "port": metrics_port},
+            # The embedded broker keeps nothing once stopped: neither does the demo.
+            checkpoint={"dir": None},
         )
         topics = settings.kafka.topics
         create_topics(

@@ -133,6 +133,9 @@ class Engine:
         )
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
+        # Next offset to read per (topic, partition) of the records in the state: what a
+        # checkpoint of this state resumes from.
+        self.positions: dict[tuple[str, int], int] = {}
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         dead: list[DeadLetter] = []
@@ -141,6 +144,10 @@ class Engine:
         feedback: list[FeedbackEvent] = []
         counters = self.counters
         counters.consumed.update(map(attrgetter("kind"), records))
+        positions = self.positions
+        for record in records:
+            if record.partition >= 0:
+                positions[(record.topic, record.partition)] = record.offset + 1
         for record in records:
             event: Prediction | FeedbackEvent | Rejected
             if record.kind == PREDICTIONS:

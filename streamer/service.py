@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from detectors.decision import Decision
+from streamer.checkpoint import Checkpoints, Position
 from streamer.engine import BatchResult, DeadLetter, Engine
 from streamer.errors import DriftgateError
 from streamer.sinks import DeadLetterSink, DecisionSink
@@ -66,7 +67,13 @@ class LatencyHistogram:
 
 
 class Service:
-    """Runs the loop; ``lock`` is held while state changes, so scrapes see whole batches."""
+    """Runs the loop; ``lock`` is held while state changes, so scrapes see whole batches.
+
+    With ``checkpoints``, offsets are committed only when a checkpoint of the state that
+    reflects them is written, and on start the state and the offsets come back from the
+    checkpoint: every record affects the state once, even though Kafka may deliver it
+    again. Without, offsets are committed after every batch (at-least-once).
+    """
 
     def __init__(
         self,
@@ -76,6 +83,7 @@ class Service:
         dead_letters: DeadLetterSink,
         *,
         on_decisions: Callable[[Sequence[Decision]], None] | None = None,
+        checkpoints: Checkpoints | None = None,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -84,9 +92,14 @@ class Service:
         self.decisions = decisions
         self.dead_letters = dead_letters
         self.on_decisions = on_decisions
+        self.checkpoints = checkpoints
+        self._restored = False
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.lock = threading.Lock()
+        # Held from processing a batch to its decisions being flushed, so that a
+        # rebalance (on the consumer's thread) checkpoints whole batches only.
+        self._batch = threading.RLock()
         self.latency = LatencyHistogram()
         self.reason_log = ReasonLog(clock=clock)
         self.last_event_at = clock()
@@ -114,11 +127,12 @@ class Service:
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             if not more:
-                return
+                break
             idle = self.clock() - self.last_event_at
             if exit_when_idle_s is not None and idle >= exit_when_idle_s:
                 log.info("no new event for %.1fs: exiting as asked", idle)
-                return
+                break
+        self._final_checkpoint()
 
     def step(self) -> bool:
         """One poll-process-publish-commit round; False once the source is exhausted."""
@@ -126,19 +140,66 @@ class Service:
         if records is None:
             return False
         if records:
-            started = time.perf_counter()
-            with self.lock:
-                result = self.engine.process(records)
-            self.latency.observe(time.perf_counter() - started)
-            self.last_event_at = self.clock()
-            self.batches += 1
-            self._publish(result)
-        self.source.commit()
+            with self._batch:
+                started = time.perf_counter()
+                with self.lock:
+                    result = self.engine.process(records)
+                self.latency.observe(time.perf_counter() - started)
+                self.last_event_at = self.clock()
+                self.batches += 1
+                self._publish(result)
+        if self.checkpoints is None:
+            self.source.commit()
+        elif self.checkpoints.due(len(records)):
+            self._checkpoint()
         if self.clock() - self._lag_at >= LAG_REFRESH_S:
             # Asked here, on the loop's thread: a Kafka consumer is not thread-safe.
             self._lag_at = self.clock()
             self.lag = self.source.lag()
         return True
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the state, then commit the offsets the checkpoint reflects."""
+        if self.checkpoints is None or not self._restored:
+            # Before the first assignment the state is not loaded yet: saving it would
+            # write an empty state over the checkpoint.
+            return
+        with self._batch:
+            with self.lock:
+                positions = self.checkpoints.save(self.engine)
+            self.source.commit(positions)
+
+    def _final_checkpoint(self) -> None:
+        """On a clean stop (SIGTERM, idle, end of input): the state is whole, keep it."""
+        try:
+            self._checkpoint()
+        except DriftgateError as exc:
+            # The checkpoint file is written before the commit: a restart resumes from
+            # it whatever the committed offsets say.
+            log.warning("final checkpoint: %s", exc)
+
+    def partitions_revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance starts: checkpoint the state. (No commit: this runs on the
+        consumer's I/O thread, which cannot wait for a broker round trip; the
+        checkpoint's offsets are what a restart resumes from anyway.)"""
+        if self.checkpoints is not None and self._restored:
+            with self._batch, self.lock:
+                self.checkpoints.save(self.engine)
+
+    def partitions_assigned(self, partitions: set[tuple[str, int]]) -> dict[Position, int]:
+        """Partitions arrive: on the first assignment, the checkpointed state comes back.
+        Returns where to resume each partition the state has seen."""
+        if self.checkpoints is None:
+            return {}
+        with self._batch, self.lock:
+            if not self._restored:
+                self._restored = True
+                restored = self.checkpoints.restore(self.engine)
+                if restored is not None:
+                    self.engine = restored
+            return {
+                tp: self.engine.positions[tp] for tp in partitions if tp in self.engine.positions
+            }
 
     def _publish(self, result: BatchResult) -> None:
         for dead in result.dead_letters:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import orjson
+from kafka import ConsumerRebalanceListener
 
 from streamer.config import KafkaConfig
 from streamer.engine import FEEDBACK, PREDICTIONS, InputRecord
@@ -22,8 +23,9 @@ class Source(Protocol):
     def poll(self) -> list[InputRecord] | None:
         """The next records (possibly none yet), or None once the source is exhausted."""
 
-    def commit(self) -> None:
-        """Mark every record returned so far as reflected in state."""
+    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Mark records as reflected in state: every record returned so far, or up to
+        the given next offsets per (topic, partition)."""
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the end of each assigned (topic, partition)."""
@@ -85,7 +87,7 @@ class ReplaySource:
             return [replay_record(line, n) for n, line in numbered]
         return [_replay_record(record, line, n) for record, (n, line) in zip(records, numbered)]
 
-    def commit(self) -> None:
+    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         """A replay has nothing to commit: it is read from the start every time."""
 
     def lag(self) -> dict[tuple[str, int], int]:
@@ -93,6 +95,14 @@ class ReplaySource:
 
     def close(self) -> None:
         self._file.close()
+
+
+class RebalanceHandler(Protocol):
+    def partitions_revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """Called before (topic, partition)s are taken away at a rebalance."""
+
+    def partitions_assigned(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Called when (topic, partition)s arrive; returns offsets to resume from."""
 
 
 class KafkaSource:
@@ -128,7 +138,8 @@ class KafkaSource:
             raise DriftgateError(
                 f"cannot reach Kafka at {config.bootstrap_servers}: {exc}", retriable=True
             ) from exc
-        self._consumer.subscribe(list(self._kinds))
+        self.handler: RebalanceHandler | None = None
+        self._consumer.subscribe(list(self._kinds), listener=_Listener(self))
         self.last_poll_ok: float | None = None
 
     @property
@@ -154,11 +165,25 @@ class KafkaSource:
             )
         return records
 
-    def commit(self) -> None:
+    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        from kafka import TopicPartition
         from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
 
         try:
-            self._consumer.commit()
+            # Bounded: a commit must not outlive an outage (or a SIGTERM during one).
+            timeout_ms = self.config.request_timeout_ms
+            if offsets is None:
+                self._consumer.commit(timeout_ms=timeout_ms)
+                return
+            owned = self._consumer.assignment()
+            chosen = {
+                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                for (topic, partition), offset in offsets.items()
+                if TopicPartition(topic, partition) in owned
+            }
+            if chosen:
+                self._consumer.commit(chosen, timeout_ms=timeout_ms)
         except KafkaError as exc:
             # A failed commit only means these records may be delivered again.
             raise DriftgateError(f"offset commit failed: {exc}", retriable=True) from exc
@@ -177,5 +202,50 @@ class KafkaSource:
                 lag[(tp.topic, tp.partition)] = max(0, end - self._consumer.position(tp))
         return lag
 
+    def reachable(self) -> bool:
+        """Whether a connection to any broker of the cluster is up.
+
+        kafka-python's poll() does not fail while the brokers are away (it reconnects
+        in the background), so readiness asks the client's connections directly.
+        (A private attribute: kafka-python has no public call for it; if it moves, this
+        answers True rather than failing readiness for good.)
+        """
+        client: Any = getattr(self._consumer, "_client", None)
+        try:
+            return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+        except Exception:  # see above
+            return True
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self._consumer.seek(tp, offset)
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards kafka-python's rebalance callbacks to the source's handler, and seeks
+    to the offsets the handler's restored state resumes from.
+
+    (kafka-python calls these on its own I/O thread: the handler takes its locks.)
+    """
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        handler = self._source.handler
+        owned = {(tp.topic, tp.partition) for tp in revoked}
+        if handler is not None and owned:
+            handler.partitions_revoked(owned)
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        handler = self._source.handler
+        tps = list(assigned)
+        if handler is None or not tps:
+            return
+        resume = handler.partitions_assigned({(tp.topic, tp.partition) for tp in tps})
+        for tp in tps:
+            offset = resume.get((tp.topic, tp.partition))
+            if offset is not None:
+                self._source.seek(tp, offset)

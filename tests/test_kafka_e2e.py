@@ -52,7 +52,9 @@ def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
     return messages
 
 
-def test_run_consumes_decides_dead_letters_and_commits(broker: EmbeddedBroker, topic_prefix: str):
+def test_run_consumes_decides_dead_letters_and_commits(
+    broker: EmbeddedBroker, topic_prefix: str, tmp_path
+):
     bootstrap = broker.bootstrap_servers
     topics = {
         "predictions": f"{topic_prefix}-predictions",
@@ -89,6 +91,7 @@ def test_run_consumes_decides_dead_letters_and_commits(broker: EmbeddedBroker, t
         "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
         "DRIFTGATE_KAFKA__TOPICS__DECISIONS": topics["decisions"],
         "DRIFTGATE_METRICS__PORT": "0",
+        "DRIFTGATE_CHECKPOINT__DIR": str(tmp_path / "state"),
     }
     done = subprocess.run(
         [sys.executable, "-m", "streamer.cli", "run", "--exit-when-idle", "4"],

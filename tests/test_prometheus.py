@@ -115,8 +115,10 @@ def test_deploy_files_parse_and_hold_valid_driftgate_configs(tmp_path, monkeypat
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "metrics": settings.metrics.port
     }
-    (mount,) = container["volumeMounts"]
-    assert container["args"] == ["--config", f"{mount['mountPath']}/config.yml"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert container["args"] == ["--config", f"{mounts['config']}/config.yml"]
+    # the checkpoint directory is on the persistent volume
+    assert settings.checkpoint.dir == mounts["state"]
     for variable in container["env"]:
         monkeypatch.setenv(variable["name"], variable["value"])
     load_settings(config)
@@ -256,6 +258,7 @@ def test_prometheus_scrapes_driftgate_through_an_incident(
         "DRIFTGATE_KAFKA__TOPICS__DECISIONS": topics.decisions,
         "DRIFTGATE_METRICS__HOST": "127.0.0.1",
         "DRIFTGATE_METRICS__PORT": str(metrics_port),
+        "DRIFTGATE_CHECKPOINT__DIR": str(tmp_path / "state"),
     }
     commands = [
         [sys.executable, "-m", "streamer.cli", "run"],
