@@ -547,6 +547,40 @@ class CalibrationVerdict:
     pvalue: FloatArray
 
 
+# A chi-square term needs a few expected positives: bands with fewer are pooled with
+# their neighbours (as Hosmer and Lemeshow do), or one unlucky label in a band expecting
+# 0.1 would be a "shift".
+MIN_EXPECTED_POSITIVES = 5.0
+
+
+def _pooled_chi2(
+    observed: FloatArray, expected: FloatArray, variance: FloatArray, used: BoolArray
+) -> tuple[FloatArray, IntArray]:
+    """Per row: the chi-square over groups of adjacent bands holding at least
+    MIN_EXPECTED_POSITIVES expected positives each, and the number of groups."""
+    rows = observed.shape[0]
+    statistic = np.zeros(rows)
+    dof = np.zeros(rows, dtype=np.int64)
+    for row in range(rows):
+        groups: list[list[float]] = []
+        current = [0.0, 0.0, 0.0]
+        for band in np.flatnonzero(used[row]).tolist():
+            current[0] += observed[row, band]
+            current[1] += expected[row, band]
+            current[2] += variance[row, band]
+            if current[1] >= MIN_EXPECTED_POSITIVES:
+                groups.append(current)
+                current = [0.0, 0.0, 0.0]
+        if current[1] > 0:
+            if groups:  # a short last group joins the one before
+                groups[-1] = [a + b for a, b in zip(groups[-1], current)]
+            else:
+                groups.append(current)
+        statistic[row] = sum((o - e) ** 2 / v for o, e, v in groups if v > 0)
+        dof[row] = sum(1 for _, _, v in groups if v > 0)
+    return statistic, dof
+
+
 class CalibrationShift:
     """Has the relation between scores and outcomes moved, risk band by risk band?
 
@@ -595,10 +629,8 @@ class CalibrationShift:
             variance = expected * (1.0 - expected / n) + expected**2 / (
                 reference.band_positives + 0.5
             )
-            terms = np.where(variance > 0, (observed - expected) ** 2 / variance, 0.0)
         used = (variance > 0) & (ref_n > 0)
-        statistic = np.where(used, terms, 0.0).sum(axis=1)
-        dof = used.sum(axis=1)
+        statistic, dof = _pooled_chi2(observed, expected, variance, used)
         enough = (current.n >= self.min_labels) & (reference.n >= self.min_labels) & (dof > 0)
         pvalue = np.where(enough, chi2.sf(statistic, np.maximum(dof, 1)), np.nan)
         shifted = enough & (np.nan_to_num(pvalue, nan=1.0) < self.alpha)

@@ -82,6 +82,20 @@ class Persistence:
 SHARED_EFFECT_RATIO = 0.5
 
 
+# A change that shows in more than this share of a dimension's cohorts at once is
+# everybody's, however much stronger it looks in one small (and noisily measured) cohort.
+WIDESPREAD_SHARE = 0.5
+
+
+def _widespread(scopes: CohortScopes, condition: Persistence) -> bool:
+    for dimension in range(len(scopes.values)):
+        members = list(scopes.scopes_of(dimension))
+        named = members[: len(scopes.values[dimension])]  # without __other__
+        if named and (condition.streak[named] > 0).mean() > WIDESPREAD_SHARE:
+            return True
+    return False
+
+
 def _explains(
     scopes: CohortScopes, condition: Persistence, scope: int, strength: FloatArray
 ) -> bool | None:
@@ -96,7 +110,7 @@ def _explains(
         # Every cohort's last judged effect, hit or not: the strongest cohort may have
         # missed a window while the population caught it.
         top = float(effect[1:].max()) if effect.size > 1 else 0.0
-        return population >= SHARED_EFFECT_RATIO * top
+        return population >= SHARED_EFFECT_RATIO * top or _widespread(scopes, condition)
     if condition.announced[POPULATION]:
         return False
     if population >= SHARED_EFFECT_RATIO * float(effect[scope]):

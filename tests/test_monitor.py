@@ -314,16 +314,22 @@ def test_ended_shift_gives_a_later_hold() -> None:
 
 
 def test_decision_ids_are_deterministic_and_scope_specific() -> None:
-    def ids() -> list[tuple[Any, str]]:
-        batch = make_stream(R + 12 * W, seed=61, shift=1.2, start=R + 3 * W, cohorts=("eu", "us"))
+    def ids(region: str) -> list[tuple[Any, str]]:
+        batch = make_stream(R + 12 * W, seed=61, shift=1.2, start=R + 3 * W, cohorts=(region,))
         return [(d.cohort, d.decision_id) for d in run(batch)]
 
-    first, second = ids(), ids()
+    first, second = ids("eu"), ids("eu")
     assert first == second
-    cohorts = sorted(c["region"] for c, _ in first if c)
-    assert cohorts == ["eu", "us"]
-    assert len({i for _, i in first}) == len(first)
-    assert all(len(i) == 32 and int(i, 16) >= 0 for _, i in first)
+    other = ids("us")
+    assert [c for c, _ in first] == [{"region": "eu"}]
+    assert [c for c, _ in other] == [{"region": "us"}]
+    assert first[0][1] != other[0][1]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for _, i in first + other)
+
+
+def test_a_shift_in_most_cohorts_is_reported_for_the_population() -> None:
+    batch = make_stream(R + 12 * W, seed=61, shift=1.2, start=R + 3 * W, cohorts=("eu", "us"))
+    assert [(d.feature, d.cohort) for d in run(batch)] == [("amount", None)]
 
 
 # --- ScopedADWIN ---

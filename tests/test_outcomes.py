@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
 from detectors.outcomes import (
+    CalibrationShift,
     OutcomeStats,
     OutcomeWindow,
     PerformanceDrop,
@@ -455,3 +456,31 @@ def test_loss_adwin_checkpoint_continues_identically() -> None:
     assert detector.to_dict() == restored.to_dict()
     with pytest.raises(ValueError, match="ScopedLossADWIN"):
         ScopedLossADWIN.from_dict({"kind": "other"})
+
+
+def test_calibration_shift_holds_its_false_alarm_rate_with_few_positives_per_band() -> None:
+    """A calibrated model on shifted traffic, a rare positive class and a small cohort's
+    window (a few positives per band): a 0.001 test fires about once in a thousand, not
+    once in twenty as a per-band chi-square over near-empty bands did."""
+    rng = np.random.default_rng(0)
+
+    def window(p: np.ndarray, edges: np.ndarray):
+        w = OutcomeWindow(n_scopes=1)
+        w.set_band_edges(edges)
+        w.update(p, (rng.random(len(p)) < p) * 1.0, np.zeros((len(p), 1), np.intp))
+        return w.summary()
+
+    def scores(n: int, shift: float) -> np.ndarray:
+        return 1 / (1 + np.exp(-(rng.normal(-3.5, 1.2, n) + shift)))
+
+    edges = np.quantile(scores(100_000, 0.0), np.linspace(0.1, 0.9, 9))
+    check = CalibrationShift()
+    fired = sum(
+        bool(
+            check.judge(window(scores(1_900, 0.0), edges), window(scores(370, 1.0), edges)).shifted[
+                0
+            ]
+        )
+        for _ in range(400)
+    )
+    assert fired <= 3
