@@ -29,19 +29,37 @@ def replay(
     path: Path,
     decisions_out: Path | None = None,
     dead_letters_out: Path | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> Engine:
-    """Feed a replay file through the engine; decisions to a file or stdout."""
+    """Feed a replay file through the engine; decisions to a file or stdout.
+
+    With ``checkpoint_dir``, the state is checkpointed as in ``run`` and a replay that
+    was stopped or killed resumes after the last line its checkpoint reflects (decision
+    and dead-letter files are appended to): the same decisions with the same ids.
+    """
     engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    checkpoints = None
+    if checkpoint_dir is not None:
+        config = settings.checkpoint.model_copy(update={"dir": str(checkpoint_dir)})
+        checkpoints = Checkpoints(config, f"replay.{path.name}")
+        engine = checkpoints.restore(engine) or engine
+    # Replay offsets are line numbers (from 1), shared by both topics of the file: the
+    # next offset after line N is N + 1.
+    resume_line = max(engine.positions.values(), default=1) - 1
     source = ReplaySource(path, batch_events=settings.kafka.max_poll_records)
-    sink = JsonLinesDecisionSink(decisions_out)
-    dead = ReportingDeadLetterSink(dead_letters_out)
+    if resume_line:
+        log.info("resuming %s after line %d", path, resume_line)
+        source.skip(resume_line)
+    sink = JsonLinesDecisionSink(decisions_out, append=bool(resume_line))
+    dead = ReportingDeadLetterSink(dead_letters_out, append=bool(resume_line))
+    service = Service(engine, source, sink, dead, checkpoints=checkpoints, restored=True)
     try:
-        Service(engine, source, sink, dead).run(threading.Event())
+        service.run(threading.Event())
     finally:
         source.close()
         sink.close()
         dead.close()
-    return engine
+    return service.engine
 
 
 def connect(settings: Settings, stop: threading.Event) -> tuple[KafkaSource, KafkaSinks] | None:

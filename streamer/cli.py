@@ -39,6 +39,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         Path(args.file),
         Path(args.decisions) if args.decisions else None,
         Path(args.dead_letters) if args.dead_letters else None,
+        Path(args.checkpoint_dir) if args.checkpoint_dir else None,
     )
     counters = engine.counters
     rejected = sum(counters.rejected.values())
@@ -160,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--config")
     replay.add_argument("--decisions", metavar="OUT.jsonl", help="default: standard output")
     replay.add_argument("--dead-letters", metavar="OUT.jsonl", help="rejected lines, with reasons")
+    replay.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="checkpoint here and resume a stopped or killed replay from it (outputs append)",
+    )
     replay.set_defaults(handler=_cmd_replay)
 
     demo = commands.add_parser("demo", help="embedded broker, synthetic model, live decisions")

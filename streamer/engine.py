@@ -146,8 +146,7 @@ class Engine:
         counters.consumed.update(map(attrgetter("kind"), records))
         positions = self.positions
         for record in records:
-            if record.partition >= 0:
-                positions[(record.topic, record.partition)] = record.offset + 1
+            positions[(record.topic, record.partition)] = record.offset + 1
         for record in records:
             event: Prediction | FeedbackEvent | Rejected
             if record.kind == PREDICTIONS:

@@ -84,6 +84,7 @@ class Service:
         *,
         on_decisions: Callable[[Sequence[Decision]], None] | None = None,
         checkpoints: Checkpoints | None = None,
+        restored: bool = False,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,7 +94,9 @@ class Service:
         self.dead_letters = dead_letters
         self.on_decisions = on_decisions
         self.checkpoints = checkpoints
-        self._restored = False
+        # Whether ``engine`` is the checkpointed state already (a replay restores it
+        # before it starts; Kafka mode at the first assignment).
+        self._restored = restored
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.lock = threading.Lock()

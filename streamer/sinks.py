@@ -44,9 +44,10 @@ class DeadLetterSink(Protocol):
 class JsonLinesDecisionSink:
     """Decisions as JSON Lines, to a file or to standard output."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, append: bool = False) -> None:
         self._owned = path is not None
-        self._out: IO[bytes] = open(path, "wb") if path else sys.stdout.buffer  # noqa: SIM115
+        mode = "ab" if append else "wb"
+        self._out: IO[bytes] = open(path, mode) if path else sys.stdout.buffer  # noqa: SIM115
 
     def write(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:
@@ -64,9 +65,12 @@ class JsonLinesDecisionSink:
 class ReportingDeadLetterSink:
     """Dead letters of a replay: one line each on stderr (and optionally to a file)."""
 
-    def __init__(self, path: Path | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, stream: IO[str] | None = None, append: bool = False
+    ) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._file: IO[bytes] | None = open(path, "wb") if path else None  # noqa: SIM115
+        mode = "ab" if append else "wb"
+        self._file: IO[bytes] | None = open(path, mode) if path else None  # noqa: SIM115
 
     def write(self, dead_letters: Sequence[DeadLetter]) -> None:
         for dead in dead_letters:

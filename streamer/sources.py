@@ -72,6 +72,11 @@ class ReplaySource:
         self._lines: Iterator[bytes] = iter(self._file)
         self._line_number = 0
 
+    def skip(self, lines: int) -> None:
+        """Go past the first ``lines`` lines (a resumed replay)."""
+        for _ in islice(self._lines, lines - self._line_number):
+            self._line_number += 1
+
     def poll(self) -> list[InputRecord] | None:
         lines = list(islice(self._lines, self.batch_events))
         if not lines:

@@ -19,10 +19,10 @@ import pytest
 from kafka import KafkaProducer
 
 from streamer.broker import EmbeddedBroker, create_topics, free_port
-from streamer.checkpoint import CheckpointDirectory, config_fingerprint
+from streamer.checkpoint import MAGIC, CheckpointDirectory, config_fingerprint
 from streamer.config import load_settings
 from streamer.engine import Engine
-from streamer.simulate import SCENARIOS, generate
+from streamer.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import ROOT
 from tests.test_kafka_e2e import _read_all
 
@@ -188,3 +188,46 @@ def test_a_broker_outage_is_survived(topic_prefix, tmp_path):
             process.terminate()
             process.wait(timeout=30)
         broker.stop()
+
+
+def _checkpointed_line(path: Path) -> int:
+    """The replay line the checkpoint at ``path`` reflects (0 while there is none)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    header = json.loads(data[len(MAGIC) : data.index(b"\n", len(MAGIC))])
+    return max((offset for _, _, offset in header["positions"]), default=1) - 1
+
+
+def test_a_killed_replay_resumes_with_the_same_decisions(tmp_path):
+    spec, incidents = SCENARIOS["covariate_shift"](EVENTS)
+    stream = tmp_path / "stream.jsonl"
+    write_replay(stream, generate(spec, EVENTS, seed=9, incidents=incidents))
+    env = {**os.environ, "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "20000"}
+
+    def replay(out: Path, *extra: str) -> subprocess.Popen:
+        command = ["replay", str(stream), "--decisions", str(out), *extra]
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamer.cli", *command],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+
+    assert replay(tmp_path / "straight.jsonl").wait(timeout=300) == 0
+    state = tmp_path / "state"
+    killed = replay(tmp_path / "killed.jsonl", "--checkpoint-dir", str(state))
+    checkpoint = state / f"replay.{stream.name}.ckpt"
+    # killed once the state reflects half of the stream, before the shift is decided
+    _wait_for(lambda: _checkpointed_line(checkpoint) >= 100_000, 300, "a checkpoint")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = replay(tmp_path / "killed.jsonl", "--checkpoint-dir", str(state))
+    assert resumed.wait(timeout=300) == 0
+
+    def ids(path: Path) -> list[str]:
+        return [orjson.loads(line)["decision_id"] for line in path.read_bytes().splitlines()]
+
+    assert ids(tmp_path / "straight.jsonl"), "the shift gave no decision"
+    assert set(ids(tmp_path / "killed.jsonl")) == set(ids(tmp_path / "straight.jsonl"))
