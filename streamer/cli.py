@@ -138,6 +138,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from streamer import score
+
+    if len(args.truth) != len(args.decisions):
+        raise DriftgateError("score needs one --decisions file per --truth file, in order")
+    pairs = list(zip(map(Path, args.truth), map(Path, args.decisions), strict=True))
+    scores = score.score_files(pairs, args.events)
+    if args.json:
+        sys.stdout.buffer.write(score.report_json(scores))
+    else:
+        print(score.report(scores))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="driftgate",
@@ -204,6 +218,23 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", metavar="STREAM.jsonl")
     simulate.add_argument("--truth", metavar="TRUTH.json")
     simulate.set_defaults(handler=_cmd_simulate)
+
+    score = commands.add_parser("score", help="score decisions against a simulated truth")
+    score.add_argument(
+        "--truth", action="append", required=True, metavar="TRUTH.json", help="repeatable"
+    )
+    score.add_argument(
+        "--decisions",
+        action="append",
+        required=True,
+        metavar="DECISIONS.jsonl",
+        help="one per --truth, in the same order",
+    )
+    score.add_argument(
+        "--events", type=int, metavar="N", help="the replay covered only the first N events"
+    )
+    score.add_argument("--json", action="store_true", help="machine-readable, with every run")
+    score.set_defaults(handler=_cmd_score)
     return root
 
 

@@ -165,6 +165,9 @@ class Incident:
     expected_cause: str = "covariate_drift"
     new_name: str | None = None  # the feature's new key, for a rename
     new_version: str | None = None  # the model version a deployment ships
+    # A covariate shift that grows linearly to its magnitude over this many events
+    # (0: a step at start_event).
+    ramp_events: int = 0
 
     def __post_init__(self) -> None:
         _check_name("Incident.name", self.name)
@@ -193,6 +196,11 @@ class Incident:
                 )
             object.__setattr__(self, "cohort", dict(self.cohort))
         _check_int("Incident.start_event", self.start_event, 0)
+        _check_int("Incident.ramp_events", self.ramp_events, 0)
+        if self.ramp_events and self.kind != "covariate_shift":
+            raise _fail(
+                "Incident.ramp_events", "0 unless kind is covariate_shift", self.ramp_events
+            )
         if self.end_event is not None:
             _check_int("Incident.end_event", self.end_event, self.start_event + 1)
         if (
@@ -225,6 +233,7 @@ class Incident:
             "expected_cause": self.expected_cause,
             "new_name": self.new_name,
             "new_version": self.new_version,
+            "ramp_events": self.ramp_events,
         }
         if event_ts is not None:
             for key, index in (("start_ts", self.start_event), ("end_ts", self.end_event)):
@@ -569,6 +578,7 @@ class _Plan:
     incident: str = "covariate_shift"
     factor: float = 1.0
     new_name: str | None = None
+    ramp: int = 0
 
 
 def reference_std(
@@ -648,7 +658,10 @@ def _plan(world: _World, j: int, incident: Incident) -> _Plan:
         shift = incident.magnitude * reference_std(spec, feature, incident.cohort)
         if kind == "int":
             shift = float(round(shift))
-        return _Plan(j, feature, kind, cohort, incident.start_event, end, shift, 0.0, 0)
+        return _Plan(
+            j, feature, kind, cohort, incident.start_event, end, shift, 0.0, 0,
+            ramp=incident.ramp_events,
+        )  # fmt: skip
     # Categorical/bool: move ~30% of the mass per unit of magnitude to the rarest category,
     # the direction in which a change is most visible and most plausible (a new market,
     # a device type that suddenly appears).
@@ -682,11 +695,16 @@ def _apply(
         cols[plan.feature] = np.where(mask, np.round(col * plan.factor, decimals), col)
     elif plan.incident == "rename":
         return  # the served key changes when the event is built
-    elif plan.kind == "float":
-        decimals = _DECIMALS.get(plan.feature, _EXTRA_DECIMALS)
-        cols[plan.feature] = np.where(mask, np.round(col + plan.shift, decimals), col)
-    elif plan.kind == "int":
-        cols[plan.feature] = np.where(mask, col + int(plan.shift), col)
+    elif plan.kind in ("float", "int"):
+        shift: FloatArray | float = plan.shift
+        if plan.ramp:
+            done = (np.arange(first, first + n) - plan.start + 1) / plan.ramp
+            shift = plan.shift * np.clip(done, 0.0, 1.0)
+        if plan.kind == "int":
+            cols[plan.feature] = np.where(mask, col + np.round(shift).astype(np.int64), col)
+        else:
+            decimals = _DECIMALS.get(plan.feature, _EXTRA_DECIMALS)
+            cols[plan.feature] = np.where(mask, np.round(col + shift, decimals), col)
     else:
         move = mask & (rng.random(n) < plan.move_p)
         if plan.kind == "bool":
@@ -1004,6 +1022,22 @@ def _deployment(kind: str, bias: float) -> Callable[[int], tuple[TrafficSpec, li
     return scenario
 
 
+def _gradual_drift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Baskets grow by one standard deviation over 100,000 events (or the stream's last
+    # three quarters, if shorter): no single window looks much unlike the one before.
+    start = n_events // 4
+    incident = Incident(
+        name="amount_gradual",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=start,
+        magnitude=1.0,
+        ramp_events=min(100_000, n_events - start),
+    )
+    return TrafficSpec(), [incident]
+
+
 def _campaign(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     # A weekend promotion in one region: bigger baskets for 3,000 events, then back to
     # normal, shorter than driftgate's persistence horizon (3 windows of 2,000).
@@ -1046,6 +1080,7 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "deployment_regression": _deployment("deployment_regression", math.log(10.0)),
     # v2 is another fit of the same model: nothing to decide.
     "healthy_deployment": _deployment("healthy_deployment", 0.0),
+    "gradual_drift": _gradual_drift,
     "campaign": _campaign,
     "daily_cycle": _daily_cycle,
 }
