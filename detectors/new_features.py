@@ -3,6 +3,11 @@
 A new name that carries values in most events for ``windows`` consecutive windows is a
 schema change (a new field, or the new name of a renamed one). The values of the
 current window are kept so a renamed feature can be matched with the name it replaced.
+
+Memory and metric series stay bounded whatever the stream sends (a producer that puts
+ids or timestamps in feature names sends a million names): at most ``max_names`` names
+are counted on their own, and at most ``max_names`` are watched per window; the values
+of all others are counted under ``__other__``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ class NewFeature:
 
 class NewFeatures:
     """Tracks names outside the reference, at most ``max_names`` of them.
+
+    ``totals`` (a metric) keeps the first ``max_names`` names for good. The names watched
+    for confirmation are chosen again every window, so a flood of names seen once cannot
+    keep a real new field from being watched once the flood has passed, or even during it:
+    the names in most events of a batch are watched first.
 
     >>> tracker = NewFeatures(max_names=10, windows=2, min_share=0.5)
     >>> for _ in range(2):
@@ -63,15 +73,22 @@ class NewFeatures:
     def observe(self, features: Mapping[str, Sequence[object]], n_rows: int) -> None:
         """Count the values of new names in a part of the window (``features`` holds only
         names outside the reference)."""
-        for name, column in features.items():
-            present = n_rows - sum(v is None for v in column)
-            if not present:
-                continue
+        # count() runs in C: a flood of names seen once each means one sparse column per
+        # name, and this loop runs over all of them.
+        counts = {name: n_rows - column.count(None) for name, column in features.items()}
+        watched = self._present
+        ranked = sorted(
+            (name for name, present in counts.items() if present),
+            key=lambda name: (name not in watched, -counts[name]),
+        )
+        for name in ranked:
+            present = counts[name]
             key = name if name in self.totals or len(self.totals) < self.max_names else OVERFLOW
             self.totals[key] = self.totals.get(key, 0) + present
-            self._present[key] = self._present.get(key, 0) + present
+            key = name if name in watched or len(watched) < self.max_names else OVERFLOW
+            watched[key] = watched.get(key, 0) + present
             if key != OVERFLOW:
-                self._values.setdefault(key, []).append(numeric_column(column)[0])
+                self._values.setdefault(key, []).append(numeric_column(features[name])[0])
 
     def values(self, name: str) -> FloatArray:
         """The current window's numeric values of a new name (NaN for others)."""
@@ -92,6 +109,9 @@ class NewFeatures:
                 self.confirmed.add(name)
                 first = self._windows_closed - self._streak[name] + 1
                 confirmed.append(NewFeature(name, round(share, 6), first))
+        if len(self.confirmed) > self.max_names:
+            # Names that came and went; one that comes back and persists is news again.
+            self.confirmed &= self._streak.keys()
         self._present.clear()
         self._values.clear()
         return sorted(confirmed, key=lambda f: f.name)

@@ -7,11 +7,19 @@ feature values are checked per column of the batch (:func:`invalid_feature_rows`
 Anything the fast path is not sure of goes through pydantic, which also names the
 reason. A property test checks that whatever the fast path accepts, pydantic accepts
 with the same values.
+
+A source may hand over the message already parsed (``parsed``). Its parser may be laxer
+than orjson (Python's ``json`` reads NaN, Infinity, 10**400 and lone surrogates, and
+nests without limit), so the fast path checks what orjson would have refused, and the
+slow path re-encodes such an object in a way that can neither raise nor recurse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +49,16 @@ Prediction = dict[str, Any]
 
 _SCALARS = frozenset({float, int, bool, str, type(None)})
 _NUMBERS = (float, int)
+_NUMERIC = frozenset({float, int, bool, type(None)})
 _STR = {str}
 _ID_LIMIT = 256
 # Integers beyond what a double holds exactly are not a measurement anyone sends.
 _LARGEST_INT = 2**53
+# Bounds ts and score to what a double holds: NaN and infinities fail the comparison.
+_FLOAT_MAX = sys.float_info.max
+_PREDICTION_FIELDS = frozenset(PredictionEvent.model_fields)
+_FEEDBACK_FIELDS = frozenset(FeedbackEvent.model_fields)
+_UNPARSED = object()
 
 
 @dataclass(frozen=True)
@@ -71,33 +85,98 @@ def _reason(error: ValidationError) -> Rejected:
     return Rejected(reason, detail[:500])
 
 
-def _validate(model: type[BaseModel], raw: bytes | None, limits: LimitsConfig) -> Any:
-    if raw is None:
-        return Rejected("invalid_json", "empty message (tombstone)")
-    if len(raw) > limits.max_message_bytes:
-        return Rejected(
-            "too_large", f"{len(raw)} bytes > limits.max_message_bytes={limits.max_message_bytes}"
-        )
+_TOMBSTONE = Rejected("invalid_json", "empty message (tombstone)")
+
+
+def _too_large(size: int, limits: LimitsConfig) -> Rejected:
+    return Rejected(
+        "too_large", f"{size} bytes > limits.max_message_bytes={limits.max_message_bytes}"
+    )
+
+
+def _pydantic(model: type[BaseModel], raw: bytes) -> Any:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         return _reason(exc)
 
 
-def _fast_prediction(obj: object, limits: LimitsConfig) -> bool:
-    """True when the contract surely holds for everything but the feature values."""
+def _slow(
+    model: type[BaseModel], fields: frozenset[str], message: bytes | None, parsed: object
+) -> Any:
+    """pydantic's verdict on what the fast path was not sure of, naming the reason.
+
+    ``message`` is the message's bytes (None when a source handed it over parsed), and
+    ``parsed`` the message as a source or orjson parsed it (_UNPARSED: not tried yet).
+    """
+    if message is not None:
+        event = _pydantic(model, message)
+        if not (isinstance(event, Rejected) and event.reason == "invalid_json"):
+            return event
+        # orjson reads up to 1024 levels of nesting, pydantic 200: a message nested deep
+        # only in a field the contract ignores is judged on the other fields.
+        if parsed is _UNPARSED:
+            try:
+                parsed = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                return event
+    encoded = _encoded(parsed, fields)
+    if isinstance(encoded, Rejected):
+        return encoded
+    return _pydantic(model, encoded)
+
+
+def _encoded(parsed: object, fields: frozenset[str]) -> bytes | Rejected:
+    """JSON text of a parsed message, for pydantic to validate and name the reason.
+
+    Only the contract's fields are kept: the others are ignored either way, so their
+    depth and types must not decide. The standard library writes what orjson would
+    refuse or change (NaN becomes null, integers past 64 bits raise) as the literals a
+    producer sent, so pydantic names the same reason as for the bytes; a lone surrogate
+    is escaped, and pydantic rejects it as orjson does.
+    """
+    if type(parsed) is dict:
+        parsed = {k: v for k, v in parsed.items() if k in fields}
+    try:
+        return json.dumps(parsed, allow_nan=True).encode()
+    except RecursionError:
+        return Rejected("invalid_json", "nested too deeply")
+    except TypeError as exc:
+        return Rejected("wrong_type", f"not a JSON value: {exc}"[:500])
+    except ValueError as exc:  # a circular object, or an integer of over 4300 digits
+        return Rejected("invalid_value", f"not a JSON value: {exc}"[:500])
+
+
+def _utf8(strings: Iterable[str]) -> bool:
+    """False when a string holds a lone surrogate (Python's json reads "\\ud800"): it
+    cannot be written out again as UTF-8, in a decision, a metric or a dead letter."""
+    try:
+        for text in strings:
+            if not text.isascii():  # O(1) in CPython: a flag of the string
+                text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fast_prediction(obj: object, limits: LimitsConfig, strict_parser: bool = True) -> bool:
+    """True when the contract surely holds for everything but the feature values.
+
+    ``strict_parser`` says ``obj`` came from orjson, whose strings are all valid UTF-8.
+    """
     if type(obj) is not dict:
         return False
-    ids = (obj.get("event_id"), obj.get("model"), obj.get("model_version"))
+    ids: tuple[Any, ...] = (obj.get("event_id"), obj.get("model"), obj.get("model_version"))
     ts, score, features = obj.get("ts"), obj.get("score"), obj.get("features")
     cohort = obj.get("cohort")
     return (
         set(map(type, ids)) == _STR
-        and min(map(len, ids)) > 0  # type: ignore[arg-type]
-        and max(map(len, ids)) <= _ID_LIMIT  # type: ignore[arg-type]
+        and min(map(len, ids)) > 0
+        and max(map(len, ids)) <= _ID_LIMIT
         and type(ts) in _NUMBERS
-        and ts >= 0  # type: ignore[operator]
+        and 0 <= ts <= _FLOAT_MAX  # type: ignore[operator]
         and type(score) in _NUMBERS
+        and -_FLOAT_MAX <= score <= _FLOAT_MAX  # type: ignore[operator]
         and type(features) is dict
         and len(features) <= limits.max_features_per_event
         and (
@@ -114,7 +193,14 @@ def _fast_prediction(obj: object, limits: LimitsConfig) -> bool:
                 )
             )
         )
+        and (strict_parser or _utf8_envelope(ids, cohort))
     )
+
+
+def _utf8_envelope(ids: tuple[str, ...], cohort: dict[str, str] | None) -> bool:
+    # Joined, a lone surrogate stays one (Python never pairs them): one check for all.
+    text = "".join((*ids, *(cohort or ()), *(cohort or {}).values()))
+    return text.isascii() or _utf8((text,))
 
 
 def decode_prediction(raw: bytes | None, limits: LimitsConfig) -> Prediction | Rejected:
@@ -132,29 +218,46 @@ def decode_prediction_envelope(
     """A prediction whose feature values are still to be checked per column with
     :func:`invalid_feature_rows`. ``parsed`` is the message already parsed from JSON,
     when the source has it (then ``raw`` is only kept for dead letters)."""
-    if parsed is None and raw is not None and len(raw) <= limits.max_message_bytes:
+    # The size limit holds for a message a source parsed too: on the record's bytes.
+    if raw is not None and len(raw) > limits.max_message_bytes:
+        return _too_large(len(raw), limits)
+    message = None
+    if parsed is None:
+        if raw is None:
+            return _TOMBSTONE
+        message = raw
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            parsed = None  # pydantic names the reason
-    if _fast_prediction(parsed, limits):
+            # pydantic reads NaN, 1e400 and the like to name the reason; orjson does not.
+            return _checked(_pydantic(PredictionEvent, raw), limits)
+    if _fast_prediction(parsed, limits, strict_parser=message is not None):
         return parsed  # type: ignore[return-value]
-    if parsed is not None:
-        raw = orjson.dumps(parsed)
-    event = _validate(PredictionEvent, raw, limits)
+    features = parsed.get("features") if type(parsed) is dict else None
+    if type(features) is dict and len(features) > limits.max_features_per_event:
+        # Said before pydantic would validate every one of, say, 100,000 values.
+        return _too_many_features(len(features), limits)
+    return _checked(_slow(PredictionEvent, _PREDICTION_FIELDS, message, parsed), limits)
+
+
+def _checked(event: PredictionEvent | Rejected, limits: LimitsConfig) -> Prediction | Rejected:
+    """The limits pydantic does not know, on an event it accepted."""
     if isinstance(event, Rejected):
         return event
     if len(event.features) > limits.max_features_per_event:
-        return Rejected(
-            "too_many_features",
-            f"{len(event.features)} features > limits.max_features_per_event="
-            f"{limits.max_features_per_event}",
-        )
+        return _too_many_features(len(event.features), limits)
     for key, value in event.cohort.items():
         if len(key) > limits.max_string_bytes or len(value) > limits.max_string_bytes:
             return _too_long(f"cohort.{key[:64]}", limits)
     prediction: Prediction = event.model_dump()
     return prediction
+
+
+def _too_many_features(count: int, limits: LimitsConfig) -> Rejected:
+    return Rejected(
+        "too_many_features",
+        f"{count} features > limits.max_features_per_event={limits.max_features_per_event}",
+    )
 
 
 def _too_long(where: str, limits: LimitsConfig) -> Rejected:
@@ -168,16 +271,22 @@ def invalid_feature_rows(
 ) -> dict[int, Rejected]:
     """Rows whose feature values break the contract, checked a column at a time.
 
-    A column of plain scalars and short strings (the usual case) costs one pass in C;
-    only a column that fails is searched row by row.
+    A column of plain scalars and short strings (the usual case) costs a few passes in
+    C; only a column that fails is searched row by row. NaN, infinities and lone
+    surrogates cannot come out of orjson, only out of a laxer parser a source used.
     """
     bad: dict[int, Rejected] = {}
     limit = limits.max_string_bytes
     for name, column in features.items():
-        if len(name) > limit:
+        if len(name) > limit or not _utf8((name,)):
+            problem = (
+                _too_long(f"features.{name[:64]}", limits)
+                if len(name) > limit
+                else Rejected("invalid_value", f"features.{name[:64]!a}: not valid UTF-8")
+            )
             for row, value in enumerate(column):
                 if value is not None:
-                    bad.setdefault(row, _too_long(f"features.{name[:64]}", limits))
+                    bad.setdefault(row, problem)
             continue
         types = set(map(type, column))
         if not types <= _SCALARS:
@@ -197,20 +306,49 @@ def invalid_feature_rows(
                     bad.setdefault(
                         row, Rejected("invalid_value", f"features.{name}: integer out of range")
                     )
+        if float in types and not _finite_sum(column, types):
+            for row, value in enumerate(column):
+                if type(value) is float and not math.isfinite(value):
+                    bad.setdefault(
+                        row, Rejected("invalid_value", f"features.{name}: not a finite number")
+                    )
         strings = [v for v in column if type(v) is str] if str in types else []
         if strings and max(map(len, strings)) > limit:
             for row, value in enumerate(column):
                 if type(value) is str and len(value) > limit:
                     bad.setdefault(row, _too_long(f"features.{name}", limits))
+        if strings and not _utf8(strings):
+            for row, value in enumerate(column):
+                if type(value) is str and not _utf8((value,)):
+                    bad.setdefault(
+                        row, Rejected("invalid_value", f"features.{name}: not valid UTF-8")
+                    )
     return bad
+
+
+def _finite_sum(column: Sequence[object], types: set[type]) -> bool:
+    """True when no float of the column is NaN or infinite (their sum is finite). False
+    may also mean that finite values overflowed, or a huge integer: the rows then say."""
+    try:
+        if types <= _NUMERIC:
+            # filter(None) drops None, zeros and False, and keeps NaN: all in C.
+            return math.isfinite(sum(filter(None, column)))  # type: ignore[arg-type]
+        return math.isfinite(sum([v for v in column if type(v) is float]))
+    except OverflowError:
+        return False
 
 
 def decode_feedback(
     raw: bytes | None, limits: LimitsConfig, parsed: object = None
 ) -> FeedbackEvent | Rejected:
-    if parsed is not None:
-        raw = orjson.dumps(parsed)
-    event = _validate(FeedbackEvent, raw, limits)
+    if raw is not None and len(raw) > limits.max_message_bytes:
+        return _too_large(len(raw), limits)
+    if parsed is None:
+        if raw is None:
+            return _TOMBSTONE
+        event = _slow(FeedbackEvent, _FEEDBACK_FIELDS, raw, _UNPARSED)
+    else:
+        event = _slow(FeedbackEvent, _FEEDBACK_FIELDS, None, parsed)
     if isinstance(event, FeedbackEvent | Rejected):
         return event
     return Rejected("wrong_type", "not a feedback event")

@@ -24,13 +24,20 @@ def epoch_seconds(value: float | str) -> float:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValueError(f"ts {value!r} is not an RFC 3339 timestamp") from exc
+            raise ValueError(f"ts {value[:64]!r} is not an RFC 3339 timestamp") from exc
         if parsed.tzinfo is None:
-            raise ValueError(f"ts {value!r} has no timezone; add Z or an offset")
-        return parsed.timestamp()
-    seconds = float(value)
+            raise ValueError(f"ts {value[:64]!r} has no timezone; add Z or an offset")
+        seconds = parsed.timestamp()
+    else:
+        try:
+            seconds = float(value)
+        except OverflowError:
+            # An integer literal like 10**400: pydantic turns only a ValueError into a
+            # rejection, anything else would escape the decoder.
+            raise ValueError("ts is an integer too large for epoch seconds") from None
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"ts {value!r} must be a finite, non-negative epoch time")
+        # Before 1970 through a string too, as for a number.
+        raise ValueError(f"ts {value!r:.80} must be a finite, non-negative epoch time")
     return seconds
 
 
