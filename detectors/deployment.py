@@ -94,7 +94,10 @@ class DeploymentWatch:
         alpha: float = 0.001,
         windows: int = 3,
         min_events: int = 200,
+        max_versions: int = 20,
     ) -> None:
+        if max_versions < 1:
+            raise ValueError(f"max_versions must be >= 1, got {max_versions}")
         if windows < 1:
             raise ValueError(f"windows must be >= 1, got {windows}")
         if min_events < 1:
@@ -106,6 +109,7 @@ class DeploymentWatch:
         self.alpha = alpha
         self.windows = windows
         self.min_events = min_events
+        self.max_versions = max_versions
         self.bins = NumericBins.from_reference(np.asarray(reference_scores, np.float64), n_bins)
         self.reference = scope_histograms(
             self.bins.assign(np.asarray(reference_scores, np.float64)),
@@ -117,6 +121,9 @@ class DeploymentWatch:
 
     def _reset(self) -> None:
         self.versions: dict[str, VersionWatch] = {}
+        # Versions past max_versions are not watched (a producer writing a build id per
+        # event must not grow the state): their predictions are only counted.
+        self.unwatched_events = 0
 
     def _watch(self, version: str, first_seen: float) -> VersionWatch:
         n = self.scopes.n_scopes
@@ -145,6 +152,9 @@ class DeploymentWatch:
         column = np.asarray(versions, dtype=object)
         for version in sorted(distinct):
             mine = column == version
+            if version not in self.versions and len(self.versions) >= self.max_versions:
+                self.unwatched_events += int(mine.sum())
+                continue
             watch = self._watch(version, float(ts[mine].min()))
             bins = self.bins.assign(np.asarray(scores, np.float64)[mine])
             watch.current += scope_histograms(

@@ -274,11 +274,14 @@ class _Names:
             if kept not in self.index:
                 self.index[kept] = len(self.names)
                 self.names.append(kept)
-            self.index[name] = self.index[kept]
-        return np.fromiter(map(self.index.__getitem__, values), np.int16, len(values))
+        # Names past MAX_NAMES are looked up as __other__, not remembered: a stream of
+        # ever-new names must not grow the index.
+        other = self.index.get(OTHER, -1)
+        lookup = self.index.get
+        return np.fromiter((lookup(v, other) for v in values), np.int16, len(values))
 
     def aliases(self) -> dict[str, int]:
-        """Names folded into ``__other__`` (past MAX_NAMES), with their index."""
+        """Names folded into ``__other__`` and kept in the index (older checkpoints)."""
         return {k: v for k, v in self.index.items() if self.names[v] != k}
 
 

@@ -88,6 +88,7 @@ class MonitorConfig:
     label_window_labels: int = 1_000
     min_labels: int = 200
     untrusted_sources: tuple[str, ...] = ("click", "implicit", "proxy")
+    max_versions: int = 20
 
     def __post_init__(self) -> None:
         positive = (
@@ -104,6 +105,7 @@ class MonitorConfig:
             "reference_labels",
             "label_window_labels",
             "min_labels",
+            "max_versions",
         )
         for name in (*positive, "numeric_bins"):
             value = getattr(self, name)
@@ -379,6 +381,7 @@ class ModelMonitor:
                 part = batch.slice(position, position + take)
                 self._observe(part)
                 self._reference_parts.append(part)
+                self._bound_reference_names()
                 # Cohort scopes are not known before the reference is built.
                 decisions.extend(self._store(part, np.zeros((take, 1), dtype=np.intp), join))
                 self._reference_rows += take
@@ -413,6 +416,26 @@ class ModelMonitor:
             if reached.size:
                 take = int(reached[0]) + 1
         return take
+
+    def _bound_reference_names(self) -> None:
+        """Keep the reference's candidate features to the 2 x max_features present in
+        most events so far: parts carrying different never-seen names would otherwise
+        be padded to names x reference rows when they are joined."""
+        limit = 2 * self.config.max_features
+        names = {name for part in self._reference_parts for name in part.features}
+        if len(names) <= limit:
+            return
+        present: dict[str, int] = {}
+        for part in self._reference_parts:
+            for name, column in part.features.items():
+                present[name] = present.get(name, 0) + len(column) - list(column).count(None)
+        keep = set(sorted(present, key=lambda name: (-present[name], name))[:limit])
+        self._reference_parts = [
+            dataclasses.replace(
+                part, features={k: v for k, v in part.features.items() if k in keep}
+            )
+            for part in self._reference_parts
+        ]
 
     def _reference_span(self) -> float:
         last = max(float(part.ts.max()) for part in self._reference_parts)
@@ -560,6 +583,7 @@ class ModelMonitor:
             alpha=config.alpha,
             windows=config.persistence_windows,
             min_events=config.min_window_events,
+            max_versions=config.max_versions,
         )
         self._scope_events = np.zeros(n_scopes, dtype=np.int64)
         self._window_scopes = []
@@ -603,16 +627,17 @@ class ModelMonitor:
         self._in_window = 0
         self.windows += 1
         config = self.config
-        judged = (self._scope_events >= config.min_window_events) & (
-            self.reference_scope_events >= config.min_reference_events
-        )
+        judgeable = self.reference_scope_events >= config.min_reference_events
+        judged = (self._scope_events >= config.min_window_events) & judgeable
         decisions: list[Decision] = []
         if not judged.any():
             return decisions
         self._window_statistics(judged)
         scopes = np.concatenate(self._window_scopes)
         order = segment_order(scopes)
-        keep = ~judged[scopes]
+        # Rows carry over for scopes still short of a window, not for those too small in
+        # the reference to ever be judged (they would pile up for good).
+        keep = ~judged[scopes] & judgeable[scopes]
         self._window_scopes = [scopes[keep]]
         for state in self.features.values():
             values = np.concatenate(state.window_values)
@@ -626,9 +651,10 @@ class ModelMonitor:
         for feature in self.new_features.close(int(self._scope_events[POPULATION])):
             if feature.name not in self._renamed.values():
                 decisions.append(self._new_feature_decision(feature))
-        self._scope_events[judged] = 0
-        self._hour_events[judged] = 0
-        self._scope_start[judged] = np.nan
+        done = judged | ~judgeable
+        self._scope_events[done] = 0
+        self._hour_events[done] = 0
+        self._scope_start[done] = np.nan
         return decisions
 
     def _deployment_decisions(self) -> list[Decision]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
@@ -84,21 +85,33 @@ def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Seque
         return [[row.get(name) for row in rows] for name in names]
 
 
-def _names(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The sorted union of the rows' keys; cheap when every row has the same keys."""
+def _names(rows: Sequence[dict[str, Any]], limit: int | None = None) -> list[str]:
+    """The sorted union of the rows' keys; cheap when every row has the same keys.
+
+    With ``limit``, at most that many names, the ones in most rows: every name becomes a
+    column of len(rows) slots, so a batch whose events each bring never-seen names (ids
+    or timestamps used as keys) would cost names x rows in time and memory.
+    """
     if not rows:
         return []
     first = rows[0]
     if set(map(len, rows)) == {len(first)} and all(map(first.keys().__eq__, map(dict.keys, rows))):
         return sorted(first)
-    return sorted(set().union(*rows))
+    names = set().union(*rows)
+    if limit is None or len(names) <= limit:
+        return sorted(names)
+    counts = Counter(chain.from_iterable(rows))
+    return sorted(sorted(counts, key=lambda name: (-counts[name], name))[:limit])
 
 
-def prediction_batch(events: Sequence[Prediction]) -> PredictionBatch:
-    """Columns of a list of predictions: built once per batch, shared by all detectors."""
+def prediction_batch(
+    events: Sequence[Prediction], max_features: int | None = None
+) -> PredictionBatch:
+    """Columns of a list of predictions: built once per batch, shared by all detectors.
+    At most ``max_features`` feature columns, the names present in most events."""
     ts, score, versions, feature_rows, event_ids = zip(*map(_ENVELOPE, events))
     cohort_rows = [e.get("cohort") or {} for e in events]
-    feature_names = _names(feature_rows)
+    feature_names = _names(feature_rows, max_features)
     attributes = _names(cohort_rows)
     return PredictionBatch(
         ts=np.asarray(ts, dtype=np.float64),
@@ -122,6 +135,8 @@ class Engine:
         self.monitor_config = monitor_config
         self.limits = limits
         self.feedback = feedback or FeedbackConfig()
+        # Columns per batch: the reference's features and as many new names to watch.
+        self.max_columns = 2 * monitor_config.max_features
         self._reset()
 
     def _reset(self) -> None:
@@ -175,7 +190,7 @@ class Engine:
             dead.append(DeadLetter(record, event))
         decisions: list[Decision] = []
         for model, events in by_model.items():
-            batch = prediction_batch(events)
+            batch = prediction_batch(events, self.max_columns)
             bad = invalid_feature_rows(batch.features, self.limits)
             if bad:
                 for row, rejected in sorted(bad.items()):
@@ -184,7 +199,7 @@ class Engine:
                 events = [e for i, e in enumerate(events) if i not in bad]
                 if not events:
                     continue
-                batch = prediction_batch(events)
+                batch = prediction_batch(events, self.max_columns)
             monitor = self.monitors.get(model)
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)

@@ -169,3 +169,15 @@ def test_no_retrain_while_a_version_regressed() -> None:
     decisions = _outcomes_after_flip(Gates(regressed_versions=("v2",)), "v1")
     assert [(d.action, d.cause) for d in decisions] == [("hold", "concept_drift")]
     assert decisions[0].evidence["gate"] == "deployment_under_suspicion"
+
+
+def test_versions_past_the_cap_are_counted_not_watched() -> None:
+    rng = np.random.default_rng(10)
+    region = rng.choice(["eu", "us"], 20_000)
+    watch = DeploymentWatch(
+        "m", SCOPES, rng.beta(1, 12, 20_000), _rows(region), "v1", max_versions=3
+    )
+    for k in range(10):  # a build id per batch
+        _window(watch, rng, k, f"build-{k}")
+    assert sorted(watch.versions) == ["build-0", "build-1", "build-2"]
+    assert watch.unwatched_events == 7 * N
