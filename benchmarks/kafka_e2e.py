@@ -1,0 +1,429 @@
+"""Kafka benchmark: `driftgate run` against a bare consumer of the same topics, same broker.
+
+    python benchmarks/kafka_e2e.py [--events 500000] [--paced-events 200000] [--rate 20000]
+
+One run, on the embedded broker (Tansu, in memory) and one stream (20 numeric and 4
+categorical features, cohorts region x 8 and channel x 5, 20% of the predictions
+labelled later on the feedback topic, a covariate shift of `amount` at 90% of the stream):
+
+- throughput: the stream is produced as fast as possible, then (a) a bare kafka-python
+  consumer that only reads every message of both topics and (b) `driftgate run` (all
+  detectors, checkpoints at their default interval, /metrics served) each read all of it
+  in their own consumer group; events/s from process start (the group join included) and
+  from the first record consumed, the ratio b/a and the peak RSS of driftgate;
+- latency: a second stream on new topics is produced at a fixed offered rate while
+  `driftgate run` consumes it; for every decision, the time it arrived on the decisions
+  topic minus the wall time the last event of its window was produced.
+
+Figures are printed as a table. Broker, producer, consumers and driftgate share the
+machine's cores, as they would on a small host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streamer.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from streamer.simulate import Incident, TrafficSpec, generate  # noqa: E402
+
+SPEC = TrafficSpec(n_numeric=20, n_categorical=4, label_fraction=0.2)
+# The same consumer settings for both readers, so the ratio compares the work done per
+# record and not the fetch sizes (these are driftgate's defaults).
+CONSUMER = {
+    "max_poll_records": 5_000,
+    "fetch_max_bytes": 52_428_800,
+    "max_partition_fetch_bytes": 10_485_760,
+    "session_timeout_ms": 6_000,  # a fast group join, as in the end-to-end tests
+    "heartbeat_interval_ms": 1_000,
+}
+CONSUMED = re.compile(rb"^driftgate_events_consumed_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+DECIDED = re.compile(rb"^driftgate_decisions_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+@dataclass
+class Stream:
+    """A stream serialized once, so that producing it times Kafka and not the generator."""
+
+    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    prediction_ts: list[float] = field(default_factory=list)
+    # position in ``records`` of every prediction, for pacing and send times
+    prediction_at: list[int] = field(default_factory=list)
+    feedback: int = 0
+
+
+def build_stream(events: int, seed: int, shift_at: float) -> Stream:
+    incident = Incident(
+        name="amount_shift",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=int(events * shift_at),
+        magnitude=1.0,
+    )
+    stream = Stream()
+    for record in generate(SPEC, events, seed=seed, incidents=[incident]):
+        value = record["value"]
+        if record["topic"] == "predictions":
+            stream.prediction_at.append(len(stream.records))
+            stream.prediction_ts.append(float(value["ts"]))
+            # keyed by model: one model's predictions stay in order on one partition
+            stream.records.append(("predictions", value["model"].encode(), orjson.dumps(value)))
+        else:
+            stream.feedback += 1
+            stream.records.append(("feedback", None, orjson.dumps(value)))
+    return stream
+
+
+def producer(bootstrap: str, linger_ms: int = 50) -> KafkaProducer:
+    # Large batches and some linger: the producer must not be what the benchmark measures.
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=linger_ms,
+        batch_size=1 << 20,
+        max_request_size=1 << 24,
+    )
+
+
+def produce_all(bootstrap: str, topics: dict[str, str], stream: Stream) -> float:
+    started = time.perf_counter()
+    sender = producer(bootstrap)
+    try:
+        for kind, key, value in stream.records:
+            sender.send(topics[kind], value, key=key)
+        sender.flush()
+    finally:
+        sender.close()
+    return len(stream.records) / (time.perf_counter() - started)
+
+
+def produce_paced(
+    bootstrap: str, topics: dict[str, str], stream: Stream, rate: float
+) -> np.ndarray:
+    """Send at ``rate`` predictions/s (feedback in stream order); the wall time of each."""
+    sent_at = np.zeros(len(stream.prediction_at))
+    # A short linger: the latency counts from send(), so a batch waiting for more records
+    # is in it, as it would be for a real producer, but no longer than needed.
+    sender = producer(bootstrap, linger_ms=5)
+    try:
+        started = time.monotonic()
+        n = 0
+        for kind, key, value in stream.records:
+            sender.send(topics[kind], value, key=key)
+            if kind == "predictions":
+                sent_at[n] = time.time()
+                n += 1
+                # Sleep in slices of 500 predictions: one wait per record costs more than
+                # the record at this rate.
+                if n % 500 == 0:
+                    ahead = n / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        sender.flush()
+    finally:
+        sender.close()
+    return sent_at
+
+
+def bare_consume(bootstrap: str, topics: dict[str, str], total: int) -> tuple[float, float]:
+    """Read every record of both topics in a new group: (events/s from start, from first)."""
+    started = time.perf_counter()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{os.getpid()}-{time.time_ns()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **CONSUMER,
+    )
+    consumer.subscribe(list(topics.values()))
+    seen, first = 0, 0.0
+    deadline = time.monotonic() + 600
+    try:
+        while seen < total and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                if not first:
+                    first = time.perf_counter()
+                seen += len(batch)
+    finally:
+        consumer.close()
+    if seen < total:
+        raise SystemExit(f"the bare consumer read {seen} of {total} records")
+    ended = time.perf_counter()
+    return total / (ended - started), total / (ended - first)
+
+
+def driftgate_env(
+    bootstrap: str, topics: dict[str, str], decisions: str, state: Path, port: int
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTGATE_KAFKA__GROUP_ID": f"driftgate-{decisions}",
+        "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": str(CONSUMER["session_timeout_ms"]),
+        "DRIFTGATE_KAFKA__HEARTBEAT_INTERVAL_MS": str(CONSUMER["heartbeat_interval_ms"]),
+        "DRIFTGATE_KAFKA__TOPICS__PREDICTIONS": topics["predictions"],
+        "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
+        "DRIFTGATE_KAFKA__TOPICS__DECISIONS": decisions,
+        "DRIFTGATE_METRICS__HOST": "127.0.0.1",
+        "DRIFTGATE_METRICS__PORT": str(port),
+        "DRIFTGATE_CHECKPOINT__DIR": str(state),
+        "DRIFTGATE_LOG_LEVEL": "WARNING",
+    }
+
+
+def start_driftgate(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def scrape(port: int) -> tuple[int, int] | None:
+    """(records consumed, decisions made) from /metrics; None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            body = answer.read()
+    except OSError:
+        return None
+    consumed = sum(int(float(v)) for v in CONSUMED.findall(body))
+    decided = sum(int(float(v)) for v in DECIDED.findall(body))
+    return consumed, decided
+
+
+def peak_rss_mib(pid: int) -> float:
+    # VmHWM is the process's own high-water mark: read it while the process is alive.
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # a clean stop: final checkpoint and commit
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@dataclass
+class RunFigures:
+    from_start: float
+    from_first: float
+    join_s: float
+    peak_mib: float
+    decisions: int
+
+
+def driftgate_consume(bootstrap: str, topics: dict[str, str], total: int, tmp: Path) -> RunFigures:
+    port = free_port()
+    env = driftgate_env(bootstrap, topics, "bulk-decisions", tmp / "bulk-state", port)
+    started = time.perf_counter()
+    process = start_driftgate(env, tmp / "bulk.log")
+    first = 0.0
+    try:
+        deadline = time.monotonic() + 1_800
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"driftgate exited with {process.returncode}: see {tmp}")
+            seen = scrape(port)
+            if seen and seen[0] and not first:
+                first = time.perf_counter()
+            if seen and seen[0] >= total:
+                ended = time.perf_counter()
+                peak = peak_rss_mib(process.pid)
+                return RunFigures(
+                    total / (ended - started),
+                    total / (ended - first),
+                    first - started,
+                    peak,
+                    seen[1],
+                )
+            # Polled often enough to resolve a run of tens of seconds; each scrape takes
+            # driftgate's lock briefly, which is the cost a Prometheus scrape has too.
+            time.sleep(0.1)
+        raise SystemExit("driftgate did not consume the whole stream in 30 minutes")
+    finally:
+        stop(process)
+
+
+def read_decisions(
+    bootstrap: str, topic: str, arrived: list[tuple[float, dict[str, Any]]], done: threading.Event
+) -> None:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=20
+    )
+    consumer.subscribe([topic])
+    try:
+        while not done.is_set():
+            for batch in consumer.poll(timeout_ms=50).values():
+                now = time.time()
+                arrived.extend((now, orjson.loads(m.value)) for m in batch)
+    finally:
+        consumer.close()
+
+
+def wait_joined(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Until driftgate has an assignment: /metrics answers and the consumer lag is known."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"driftgate exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                if b"driftgate_consumer_lag_records{" in r.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("driftgate did not join its group in time")
+
+
+def paced_latency(
+    bootstrap: str, stream: Stream, rate: float, tmp: Path
+) -> tuple[list[float], int, float, int]:
+    """Latencies (s) of every decision, predictions sent, the rate achieved, and the
+    records driftgate had still to read when the producer finished."""
+    topics = {"predictions": "paced-predictions", "feedback": "paced-feedback"}
+    decisions_topic = "paced-decisions"
+    create_topics(bootstrap, list(topics.values()), partitions=2)
+    create_topics(bootstrap, [decisions_topic])
+    port = free_port()
+    env = driftgate_env(bootstrap, topics, decisions_topic, tmp / "paced-state", port)
+    arrived: list[tuple[float, dict[str, Any]]] = []
+    done = threading.Event()
+    reader = threading.Thread(
+        target=read_decisions, args=(bootstrap, decisions_topic, arrived, done), daemon=True
+    )
+    process = start_driftgate(env, tmp / "paced.log")
+    try:
+        reader.start()
+        wait_joined(port, process)
+        started = time.monotonic()
+        sent_at = produce_paced(bootstrap, topics, stream, rate)
+        achieved = len(sent_at) / (time.monotonic() - started)
+        total = len(stream.records)
+        # How far driftgate is behind when the last event is sent: whether it kept up.
+        seen = scrape(port)
+        behind = total - seen[0] if seen else total
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            seen = scrape(port)
+            if seen and seen[0] >= total:
+                break
+            time.sleep(0.2)
+        time.sleep(2.0)  # the last decisions on their way to the reader
+    finally:
+        stop(process)
+        done.set()
+        reader.join(10)
+    ts = np.asarray(stream.prediction_ts)
+    latencies = []
+    for when, decision in arrived:
+        # the last prediction of the decision's window: the one that closed it
+        last = int(np.searchsorted(ts, decision["window"]["end"], side="right")) - 1
+        latencies.append(when - sent_at[max(last, 0)])
+    return latencies, len(ts), achieved, behind
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--events", type=int, default=500_000, help="predictions, throughput")
+    parser.add_argument("--paced-events", type=int, default=200_000, help="predictions, latency")
+    parser.add_argument("--rate", type=float, default=20_000, help="offered predictions/s")
+    parser.add_argument("--partitions", type=int, default=2)
+    args = parser.parse_args()
+
+    broker = EmbeddedBroker()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        broker.log_path = tmp / "tansu.log"
+        broker.start()
+        try:
+            topics = {"predictions": "bench-predictions", "feedback": "bench-feedback"}
+            create_topics(broker.bootstrap_servers, list(topics.values()), args.partitions)
+            create_topics(broker.bootstrap_servers, ["bulk-decisions"])
+            begun = time.perf_counter()
+            stream = build_stream(args.events, seed=1, shift_at=0.9)
+            total = len(stream.records)
+            print(
+                f"stream: {args.events} predictions + {stream.feedback} labels generated in "
+                f"{time.perf_counter() - begun:.1f}s",
+                flush=True,
+            )
+            produced = produce_all(broker.bootstrap_servers, topics, stream)
+            del stream  # the throughput runs do not need it, and RSS is shared
+            print(f"produced at {produced:,.0f} records/s", flush=True)
+            bare, bare_first = bare_consume(broker.bootstrap_servers, topics, total)
+            print(f"bare consumer: {bare:,.0f} records/s", flush=True)
+            run = driftgate_consume(broker.bootstrap_servers, topics, total, tmp)
+            print(f"driftgate run: {run.from_start:,.0f} records/s", flush=True)
+            paced = build_stream(args.paced_events, seed=2, shift_at=0.9)
+            latencies, paced_n, achieved, behind = paced_latency(
+                broker.bootstrap_servers, paced, args.rate, tmp
+            )
+        finally:
+            broker.stop()
+
+    rows = [
+        ("records (predictions + labels)", f"{total:,}", f"{args.events:,} predictions"),
+        ("(a) bare kafka-python consumer", f"{bare:,.0f} records/s", "from start, join incl."),
+        ("(a) from its first record", f"{bare_first:,.0f} records/s", ""),
+        ("(b) driftgate run", f"{run.from_start:,.0f} records/s", "from process start"),
+        (
+            "(b) from its first record",
+            f"{run.from_first:,.0f} records/s",
+            f"start + group join {run.join_s:.1f}s",
+        ),
+        ("ratio b/a", f"{run.from_start / bare:.2f}", "from start"),
+        ("ratio b/a, first record on", f"{run.from_first / bare_first:.2f}", ""),
+        ("driftgate peak RSS", f"{run.peak_mib:.0f} MiB", f"{run.decisions} decisions"),
+        (
+            "paced load offered / achieved",
+            f"{args.rate:,.0f} / {achieved:,.0f}",
+            f"predictions/s, {paced_n:,} predictions",
+        ),
+        ("records unread when the last was sent", f"{behind:,}", "driftgate's backlog"),
+    ]
+    if latencies:
+        p50, p99 = np.percentile(latencies, [50, 99])
+        rows.append(
+            (
+                "event produced -> decision on topic",
+                f"p50 {p50:.2f}s p99 {p99:.2f}s",
+                f"{len(latencies)} decisions, max {max(latencies):.2f}s",
+            )
+        )
+    else:
+        rows.append(("event produced -> decision on topic", "no decision", ""))
+    width = max(len(r[0]) for r in rows)
+    for name, figure, note in rows:
+        print(f"{name:<{width}}  {figure:>24}  {note}")
+
+
+if __name__ == "__main__":
+    main()
