@@ -51,7 +51,6 @@ class VersionWatch:
     reported: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
     clean_score_windows: int = 0
     clean_label_windows: int = 0
-    events: int = 0
 
     def cleared_by_scores(self, windows: int) -> bool:
         return self.clean_score_windows >= windows and not self.scores.open.any()
@@ -160,7 +159,6 @@ class DeploymentWatch:
             watch.current += scope_histograms(
                 bins, rows[mine], self.scopes.n_scopes, self.bins.n_bins
             )
-            watch.events += int(mine.sum())
 
     def close(
         self, inputs_moved: BoolArray, window_start: FloatArray, window_end: FloatArray

@@ -36,7 +36,6 @@ from detectors.score_change import ScopedADWIN
 from detectors.seasonal import (
     DAY_S,
     HOURS,
-    hour_counts,
     hour_of_day,
     hourly_histograms,
     matched_reference,
@@ -607,7 +606,8 @@ class ModelMonitor:
         self._scope_end = np.where(counts > 0, last, self._scope_end)
         self._scope_events += counts
         if self.seasonal:
-            self._hour_events += hour_counts(hour_of_day(part.ts), rows, n_scopes)
+            # Events per (scope, hour): the hour of day is the "bin".
+            self._hour_events += scope_histograms(hour_of_day(part.ts), rows, n_scopes, HOURS)
         empty: list[object] = [None] * len(part)
         self._window_scopes.append(rows.ravel())
         for name, state in self.features.items():

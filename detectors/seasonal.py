@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.binning import scope_histograms
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 IndexArray = NDArray[np.intp]
@@ -29,18 +31,11 @@ def hour_of_day(ts: FloatArray) -> IndexArray:
 def hourly_histograms(
     bins: IndexArray, hours: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int
 ) -> IntArray:
-    """Counts per (hour, scope, bin); ``scopes`` has one column per scope a row is in."""
-    width = scopes.shape[1]
-    flat = ((np.repeat(hours, width) * n_scopes + scopes.ravel()) * n_bins) + np.repeat(bins, width)
-    counts = np.bincount(flat, minlength=HOURS * n_scopes * n_bins)
-    return counts.reshape(HOURS, n_scopes, n_bins).astype(np.int64)
-
-
-def hour_counts(hours: IndexArray, scopes: IndexArray, n_scopes: int) -> IntArray:
-    """Events per (scope, hour)."""
-    width = scopes.shape[1]
-    flat = scopes.ravel() * HOURS + np.repeat(hours, width)
-    return np.bincount(flat, minlength=n_scopes * HOURS).reshape(n_scopes, HOURS).astype(np.int64)
+    """Counts per (hour, scope, bin); ``scopes`` has one column per scope a row is in.
+    (Each hour of each scope is a scope of its own for :func:`scope_histograms`.)"""
+    hour_scopes = hours[:, None] * n_scopes + scopes
+    counts = scope_histograms(bins, hour_scopes, HOURS * n_scopes, n_bins)
+    return counts.reshape(HOURS, n_scopes, n_bins)
 
 
 def matched_reference(hourly: IntArray, window_hours: IntArray) -> FloatArray:

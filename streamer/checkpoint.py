@@ -219,7 +219,6 @@ class Checkpoints:
         loaded = self.directory.load(self.name, fingerprint)
         if loaded is None:
             return None
-        loaded.engine.positions = dict(loaded.positions)
         log.info(
             "state restored from the checkpoint of %s, resuming at %s",
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(loaded.written_at)),
