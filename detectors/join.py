@@ -674,6 +674,11 @@ class JoinStore:
 
     # -- feedback ---------------------------------------------------------------------------
 
+    def holds(self, event_ids: Sequence[str]) -> BoolArray:
+        """Whether each event id's prediction is stored (a label for it would join)."""
+        slot = self._slot
+        return np.fromiter((event_id in slot for event_id in event_ids), bool, len(event_ids))
+
     def join(
         self,
         event_ids: Sequence[str],

@@ -2,11 +2,11 @@
 
 The monitor is fed :class:`PredictionBatch` columns and returns decisions. It keeps
 the first ``reference_events`` predictions as the reference, fixes bins, cohorts and
-features on it, then compares every window of ``window_events`` predictions against
-it, scope by scope: first whether an input is broken upstream (frozen, rescaled,
-missing, retyped, renamed), then whether it drifted. Joined labels go to its
-:class:`OutcomeMonitor`. Batches are split exactly at window boundaries, so the result
-does not depend on how the stream was cut into batches.
+features on it, then compares every window (``window_events`` predictions, or
+``window_s`` seconds of event time) against it, scope by scope: first whether an input
+is broken upstream (frozen, rescaled, missing, retyped, renamed), then whether it
+drifted. Joined labels go to its :class:`OutcomeMonitor`. Batches are split exactly at
+window boundaries, so the result does not depend on how the stream was cut into batches.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from detectors.new_features import NewFeature, NewFeatures
 from detectors.outcome_monitor import Gates, OutcomeMonitor
 from detectors.outcomes import band_edges_from_reference
 from detectors.persistence import Persistence, announce, transient
-from detectors.score_change import ScopedADWIN
+from detectors.score_change import ScopedADWIN, ScopedPageHinkley
 from detectors.seasonal import (
     DAY_S,
     HOURS,
@@ -58,9 +58,14 @@ _NUMBER = (int, float)
 class MonitorConfig:
     """Detection settings; the defaults are what driftgate runs with out of the box.
 
-    The window is counted in the model's predictions; a scope (a cohort value) whose
-    share of a window is under ``min_window_events`` carries its events over to the next
-    window instead of being judged on too few.
+    The window is counted in the model's predictions (``window_events``), or, with
+    ``window_s`` > 0, is a tumbling window of event time: aligned to multiples of
+    ``window_s`` since the epoch (restarts and replays agree), it is the one that holds
+    its first row, and closes before the first row at or past its end; after a gap, one
+    window closes and the next is the one holding the new row. Late rows (event time
+    before the window's start) go into the current window and are counted. A scope (a
+    cohort value) whose share of a window is under ``min_window_events`` carries its
+    events over to the next window instead of being judged on too few.
     """
 
     reference_events: int = 10_000
@@ -71,6 +76,13 @@ class MonitorConfig:
     reference_span_s: float = 86_400.0
     reference_max_events: int = 50_000
     window_events: int = 2_000
+    window_s: float = 0.0
+    # One event dated far ahead would open a window no later event reaches: a window by
+    # event time also closes once it holds this many predictions, and the next one is the
+    # one holding the next row, so the monitor keeps judging and goes back to the events'
+    # own time after one full window. The reference may hold as many predictions (its
+    # default reference_max_events), so this adds no new memory ceiling.
+    window_max_events: int = 50_000
     min_window_events: int = 200
     min_reference_events: int = 200
     numeric_bins: int = 10
@@ -94,6 +106,7 @@ class MonitorConfig:
             "reference_events",
             "reference_max_events",
             "window_events",
+            "window_max_events",
             "min_window_events",
             "min_reference_events",
             "max_categories",
@@ -122,6 +135,14 @@ class MonitorConfig:
             raise ValueError(
                 f"reference_span_s must be a finite number >= 0 (0: count only), "
                 f"got {self.reference_span_s}"
+            )
+        window_s = self.window_s
+        if isinstance(window_s, bool) or not (
+            isinstance(window_s, int | float) and 0 <= window_s < float("inf")
+        ):
+            raise ValueError(
+                f"window_s must be a finite number of seconds >= 0 (0: windows of "
+                f"window_events predictions), got {window_s!r}"
             )
         if not (0 < self.psi_threshold < float("inf")):
             raise ValueError(f"psi_threshold must be a finite number > 0, got {self.psi_threshold}")
@@ -332,6 +353,7 @@ class ModelMonitor:
         self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
         self._renamed: dict[str, str] = {}
         self.score_changes: ScopedADWIN | None = None
+        self.score_shifts: ScopedPageHinkley | None = None
         self.deployments: DeploymentWatch | None = None
         self.outcomes: OutcomeMonitor | None = None
         self.labels_before_reference = 0
@@ -342,6 +364,8 @@ class ModelMonitor:
         self.reference_start: float | None = None
         self.reference_end: float | None = None
         self._in_window = 0
+        # End of the current window by event time, set by its first row.
+        self._window_end = math.inf
         self._scope_events = np.zeros(0, dtype=np.int64)
         self._window_scopes: list[IndexArray] = []
         self._scope_start = np.zeros(0)
@@ -374,6 +398,8 @@ class ModelMonitor:
         decisions: list[Decision] = []
         position = 0
         n = len(batch)
+        config = self.config
+        full = config.window_max_events if config.window_s else config.window_events
         while position < n:
             if not self.warm:
                 take = self._reference_take(batch.ts[position:])
@@ -389,7 +415,10 @@ class ModelMonitor:
                 if self._reference_complete():
                     self._fit_reference()
                 continue
-            take = min(n - position, self.config.window_events - self._in_window)
+            take = self._window_take(batch.ts[position:], full)
+            if not take:
+                decisions.extend(self._close_window())
+                continue
             part = batch.slice(position, position + take)
             self._observe(part)
             rows = self._accumulate(part)
@@ -397,9 +426,27 @@ class ModelMonitor:
             position += take
             self.events += take
             self._in_window += take
-            if self._in_window == self.config.window_events:
+            if self._in_window == full:
                 decisions.extend(self._close_window())
         return decisions
+
+    def _window_take(self, ts: FloatArray, full: int) -> int:
+        """How many of the next rows (event times ``ts``) the current window takes, up to
+        ``full`` in all; 0 when the first of them is at or past the end of a window by
+        event time, which then closes before that row is taken."""
+        room = min(len(ts), full - self._in_window)
+        width = self.config.window_s
+        if not width:
+            return room
+        opening = self._in_window == 0
+        if opening:
+            # np.floor: a NaN or infinite time (possible outside the decoder) only leaves
+            # the window to close when full, rather than raise.
+            self._window_end = float((np.floor(ts[0] / width) + 1.0) * width)
+        # Even where rounding puts the end at the opening row's time, the row is taken:
+        # every window holds at least one row.
+        past = np.flatnonzero(ts[int(opening) : room] >= self._window_end)
+        return int(past[0]) + int(opening) if past.size else room
 
     def _reference_take(self, ts: FloatArray) -> int:
         """How many of the next rows (event times ``ts``) go into the reference."""
@@ -471,7 +518,8 @@ class ModelMonitor:
             return []
         # Predictions made while the reference was collected were stored without their
         # cohorts (not known yet): their labels would only blur the per-cohort figures.
-        fresh = joined.prediction_ts > self.reference_end
+        # A pinned reference took none from the stream, whatever its event times.
+        fresh = joined.prediction_ts > (self.reference_end if self._reference_rows else -math.inf)
         self.labels_before_reference += int((~fresh).sum())
         joined = joined.take(fresh)
         gates = Gates(
@@ -570,6 +618,8 @@ class ModelMonitor:
         )
         self.score_changes = ScopedADWIN(n_scopes, self.config.adwin_delta)
         self.score_changes.update(reference.score, rows, reference.ts)
+        self.score_shifts = ScopedPageHinkley(n_scopes)
+        self.score_shifts.update(reference.score, rows, reference.ts)
         versions = Counter(reference.model_version)
         self.deployments = DeploymentWatch(
             self.model,
@@ -590,20 +640,55 @@ class ModelMonitor:
         self._scope_end = np.full(n_scopes, np.nan)
         self._hour_events = np.zeros((n_scopes, HOURS), dtype=np.int64)
 
+    def pin_reference(self, batch: PredictionBatch) -> None:
+        """Fit the reference on ``batch`` (a known-good period, say training-time traffic)
+        instead of on the first events, so that windows are judged from the first event
+        on. The reference window, and whether windows are compared hour by hour, follow
+        from the batch's own event times.
+
+        >>> import numpy as np
+        >>> from detectors.batch import PredictionBatch
+        >>> rng = np.random.default_rng(3)
+        >>> def traffic(n, shift=0.0):
+        ...     return PredictionBatch(
+        ...         ts=np.arange(n, dtype=float), score=rng.random(n), model_version=["v1"] * n,
+        ...         cohorts={}, features={"amount": (rng.lognormal(3, 1, n) + shift).tolist()},
+        ...     )
+        >>> monitor = ModelMonitor("fraud")
+        >>> monitor.pin_reference(traffic(10_000))
+        >>> [(d.action, d.cause, d.feature) for d in monitor.update(traffic(6_000, shift=30.0))]
+        [('investigate', 'covariate_drift', 'amount')]
+        >>> monitor.windows, monitor.events
+        (3, 6000)
+        """
+        if self.events or self.warm:
+            raise ValueError(f"{self.model}: a reference can be pinned only before any event")
+        if not len(batch):
+            raise ValueError(f"{self.model}: cannot pin an empty reference")
+        # _reference_rows stays 0: no prediction of the stream went into this reference.
+        self._reference_parts = [batch]
+        self._fit_reference()
+
     def _accumulate(self, part: PredictionBatch) -> IndexArray:
         """Add a part of the current window; returns each row's scopes."""
         assert self.scopes is not None and self.score_changes is not None
         n_scopes = self.scopes.n_scopes
         rows = self.scopes.assign(part.cohorts, len(part))
         counts = np.bincount(rows.ravel(), minlength=n_scopes)
-        starting = (self._scope_events == 0) & (counts > 0)
-        if starting.any():
-            first = np.full(n_scopes, np.inf)
-            np.minimum.at(first, rows.ravel(), np.repeat(part.ts, rows.shape[1]))
-            self._scope_start[starting] = first[starting]
+        # A window's span is the earliest and latest event time of its rows, whatever
+        # their order and the batch cuts (rows may come late).
+        flat_ts = np.repeat(part.ts, rows.shape[1])
+        first = np.full(n_scopes, np.inf)
+        np.minimum.at(first, rows.ravel(), flat_ts)
         last = np.full(n_scopes, -np.inf)
-        np.maximum.at(last, rows.ravel(), np.repeat(part.ts, rows.shape[1]))
-        self._scope_end = np.where(counts > 0, last, self._scope_end)
+        np.maximum.at(last, rows.ravel(), flat_ts)
+        present = counts > 0
+        starting = (self._scope_events == 0) & present
+        self._scope_start[starting] = first[starting]
+        self._scope_end[starting] = last[starting]
+        going_on = present & ~starting
+        self._scope_start[going_on] = np.minimum(self._scope_start[going_on], first[going_on])
+        self._scope_end[going_on] = np.maximum(self._scope_end[going_on], last[going_on])
         self._scope_events += counts
         if self.seasonal:
             # Events per (scope, hour): the hour of day is the "bin".
@@ -618,6 +703,8 @@ class ModelMonitor:
         if unknown:
             self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
         self.score_changes.update(part.score, rows, part.ts)
+        assert self.score_shifts is not None
+        self.score_shifts.update(part.score, rows, part.ts)
         assert self.deployments is not None
         self.deployments.observe(part.model_version, part.score, rows, part.ts)
         return rows

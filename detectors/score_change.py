@@ -1,8 +1,11 @@
-"""Change detectors on the score stream, one per scope (river's ADWIN)."""
+"""Change detectors on the score stream, one per scope (river's ADWIN and Page-Hinkley)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import length_hint
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,8 +17,9 @@ IndexArray = NDArray[np.intp]
 
 @dataclass(frozen=True)
 class ChangePoint:
-    """A change river's detector reported: in which scope, at which row of the stream,
-    and the mean ADWIN estimates once it dropped the old part of its window."""
+    """A change a detector reported: in which scope, at which row of the stream, and the
+    detector's mean when it fired (ADWIN: of the window it kept, the old part dropped;
+    Page-Hinkley: of every value since its previous detection, as it keeps no window)."""
 
     scope: int
     row: int
@@ -23,12 +27,26 @@ class ChangePoint:
     mean_after: float
 
 
+def _scope_chunks(values: FloatArray, scopes: IndexArray) -> Iterator[tuple[int, IndexArray]]:
+    """Each scope's rows in stream order, NaN values left out, one column at a time.
+
+    Scopes are independent and a scope lives in one column (the population in column 0,
+    one cohort per dimension after it), so feeding each scope its rows in order, scope by
+    scope, makes the same updates as row by row, with no per-row loop over scopes.
+    """
+    present = np.flatnonzero(~np.isnan(values))  # a missing score says nothing about the mean
+    for column in scopes.T:
+        order = present[np.argsort(column[present], kind="stable")]
+        bounds = np.flatnonzero(np.diff(column[order])) + 1
+        for chunk in np.split(order, bounds):
+            if chunk.size:
+                yield int(column[chunk[0]]), chunk
+
+
 class ScopedADWIN:
     """River's ADWIN on a value stream, one detector per scope.
 
-    The batch path is a loop over river's own per-event ``update``: the detections are
-    river's, one for one, whatever the batch boundaries.
-    (ADWIN's update is ~0.2 µs in river's compiled core, cheap next to the rest.)
+    The detections are river's, one for one, whatever the batch boundaries.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(3)
@@ -61,32 +79,163 @@ class ScopedADWIN:
         return np.array([d.estimation for d in self._detectors], dtype=np.float64)
 
     def update(self, values: FloatArray, scopes: IndexArray, ts: FloatArray) -> list[ChangePoint]:
-        """Feed rows in order; ``scopes[i]`` lists the scopes row ``i`` belongs to.
-
-        Scopes are independent, so each detector gets its own rows in order, one scope
-        at a time: the same updates as row by row, with no per-row loop over scopes.
-        """
+        """Feed rows in order; ``scopes[i]`` lists the scopes row ``i`` belongs to."""
         changes: list[ChangePoint] = []
-        present = ~np.isnan(values)  # a missing score says nothing about the mean
-        for column in scopes.T:
-            rows = np.flatnonzero(present)
-            order = rows[np.argsort(column[rows], kind="stable")]
-            groups = column[order]
-            bounds = np.flatnonzero(np.diff(groups)) + 1
-            for chunk in np.split(order, bounds):
-                if not chunk.size:
-                    continue
-                scope = int(column[chunk[0]])
-                detector = self._detectors[scope]
-                for row, value in zip(chunk.tolist(), values[chunk].tolist()):
-                    detector.update(value)  # type: ignore[no-untyped-call]
-                    if detector.drift_detected:
-                        self.detections[scope] += 1
-                        changes.append(
-                            ChangePoint(
-                                scope, self._rows + row, float(ts[row]), detector.estimation
-                            )
-                        )
+        for scope, chunk in _scope_chunks(values, scopes):
+            detector = self._detectors[scope]
+            # river's ADWIN.update is, in Python around its compiled core: "_reset() if
+            # the last value fired, then _drift_detected = _helper.update(x)"; that
+            # wrapper and the drift_detected property cost more than the core. So map()
+            # calls the core from C, any() stops at the first detection, and river's own
+            # _reset() runs before the next value as its update would: the same core
+            # calls in the same order, on river's own objects, so pickling (checkpoints)
+            # and ScopedLossADWIN.to_dict are unchanged. It leans on river 0.26's private
+            # _helper and _drift_detected (river is pinned to 0.26.x);
+            # tests/test_score_change.py holds it to river's per-event update.
+            pending = values[chunk].tolist()
+            remaining = iter(pending)
+            while True:
+                if detector.drift_detected:
+                    if not length_hint(remaining):
+                        break  # river resets on the next value, not before
+                    detector._reset()  # type: ignore[no-untyped-call]
+                if not any(map(detector._helper.update, remaining)):
+                    break
+                detector._drift_detected = True
+                row = int(chunk[len(pending) - length_hint(remaining) - 1])
+                self.detections[scope] += 1
+                changes.append(
+                    ChangePoint(scope, self._rows + row, float(ts[row]), detector.estimation)
+                )
         self._rows += len(values)
         changes.sort(key=lambda change: (change.row, change.scope))
         return changes
+
+
+class ScopedPageHinkley:
+    """River's Page-Hinkley test (``drift.PageHinkley``) on a value stream, one per scope.
+
+    Page-Hinkley accumulates each value's deviation from the running mean and fires when
+    the sum rises (``mode="up"``), falls (``"down"``) or either (``"both"``) more than
+    ``threshold`` from its extreme; ``alpha`` fades old deviations, ``delta`` is the
+    tolerated drift per value. After a detection it starts again from nothing.
+
+    Not river's object, for speed: its per-event update is several Python calls and
+    attribute lookups (about 3x this class per value) for a state of six floats. So the
+    state is kept as plain floats per scope, and one loop per scope chunk replays river's
+    arithmetic, the same floating-point operations in the same order, quirks included;
+    tests/test_score_change.py holds its detections, means and sums to river's, bit for bit.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> values = np.concatenate([rng.normal(0.2, 0.05, 3000), rng.normal(0.5, 0.05, 3000)])
+    >>> detector = ScopedPageHinkley(n_scopes=1)
+    >>> changes = detector.update(values, np.zeros((6000, 1), dtype=np.intp), np.arange(6000.0))
+    >>> [3000 <= c.row < 3300 for c in changes]
+    [True]
+    >>> detector.detections.tolist()
+    [1]
+    """
+
+    MODES = ("up", "down", "both")
+
+    def __init__(
+        self,
+        n_scopes: int,
+        min_instances: int = 30,
+        delta: float = 0.005,
+        threshold: float = 50.0,
+        alpha: float = 1 - 0.0001,
+        mode: str = "both",
+    ) -> None:
+        if isinstance(n_scopes, bool) or not isinstance(n_scopes, int) or n_scopes < 1:
+            raise ValueError(f"n_scopes must be an int >= 1, got {n_scopes!r}")
+        if (
+            isinstance(min_instances, bool)
+            or not isinstance(min_instances, int)
+            or min_instances < 1
+        ):
+            raise ValueError(f"min_instances must be an int >= 1, got {min_instances!r}")
+        if not (math.isfinite(delta) and delta >= 0.0):
+            raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+        if not (math.isfinite(threshold) and threshold > 0.0):
+            raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.n_scopes = n_scopes
+        self.min_instances = min_instances
+        self.delta = delta
+        self.threshold = threshold
+        self.alpha = alpha
+        self.mode = mode
+        self._reset()
+
+    def _reset(self) -> None:
+        # Per scope, river's state after its _reset(): stats.Mean's weight sum and mean,
+        # the two cumulative sums and their extremes, and whether the last value fired.
+        # river starts _max_decrease at the int -1; -1.0 compares and subtracts alike.
+        n = self.n_scopes
+        self._count = [0.0] * n
+        self._mean = [0.0] * n
+        self._sum_increase = [0.0] * n
+        self._sum_decrease = [0.0] * n
+        self._min_increase = [math.inf] * n
+        self._max_decrease = [-1.0] * n
+        self._drifted = [False] * n
+        self._rows = 0
+        self.detections = np.zeros(n, dtype=np.int64)
+
+    def means(self) -> FloatArray:
+        """Each scope's running mean since its last detection (0 before any value)."""
+        return np.array(self._mean, dtype=np.float64)
+
+    def update(self, values: FloatArray, scopes: IndexArray, ts: FloatArray) -> list[ChangePoint]:
+        """Feed rows in order; ``scopes[i]`` lists the scopes row ``i`` belongs to."""
+        changes: list[ChangePoint] = []
+        for scope, chunk in _scope_chunks(values, scopes):
+            for index, mean in self._run(scope, values[chunk].tolist()):
+                row = int(chunk[index])
+                self.detections[scope] += 1
+                changes.append(ChangePoint(scope, self._rows + row, float(ts[row]), mean))
+        self._rows += len(values)
+        changes.sort(key=lambda change: (change.row, change.scope))
+        return changes
+
+    def _run(self, scope: int, values: list[float]) -> list[tuple[int, float]]:
+        """river's PageHinkley.update on each value in turn, on local floats; returns the
+        indices that fired, with the mean then."""
+        alpha, delta, threshold = self.alpha, self.delta, self.threshold
+        min_instances, inf = self.min_instances, math.inf
+        up, down = self.mode != "down", self.mode != "up"
+        count, mean = self._count[scope], self._mean[scope]
+        sum_increase, sum_decrease = self._sum_increase[scope], self._sum_decrease[scope]
+        min_increase, max_decrease = self._min_increase[scope], self._max_decrease[scope]
+        drifted = self._drifted[scope]
+        fired: list[tuple[int, float]] = []
+        for index, x in enumerate(values):
+            if drifted:  # river resets on the value after a detection
+                count = mean = sum_increase = sum_decrease = 0.0
+                min_increase, max_decrease, drifted = inf, -1.0, False
+            # stats.Mean.update with w=1, then PageHinkley.update, operation for operation.
+            count += 1.0
+            mean += (1.0 / count) * (x - mean)
+            dev = x - mean
+            sum_increase = alpha * sum_increase + dev - delta
+            sum_decrease = alpha * sum_decrease + dev + delta
+            if sum_increase < min_increase:
+                min_increase = sum_increase
+            if sum_decrease > max_decrease:
+                max_decrease = sum_decrease
+            if count >= min_instances and (
+                (up and sum_increase - min_increase > threshold)
+                or (down and max_decrease - sum_decrease > threshold)
+            ):
+                drifted = True
+                fired.append((index, mean))
+        self._count[scope], self._mean[scope] = count, mean
+        self._sum_increase[scope], self._sum_decrease[scope] = sum_increase, sum_decrease
+        self._min_increase[scope], self._max_decrease[scope] = min_increase, max_decrease
+        self._drifted[scope] = drifted
+        return fired

@@ -186,6 +186,14 @@ class EngineCollector(Collector):
             "Changes in the score mean found by ADWIN.",
             labels=["model", "scope"],
         )
+        # A family of its own, not a detector label on driftgate_score_changes: that
+        # label would rename the family's existing series and make sums over it count
+        # both detectors.
+        score_shifts = CounterMetricFamily(
+            "driftgate_score_shifts",
+            "Changes in the score mean found by the Page-Hinkley test.",
+            labels=["model", "scope"],
+        )
         score_mean = GaugeMetricFamily(
             "driftgate_score_mean",
             "ADWIN's estimate of the current score mean.",
@@ -217,6 +225,10 @@ class EngineCollector(Collector):
                 score_changes.add_metric(
                     [model, name], float(monitor.score_changes.detections[scope])
                 )
+                if monitor.score_shifts is not None:
+                    score_shifts.add_metric(
+                        [model, name], float(monitor.score_shifts.detections[scope])
+                    )
                 mean = float(monitor.score_changes.means()[scope])
                 score_mean.add_metric([model, name], mean)
             for feature, state in sorted(monitor.features.items()):
@@ -232,7 +244,7 @@ class EngineCollector(Collector):
                     open_condition.add_metric(key, float(state.drift.announced[scope]))
             for feature, n in sorted(monitor.new_features.totals.items()):
                 unknown.add_metric([model, feature], n)
-        yield from (events, progress, age, window, score_changes, score_mean)
+        yield from (events, progress, age, window, score_changes, score_shifts, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)
         yield from self._health_and_outcomes()
 
