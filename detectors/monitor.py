@@ -40,7 +40,12 @@ from detectors.seasonal import (
     hourly_histograms,
     matched_reference,
 )
-from detectors.segments import SegmentStats, segment_order, sorted_segment_stats
+from detectors.segments import (
+    SegmentStats,
+    segment_order,
+    sorted_segment_stats,
+    stacked_segment_stats,
+)
 from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth
 from detectors.sketches import NumericSketch
 from detectors.upstream import match_renamed, nearest_unit
@@ -726,13 +731,14 @@ class ModelMonitor:
         # the reference to ever be judged (they would pile up for good).
         keep = ~judged[scopes] & judgeable[scopes]
         self._window_scopes = [scopes[keep]]
-        for state in self.features.values():
-            values = np.concatenate(state.window_values)
-            state.window_stats = sorted_segment_stats(
-                values[order], scopes[order], self.scopes.n_scopes
-            )
-            state.window_values = [values[keep]]
-            decisions.extend(self._judge(state, judged, values, scopes))
+        states = list(self.features.values())
+        values = np.array([np.concatenate(state.window_values) for state in states])
+        if states:
+            stacked = stacked_segment_stats(values[:, order], scopes[order], self.scopes.n_scopes)
+        for i, state in enumerate(states):
+            state.window_stats = stacked[i]
+            state.window_values = [values[i, keep]]
+            decisions.extend(self._judge(state, judged, values[i], scopes))
         decisions = _grouped(decisions)
         decisions.extend(self._deployment_decisions())
         for feature in self.new_features.close(int(self._scope_events[POPULATION])):

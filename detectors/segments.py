@@ -7,7 +7,7 @@ segment (still in arrival order), and each statistic is a reduction per segment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,6 +101,26 @@ def sorted_segment_stats(v: FloatArray, s: IndexArray, n_scopes: int) -> Segment
     repeats = np.bincount(owner[equal], minlength=n_scopes).astype(np.int64)
     pairs = np.bincount(owner[pair], minlength=n_scopes).astype(np.int64)
     return SegmentStats(events, nulls, mean, variance, minimum, maximum, repeats, pairs)
+
+
+def stacked_segment_stats(values: FloatArray, s: IndexArray, n_scopes: int) -> list[SegmentStats]:
+    """:func:`sorted_segment_stats` of every row of ``values`` (features x pairs, the
+    pairs in segment order of ``s``) in one call: feature f's scopes become segments
+    f * n_scopes + scope, so the features are consecutive segments of one flat array.
+    Each segment sees the same values in the same order: the results are identical.
+
+    >>> v = np.array([[1.0, 2.0, 7.0], [3.0, 3.0, np.nan]])
+    >>> [st.mean.tolist() for st in stacked_segment_stats(v, np.array([0, 0, 1]), 2)]
+    [[1.5, 7.0], [3.0, nan]]
+    """
+    n_features = values.shape[0]
+    keys = (s[None, :] + n_scopes * np.arange(n_features)[:, None]).ravel()
+    stats = sorted_segment_stats(values.ravel(), keys, n_features * n_scopes)
+    columns = [getattr(stats, f.name) for f in fields(SegmentStats)]
+    return [
+        SegmentStats(*(column[f * n_scopes : (f + 1) * n_scopes] for column in columns))
+        for f in range(n_features)
+    ]
 
 
 def segment_quantiles(
