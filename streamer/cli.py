@@ -7,6 +7,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,36 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference_build(args: argparse.Namespace) -> int:
+    from streamer.reference import build_reference, write_reference
+
+    settings = _settings(args.config)
+    references = build_reference(Path(args.file), settings, args.max_events)
+    write_reference(Path(args.out), references)
+    limit = args.max_events or settings.monitor.reference_max_events
+    for model, batch in references.items():
+        start, end = float(batch.ts.min()), float(batch.ts.max())
+        print(
+            f"{model}: {len(batch)} events, {_utc(start)} to {_utc(end)} "
+            f"({_duration(end - start)} of event time)"
+            + (f", capped at {limit}" if len(batch) == limit else "")
+        )
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7_200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3_600:.1f} h" if seconds < 172_800 else f"{seconds / 86_400:.1f} days"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="driftgate",
@@ -235,6 +266,22 @@ def parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--json", action="store_true", help="machine-readable, with every run")
     score.set_defaults(handler=_cmd_score)
+
+    reference = commands.add_parser("reference", help="pinned references (README 'Pinning')")
+    reference_commands = reference.add_subparsers(dest="reference_command", required=True)
+    build = reference_commands.add_parser(
+        "build", help="keep each model's first valid predictions of a replay file as its reference"
+    )
+    build.add_argument("file", help="a replay file (JSON Lines), e.g. training-time traffic")
+    build.add_argument("--out", required=True, metavar="REF", help="the reference file to write")
+    build.add_argument(
+        "--max-events",
+        type=int,
+        metavar="N",
+        help="per model, at most N (default and upper bound: detection.reference_max_events)",
+    )
+    build.add_argument("--config", help="YAML config file: detection and limits settings")
+    build.set_defaults(handler=_cmd_reference_build)
     return root
 
 
