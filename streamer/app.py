@@ -17,11 +17,24 @@ from streamer.engine import Engine
 from streamer.errors import DriftgateError
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
+from streamer.reference import load_references
 from streamer.service import Service
+from streamer.shards import ShardedEngine
 from streamer.sinks import JsonLinesDecisionSink, KafkaSinks, ReportingDeadLetterSink
-from streamer.sources import KafkaSource, ReplaySource
+from streamer.sources import REPLAY_PARTITION, KafkaSource, ReplaySource
 
 log = logging.getLogger(__name__)
+
+
+def new_engine(settings: Settings) -> Engine:
+    """An engine for the settings, its models' references pinned from ``reference.file``
+    when set (read once: the engines of other partitions share them, see Engine.fresh)."""
+    references = None
+    if settings.reference.file is not None:
+        path = Path(settings.reference.file)
+        references = load_references(path, settings.limits, settings.monitor.min_reference_events)
+        log.info("references pinned from %s: %s", path, ", ".join(sorted(references)))
+    return Engine(settings.monitor, settings.limits, settings.feedback, references)
 
 
 def replay(
@@ -30,29 +43,29 @@ def replay(
     decisions_out: Path | None = None,
     dead_letters_out: Path | None = None,
     checkpoint_dir: Path | None = None,
-) -> Engine:
+) -> ShardedEngine:
     """Feed a replay file through the engine; decisions to a file or stdout.
 
     With ``checkpoint_dir``, the state is checkpointed as in ``run`` and a replay that
     was stopped or killed resumes after the last line its checkpoint reflects (decision
     and dead-letter files are appended to): the same decisions with the same ids.
     """
-    engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    engine = new_engine(settings)
     checkpoints = None
     if checkpoint_dir is not None:
-        config = settings.checkpoint.model_copy(update={"dir": str(checkpoint_dir)})
+        config = settings.checkpoint.model_copy(update={"dir": str(checkpoint_dir), "topic": None})
         checkpoints = Checkpoints(config, f"replay.{path.name}")
-        engine = checkpoints.restore(engine) or engine
+    sharded = ShardedEngine(engine)
     # Replay offsets are line numbers (from 1), shared by both topics of the file: the
     # next offset after line N is N + 1.
-    resume_line = max(engine.positions.values(), default=1) - 1
+    resume_line = max(sharded.restore([REPLAY_PARTITION], checkpoints).values(), default=1) - 1
     source = ReplaySource(path, batch_events=settings.kafka.max_poll_records)
     if resume_line:
         log.info("resuming %s after line %d", path, resume_line)
         source.skip(resume_line)
     sink = JsonLinesDecisionSink(decisions_out, append=bool(resume_line))
     dead = ReportingDeadLetterSink(dead_letters_out, append=bool(resume_line))
-    service = Service(engine, source, sink, dead, checkpoints=checkpoints, restored=True)
+    service = Service(sharded, source, sink, dead, checkpoints=checkpoints)
     try:
         service.run(threading.Event())
     finally:
@@ -84,15 +97,15 @@ def run(
     exit_when_idle_s: float | None = None,
     on_decisions: Callable[[Sequence[Decision]], None] | None = None,
     on_metrics_port: Callable[[int], None] | None = None,
-) -> Engine:
+) -> ShardedEngine:
     """The long-running service: Kafka in, decisions and dead letters out, /metrics."""
-    engine = Engine(settings.monitor, settings.limits, settings.feedback)
+    engine = new_engine(settings)
     checkpoints = None
-    if settings.checkpoint.dir is not None:
+    if settings.checkpoint.dir is not None or settings.checkpoint.topic is not None:
         kafka = settings.kafka
         # The group and the topic are in the name: deployments may share a volume.
         name = f"{kafka.group_id}.{kafka.topics.predictions}"
-        checkpoints = Checkpoints(settings.checkpoint, name)
+        checkpoints = Checkpoints(settings.checkpoint, name, kafka=kafka)
     state: dict[str, object] = {}
     registry = CollectorRegistry()
 
@@ -124,7 +137,7 @@ def run(
     try:
         connected = connect(settings, stop)
         if connected is None:
-            return engine
+            return ShardedEngine(engine)
         source, sinks = connected
         service = Service(
             engine,

@@ -5,7 +5,8 @@ offsets, size and SHA-256 of the payload), then the engine pickled. Written to a
 temporary file, fsynced, renamed over the old one and the directory fsynced, so a crash
 at any point leaves the previous checkpoint or the new one, never half of one. A file
 that is corrupt, truncated, of another format or made under other detection settings is
-reported and moved aside (``*.rejected-<time>``), never loaded.
+reported and moved aside (``*.rejected-<time>``), never loaded. Containers without a
+volume keep the same bytes in a compacted Kafka topic instead (``checkpoint_topic``).
 
 Pickle, not a hand-written format: the state is numpy arrays and river's detectors,
 which pickle exactly and fast; the files are written and read by driftgate alone, in a
@@ -21,31 +22,42 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors.monitor import MonitorConfig
-from streamer.config import CheckpointConfig, FeedbackConfig, LimitsConfig
+from streamer.config import CheckpointConfig, FeedbackConfig, KafkaConfig, LimitsConfig
 from streamer.engine import Engine
 from streamer.errors import DriftgateError
+from streamer.shards import owned_positions
+
+if TYPE_CHECKING:
+    from streamer.checkpoint_topic import CheckpointTopic
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"driftgate-checkpoint\n"
-FORMAT = 1
+FORMAT = 2  # 2: one file per partition number; Page-Hinkley and pinned references in the state
 Position = tuple[str, int]
 
 
 def config_fingerprint(
-    monitor_config: MonitorConfig, limits: LimitsConfig, feedback: FeedbackConfig
+    monitor_config: MonitorConfig,
+    limits: LimitsConfig,
+    feedback: FeedbackConfig,
+    reference_digest: str = "",
 ) -> str:
-    """What a checkpoint's state depends on: the detection, limits and join settings."""
+    """What a checkpoint's state depends on: the detection, limits and join settings, and
+    the pinned references (``Engine.reference_digest``)."""
     settings = {
         "detection": dataclasses.asdict(monitor_config),
         "limits": limits.model_dump(),
         "feedback": feedback.model_dump(),
+        # Always present: a checkpoint from before references could be pinned holds an
+        # engine without them, which must not be resumed.
+        "reference": reference_digest,
     }
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -79,23 +91,13 @@ class CheckpointDirectory:
         return self.path / f"{name}.ckpt"
 
     def save(self, name: str, engine: Engine, positions: dict[Position, int]) -> None:
-        payload = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
         now = self._wall_clock()
-        header = {
-            "format": FORMAT,
-            "config": config_fingerprint(engine.monitor_config, engine.limits, engine.feedback),
-            "positions": sorted([t, p, offset] for (t, p), offset in positions.items()),
-            "written_at": now,
-            "bytes": len(payload),
-            "sha256": hashlib.sha256(payload).hexdigest(),
-        }
+        data = encode(engine, positions, now)
         target = self._file(name)
         temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         try:
             with open(temporary, "wb") as fh:
-                fh.write(MAGIC)
-                fh.write(json.dumps(header).encode() + b"\n")
-                fh.write(payload)
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(temporary, target)
@@ -124,7 +126,7 @@ class CheckpointDirectory:
         except OSError as exc:
             raise DriftgateError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
         try:
-            header, engine = _decode(data, fingerprint)
+            header, engine = decode(data, fingerprint)
         except ValueError as exc:
             self._set_aside(path, str(exc))
             return None
@@ -146,8 +148,24 @@ class CheckpointDirectory:
             log.error("cannot move %s aside: %s", path, exc.strerror)
 
 
-def _decode(data: bytes, fingerprint: str) -> tuple[dict[str, Any], Engine]:
-    """Header and engine of a checkpoint file; ValueError says what is wrong with it."""
+def encode(engine: Engine, positions: dict[Position, int], now: float) -> bytes:
+    """A checkpoint's bytes: the magic line, the JSON header, the engine pickled."""
+    payload = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+    header = {
+        "format": FORMAT,
+        "config": config_fingerprint(
+            engine.monitor_config, engine.limits, engine.feedback, engine.reference_digest
+        ),
+        "positions": sorted([t, p, offset] for (t, p), offset in positions.items()),
+        "written_at": now,
+        "bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return MAGIC + json.dumps(header).encode() + b"\n" + payload
+
+
+def decode(data: bytes, fingerprint: str) -> tuple[dict[str, Any], Engine]:
+    """Header and engine of a checkpoint; ValueError says what is wrong with it."""
     if not data.startswith(MAGIC):
         raise ValueError("not a driftgate checkpoint")
     end = data.find(b"\n", len(MAGIC))
@@ -186,11 +204,23 @@ class Checkpoints:
         config: CheckpointConfig,
         name: str,
         clock: Callable[[], float] = time.monotonic,
+        kafka: KafkaConfig | None = None,
     ) -> None:
-        if config.dir is None:
-            raise ValueError("Checkpoints need checkpoint.dir")
+        """In ``config.topic`` when it is set (then ``config.dir`` is not used, so the
+        image's default directory needs no unsetting), else in ``config.dir``."""
         self.config = config
-        self.directory = CheckpointDirectory(Path(config.dir))
+        self.directory: CheckpointDirectory | CheckpointTopic
+        if config.topic is not None:
+            if kafka is None:
+                raise ValueError("a checkpoint topic needs the Kafka settings")
+            # Imported here: checkpoint_topic builds on this module.
+            from streamer.checkpoint_topic import CheckpointTopic
+
+            self.directory = CheckpointTopic(kafka, config.topic)
+        elif config.dir is not None:
+            self.directory = CheckpointDirectory(Path(config.dir))
+        else:
+            raise ValueError("Checkpoints need checkpoint.dir or checkpoint.topic")
         self.name = name
         self._clock = clock
         self._events = 0
@@ -204,23 +234,35 @@ class Checkpoints:
             or self._clock() - self._at >= self.config.interval_s
         )
 
-    def save(self, engine: Engine) -> dict[Position, int]:
-        """Checkpoint the engine; returns the offsets its state reflects, which is what
-        may be committed now."""
-        self.directory.save(self.name, engine, engine.positions)
+    def file_name(self, partition: int) -> str:
+        """One checkpoint per input partition number (-1: a replay's only one)."""
+        return self.name if partition < 0 else f"{self.name}.p{partition}"
+
+    def save(self, engines: Mapping[int, Engine]) -> dict[Position, int]:
+        """Checkpoint each partition's engine; returns the offsets their states reflect,
+        which is what may be committed now."""
+        positions: dict[Position, int] = {}
+        for partition, engine in sorted(engines.items()):
+            own = owned_positions(partition, engine)
+            self.directory.save(self.file_name(partition), engine, own)
+            positions.update(own)
         self._events = 0
         self._at = self._clock()
-        return dict(engine.positions)
+        return positions
 
-    def restore(self, current: Engine) -> Engine | None:
-        """The engine of the checkpoint, if there is a usable one (its ``positions``
-        say where to resume)."""
-        fingerprint = config_fingerprint(current.monitor_config, current.limits, current.feedback)
-        loaded = self.directory.load(self.name, fingerprint)
+    def restore(self, partition: int, current: Engine) -> Engine | None:
+        """The partition's engine from its checkpoint, if there is a usable one (its
+        ``positions`` say where to resume). ``current`` holds the settings it must match."""
+        fingerprint = config_fingerprint(
+            current.monitor_config, current.limits, current.feedback, current.reference_digest
+        )
+        name = self.file_name(partition)
+        loaded = self.directory.load(name, fingerprint)
         if loaded is None:
             return None
         log.info(
-            "state restored from the checkpoint of %s, resuming at %s",
+            "state of %s restored from its checkpoint of %s, resuming at %s",
+            name,
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(loaded.written_at)),
             ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(loaded.positions.items())),
         )

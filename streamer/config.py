@@ -81,10 +81,25 @@ class CheckpointConfig(_Section):
 
     dir: str | None = Field(
         "driftgate-state",
-        description="A directory only driftgate writes to; null turns checkpoints off.",
+        description="A directory only driftgate writes to; null (and no topic) turns "
+        "checkpoints off.",
+    )
+    topic: str | None = Field(
+        None,
+        description="A compacted Kafka topic for checkpoints instead of dir (dir is then unused).",
     )
     interval_events: int = Field(200_000, ge=1, description="Records between checkpoints.")
     interval_s: float = Field(60.0, gt=0, description="Seconds between checkpoints.")
+
+
+class ReferenceConfig(_Section):
+    """A pinned reference (see README 'Pinning a reference')."""
+
+    file: str | None = Field(
+        None,
+        description="A file of `driftgate reference build`: its models are judged against "
+        "it from their first event instead of against their first events; null: none.",
+    )
 
 
 class Settings(BaseSettings):
@@ -98,6 +113,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    reference: ReferenceConfig = ReferenceConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

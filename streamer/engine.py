@@ -6,14 +6,17 @@ the tests from lists, and all of them get the same decisions.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from detectors.batch import PredictionBatch
 from detectors.decision import Decision
@@ -131,10 +134,22 @@ class Engine:
         monitor_config: MonitorConfig,
         limits: LimitsConfig,
         feedback: FeedbackConfig | None = None,
+        references: Mapping[str, PredictionBatch] | None = None,
     ) -> None:
         self.monitor_config = monitor_config
         self.limits = limits
         self.feedback = feedback or FeedbackConfig()
+        # Per model, a reference pinned instead of one built from its first events.
+        self.references: Mapping[str, PredictionBatch] = references or {}
+        # In the checkpoint fingerprint: a state fitted on other references is not resumed.
+        pinned = {
+            model: [b.ts, b.score, b.model_version, dict(b.cohorts), dict(b.features), b.event_id]
+            for model, b in self.references.items()
+        }
+        options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS
+        self.reference_digest = (
+            hashlib.sha256(orjson.dumps(pinned, option=options)).hexdigest()[:16] if pinned else ""
+        )
         # Columns per batch: the reference's features and as many new names to watch.
         self.max_columns = 2 * monitor_config.max_features
         self._reset()
@@ -152,7 +167,9 @@ class Engine:
         # checkpoint of this state resumes from.
         self.positions: dict[tuple[str, int], int] = {}
 
-    def process(self, records: Sequence[InputRecord]) -> BatchResult:
+    def process(self, records: Sequence[InputRecord], peers: Sequence[Engine] = ()) -> BatchResult:
+        """Decode, validate and judge a batch. A label whose prediction is stored by one
+        of ``peers`` (the engines of this instance's other partitions) joins there."""
         dead: list[DeadLetter] = []
         by_model: dict[str, list[Prediction]] = {}
         sources: dict[str, list[InputRecord]] = {}
@@ -203,22 +220,52 @@ class Engine:
             monitor = self.monitors.get(model)
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)
+                if model in self.references:
+                    monitor.pin_reference(self.references[model])
             decisions.extend(monitor.update(batch, self.join))
         if feedback:
-            decisions.extend(
-                self._labels(
-                    self.join.join(
-                        [f.event_id for f in feedback],
-                        np.array([f.ts for f in feedback]),
-                        np.array([f.label for f in feedback]),
-                        [f.source for f in feedback],
-                        np.array([f.override for f in feedback], dtype=bool),
-                    )
-                )
-            )
+            decisions.extend(self._feedback(feedback, peers))
         for decision in decisions:
             counters.decisions[(decision.action, decision.cause)] += 1
         return BatchResult(decisions, dead)
+
+    def _feedback(self, feedback: list[FeedbackEvent], peers: Sequence[Engine]) -> list[Decision]:
+        """Join labels in the store that holds their prediction: this engine's, or a
+        peer's when the feedback topic is not partitioned like the predictions. A label
+        no store holds yet waits here."""
+        owners = np.zeros(len(feedback), dtype=np.intp)  # 0: this engine, i: peers[i - 1]
+        if peers:
+            ids = [f.event_id for f in feedback]
+            unheld = ~self.join.holds(ids)
+            for number, peer in enumerate(peers, 1):
+                if not unheld.any():
+                    break
+                rows = np.flatnonzero(unheld)
+                held = rows[peer.join.holds([ids[i] for i in rows.tolist()])]
+                owners[held] = number
+                unheld[held] = False
+        decisions: list[Decision] = []
+        for number in np.unique(owners).tolist():
+            engine = self if number == 0 else peers[number - 1]
+            labels = [feedback[i] for i in np.flatnonzero(owners == number).tolist()]
+            decisions.extend(
+                engine._labels(
+                    engine.join.join(
+                        [f.event_id for f in labels],
+                        np.array([f.ts for f in labels]),
+                        np.array([f.label for f in labels]),
+                        [f.source for f in labels],
+                        np.array([f.override for f in labels], dtype=np.bool_),
+                    )
+                )
+            )
+        return decisions
+
+    def fresh(self) -> Engine:
+        """An engine with this one's settings and none of its state."""
+        twin = copy.copy(self)
+        twin._reset()
+        return twin
 
     def _labels(self, joined: Joined) -> list[Decision]:
         """Route joined labels to their models' monitors."""

@@ -23,6 +23,9 @@ from streamer.sources import ReplaySource
 # Sleep only once the schedule is this far ahead: one wait per record would cost more
 # than the records themselves at thousands of events a second.
 PACING_SLACK_S = 0.05
+# Labels usually come within a few hundred thousand predictions of theirs in a replay
+# file; one arriving later is sent unkeyed.
+KEYED_LABELS = 1_000_000
 
 
 @dataclass
@@ -41,9 +44,12 @@ def produce(
     """Send every record of a replay file to its topic, in file order.
 
     Predictions are keyed by model, so that one model's predictions stay in order on one
-    partition; ``rate`` paces them (predictions per second, feedback going along in file
-    order). A ``value`` given as a string is sent as those exact bytes, malformed or not.
-    Lines that are not replay records are skipped and reported.
+    partition, and a label by the model of its prediction (remembered for the last
+    ``KEYED_LABELS`` predictions), so that it lands in the same partition number, where
+    the instance keeping that model's state reads it. ``rate`` paces the predictions (per
+    second, feedback going along in file order). A ``value`` given as a string is sent as
+    those exact bytes, malformed or not. Lines that are not replay records are skipped
+    and reported.
     """
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -64,6 +70,7 @@ def produce(
         source.close()
         raise DriftgateError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
     produced = Produced()
+    models: dict[str, bytes] = {}  # event id -> key of its prediction, oldest first
     failures: list[BaseException] = []
     predictions = 0
     started = time.monotonic()
@@ -75,11 +82,18 @@ def produce(
                     produced.skipped.append(record.offset)
                     continue
                 value = record.value if record.parsed is None else orjson.dumps(record.parsed)
-                key = None
+                parsed = record.parsed if isinstance(record.parsed, dict) else {}
+                event_id = parsed.get("event_id")
                 if record.kind == PREDICTIONS:
                     predictions += 1
-                    model = record.parsed.get("model") if isinstance(record.parsed, dict) else None
+                    model = parsed.get("model")
                     key = model.encode() if isinstance(model, str) else None
+                    if key is not None and isinstance(event_id, str):
+                        models[event_id] = key
+                        if len(models) > KEYED_LABELS:
+                            del models[next(iter(models))]
+                else:
+                    key = models.get(event_id) if isinstance(event_id, str) else None
                 producer.send(topic, value, key=key).add_errback(failures.append)
                 produced.sent[topic] += 1
                 if rate is not None:

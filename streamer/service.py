@@ -12,6 +12,7 @@ from detectors.decision import Decision
 from streamer.checkpoint import Checkpoints, Position
 from streamer.engine import BatchResult, DeadLetter, Engine
 from streamer.errors import DriftgateError
+from streamer.shards import ShardedEngine
 from streamer.sinks import DeadLetterSink, DecisionSink
 from streamer.sources import Source
 
@@ -77,26 +78,24 @@ class Service:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | ShardedEngine,
         source: Source,
         decisions: DecisionSink,
         dead_letters: DeadLetterSink,
         *,
         on_decisions: Callable[[Sequence[Decision]], None] | None = None,
         checkpoints: Checkpoints | None = None,
-        restored: bool = False,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine = engine
+        # State per input partition number, so that it can move with the partition.
+        self.engine = engine if isinstance(engine, ShardedEngine) else ShardedEngine(engine)
         self.source = source
         self.decisions = decisions
         self.dead_letters = dead_letters
         self.on_decisions = on_decisions
         self.checkpoints = checkpoints
-        # Whether ``engine`` is the checkpointed state already (a replay restores it
-        # before it starts; Kafka mode at the first assignment).
-        self._restored = restored
+        self.engine.restored_only = checkpoints is not None
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.lock = threading.Lock()
@@ -162,14 +161,16 @@ class Service:
         return True
 
     def _checkpoint(self) -> None:
-        """Checkpoint the state, then commit the offsets the checkpoint reflects."""
-        if self.checkpoints is None or not self._restored:
-            # Before the first assignment the state is not loaded yet: saving it would
-            # write an empty state over the checkpoint.
+        """Checkpoint the state, then commit the offsets the checkpoint reflects.
+
+        Only partitions with an engine are saved: an engine exists once its partition's
+        checkpoint was loaded (or found missing), so an empty state never overwrites one.
+        """
+        if self.checkpoints is None:
             return
         with self._batch:
             with self.lock:
-                positions = self.checkpoints.save(self.engine)
+                positions = self.checkpoints.save(self.engine.engines)
             self.source.commit(positions)
 
     def _final_checkpoint(self) -> None:
@@ -182,27 +183,34 @@ class Service:
             log.warning("final checkpoint: %s", exc)
 
     def partitions_revoked(self, partitions: set[tuple[str, int]]) -> None:
-        """A rebalance starts: checkpoint the state. (No commit: this runs on the
-        consumer's I/O thread, which cannot wait for a broker round trip; the
-        checkpoint's offsets are what a restart resumes from anyway.)"""
-        if self.checkpoints is not None and self._restored:
-            with self._batch, self.lock:
-                self.checkpoints.save(self.engine)
+        """A rebalance starts: checkpoint the revoked partitions' state and let it go, for
+        whichever member gets them next. (No commit: this runs on the consumer's I/O
+        thread, which cannot wait for a broker round trip; the checkpoint's offsets are
+        what the next owner resumes from anyway.) Without checkpoints the state stays:
+        it could not move, and the partitions usually come back after a rebalance."""
+        if self.checkpoints is None:
+            return
+        numbers = {partition for _, partition in partitions}
+        with self._batch, self.lock:
+            leaving = {p: e for p, e in self.engine.engines.items() if p in numbers}
+            self.checkpoints.save(leaving)
+            self.engine.drop(leaving)
 
     def partitions_assigned(self, partitions: set[tuple[str, int]]) -> dict[Position, int]:
-        """Partitions arrive: on the first assignment, the checkpointed state comes back.
-        Returns where to resume each partition the state has seen."""
-        if self.checkpoints is None:
-            return {}
+        """Partitions arrive: their state comes back from their checkpoints. Returns
+        where to resume each partition the state has seen."""
+        numbers = {p for _, p in partitions}
+        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
         with self._batch, self.lock:
-            if not self._restored:
-                self._restored = True
-                restored = self.checkpoints.restore(self.engine)
-                if restored is not None:
-                    self.engine = restored
-            return {
-                tp: self.engine.positions[tp] for tp in partitions if tp in self.engine.positions
-            }
+            if self.checkpoints is not None:
+                # The whole new assignment: state of any other partition (one whose save
+                # failed at the revocation) belongs to another member now, and must
+                # never be checkpointed over that member's.
+                self.engine.drop(set(self.engine.engines) - numbers)
+            resume = self.engine.restore(numbers, self.checkpoints)
+        if self.checkpoints is None:
+            return {}  # offsets are committed after every batch: resume from those
+        return {tp: offset for tp, offset in resume.items() if tp in partitions}
 
     def _publish(self, result: BatchResult) -> None:
         for dead in result.dead_letters:

@@ -33,6 +33,10 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+# A replay file is one partition: its line numbers are the offsets of both topics.
+REPLAY_PARTITION = -1
+
+
 def replay_record(line: bytes, line_number: int) -> InputRecord:
     """One replay line: ``{"topic": "predictions"|"feedback", "value": {...}}``.
 
@@ -50,13 +54,13 @@ def _replay_record(record: object, line: bytes, line_number: int) -> InputRecord
     topic = record.get("topic") if type(record) is dict else None
     if topic not in (PREDICTIONS, FEEDBACK) or "value" not in record:  # type: ignore[operator]
         kind = "replay" if topic is None else str(topic)[:64]
-        return InputRecord(kind, line, "replay", -1, line_number)
+        return InputRecord(kind, line, "replay", REPLAY_PARTITION, line_number)
     value = record["value"]  # type: ignore[index]
     if type(value) is dict:
         # Already parsed: keep it, and the line's bytes for dead-letter reports.
-        return InputRecord(topic, line, topic, -1, line_number, None, value)
+        return InputRecord(topic, line, topic, REPLAY_PARTITION, line_number, None, value)
     raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
-    return InputRecord(topic, raw, topic, -1, line_number)
+    return InputRecord(topic, raw, topic, REPLAY_PARTITION, line_number)
 
 
 class ReplaySource:
@@ -120,6 +124,7 @@ class KafkaSource:
 
     def __init__(self, config: KafkaConfig) -> None:
         from kafka import KafkaConsumer
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
         from kafka.errors import KafkaError
 
         self.config = config
@@ -138,6 +143,9 @@ class KafkaSource:
                 max_partition_fetch_bytes=config.max_partition_fetch_bytes,
                 request_timeout_ms=config.request_timeout_ms,
                 reconnect_backoff_max_ms=config.reconnect_backoff_max_ms,
+                # Range gives partition p of both topics to one member (they have the same
+                # count): a model's predictions and labels, keyed alike, stay together.
+                partition_assignment_strategy=[RangePartitionAssignor],
             )
         except KafkaError as exc:
             raise DriftgateError(

@@ -133,12 +133,14 @@ def test_checkpoints_are_due_by_records_or_by_time(tmp_path: Path) -> None:
     assert not checkpoints.due(999)
     assert checkpoints.due(1)
     engine = _engine()
-    assert checkpoints.save(engine) == {}
+    assert checkpoints.save({0: engine}) == {}
     assert not checkpoints.due(10)
     now[0] = 60.0
     assert checkpoints.due(0)
-    restored = checkpoints.restore(engine)
+    restored = checkpoints.restore(0, engine)
     assert restored is not None and restored.positions == {}
+    assert (tmp_path / "g.p.p0.ckpt").exists()  # one checkpoint per partition number
+    assert checkpoints.restore(1, engine) is None
 
 
 def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,268 @@
+"""Checkpoints in a compacted Kafka topic, against the embedded broker.
+
+(Tansu may not compact: nothing here depends on compaction having happened.)
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from streamer.broker import EmbeddedBroker, create_topics, free_port
+from streamer.checkpoint import CheckpointDirectory, Checkpoints, config_fingerprint
+from streamer.checkpoint_topic import CHUNK_BYTES, CheckpointTopic
+from streamer.config import CheckpointConfig, KafkaConfig, load_settings
+from streamer.engine import Engine, InputRecord
+from streamer.errors import DriftgateError
+from streamer.shards import ShardedEngine
+from streamer.simulate import SCENARIOS, generate
+from tests.test_checkpoint import _engine, _fingerprint, _records, _state
+from tests.test_kafka_e2e import _read_all
+from tests.test_recovery import _env, _final_state, _start, _summary, _topics, _wait_for
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def kafka(broker: EmbeddedBroker) -> KafkaConfig:
+    return KafkaConfig(bootstrap_servers=broker.bootstrap_servers)
+
+
+@pytest.fixture
+def topic(topic_prefix: str) -> str:
+    return f"{topic_prefix}-checkpoints"
+
+
+@pytest.fixture
+def store(kafka: KafkaConfig, topic: str) -> Iterator[CheckpointTopic]:
+    store = CheckpointTopic(kafka, topic, wall_clock=lambda: NOW)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def reopen(kafka: KafkaConfig, topic: str) -> Iterator[Callable[[], CheckpointTopic]]:
+    """The store as a restarted process sees it: nothing known but the topic."""
+    opened: list[CheckpointTopic] = []
+
+    def new() -> CheckpointTopic:
+        opened.append(CheckpointTopic(kafka, topic))
+        return opened[-1]
+
+    yield new
+    for store in opened:
+        store.close()
+
+
+def _history(kafka: KafkaConfig, topic: str) -> list[tuple[str, bytes | None]]:
+    """Every record of the topic in order, tombstones included."""
+    messages = _read_all(kafka.bootstrap_servers, topic, idle_s=1.0)
+    return [(m.key.decode(), m.value) for m in messages]
+
+
+def _manifest(kafka: KafkaConfig, topic: str, name: str) -> dict[str, object]:
+    return json.loads([v for k, v in _history(kafka, topic) if k == name and v][-1])
+
+
+def test_a_checkpoint_in_a_topic_restores_the_state_and_its_offsets(store, kafka, topic, reopen):
+    records = _records(12_000)
+    engine = _engine()
+    engine.process(records[:7_000])
+    store.save("g.p", engine, engine.positions)
+    assert store.saved == 1 and store.last_saved_at == NOW
+    loaded = reopen().load("g.p", _fingerprint(engine))
+    assert loaded is not None
+    assert loaded.positions == {("p", 0): 7_000}
+    assert loaded.written_at == NOW
+    assert _state(loaded.engine) == _state(engine)
+    # ...and it goes on exactly as the original does
+    engine.process(records[7_000:])
+    loaded.engine.process(records[7_000:])
+    assert _state(loaded.engine) == _state(engine)
+
+
+def _big_engine() -> Engine:
+    """A real engine whose checkpoint is over 3 MB: the join store keeps 12,000
+    predictions with long event ids for their labels."""
+    engine = _engine()
+    padded = []
+    for record in _records(12_000):
+        value = orjson.loads(record.value)
+        value["event_id"] = f"{value['event_id']}-{'x' * 240}"
+        padded.append(InputRecord(record.kind, orjson.dumps(value), record.topic, 0, record.offset))
+    engine.process(padded)
+    return engine
+
+
+def test_a_checkpoint_of_several_chunks_round_trips(store, kafka, topic, reopen):
+    engine = _big_engine()
+    store.save("g.p", engine, engine.positions)
+    manifest = _manifest(kafka, topic, "g.p")
+    assert manifest["bytes"] > 3_000_000
+    assert manifest["chunks"] == -(-manifest["bytes"] // CHUNK_BYTES) >= 6
+    loaded = reopen().load("g.p", _fingerprint(engine))
+    assert loaded is not None and _state(loaded.engine) == _state(engine)
+
+
+def test_a_second_save_replaces_the_first_and_tombstones_its_chunks(store, kafka, topic, reopen):
+    records = _records(6_000)
+    engine = _engine()
+    engine.process(records[:3_000])
+    store.save("g.p", engine, engine.positions)
+    first = _manifest(kafka, topic, "g.p")["generation"]
+    engine.process(records[3_000:])
+    store.save("g.p", engine, engine.positions)
+    loaded = reopen().load("g.p", _fingerprint(engine))
+    assert loaded is not None and loaded.positions == {("p", 0): 6_000}
+    assert _state(loaded.engine) == _state(engine)
+    # the first generation's chunks end with a tombstone, for compaction to free them
+    latest: dict[str, bytes | None] = dict(_history(kafka, topic))
+    old = [key for key in latest if key.startswith(f"g.p/{first}/")]
+    assert old and all(latest[key] is None for key in old)
+    assert latest["g.p"] is not None
+
+
+def test_a_save_before_any_load_still_tombstones_the_old_chunks(store, kafka, topic, reopen):
+    engine = _engine()
+    engine.process(_records(2_000))
+    store.save("g.p", engine, engine.positions)
+    first = _manifest(kafka, topic, "g.p")["generation"]
+    reopened = reopen()
+    reopened.save("g.p", engine, engine.positions)  # a save before any load
+    latest = dict(_history(kafka, topic))
+    assert all(v is None for k, v in latest.items() if k.startswith(f"g.p/{first}/"))
+
+
+def test_a_checkpoint_made_under_other_settings_is_not_loaded(store, kafka, topic, reopen, caplog):
+    engine = _engine()
+    engine.process(_records(3_000))
+    store.save("g.p", engine, engine.positions)
+    other = _engine(window_events=1_000)
+    reopened = reopen()
+    assert reopened.load("g.p", _fingerprint(other)) is None
+    assert reopened.rejected == 1
+    assert "other detection" in caplog.text
+    # left alone, not tombstoned: the settings rolled back, it loads again
+    assert reopened.load("g.p", _fingerprint(engine)) is not None
+
+
+@pytest.mark.parametrize("damage", [b"garbage", None], ids=["corrupt", "missing"])
+def test_a_corrupt_or_missing_chunk_is_not_loaded(store, kafka, topic, reopen, damage, caplog):
+    engine = _big_engine()
+    store.save("g.p", engine, engine.positions)
+    generation = _manifest(kafka, topic, "g.p")["generation"]
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    producer.send(topic, key=f"g.p/{generation}/2".encode(), value=damage)
+    producer.flush()
+    producer.close()
+    reopened = reopen()
+    assert reopened.load("g.p", _fingerprint(engine)) is None
+    assert reopened.rejected == 1
+    assert "not loaded" in caplog.text
+    assert ("corrupt" if damage else "missing") in caplog.text
+    # the next checkpoint supersedes it
+    reopened.save("g.p", engine, engine.positions)
+    assert reopen().load("g.p", _fingerprint(engine)) is not None
+
+
+def test_no_checkpoint_is_no_state(store):
+    assert store.load("nothing", "x") is None
+    assert store.rejected == 0
+
+
+def test_an_unreachable_broker_is_a_retriable_error():
+    address = f"127.0.0.1:{free_port()}"
+    store = CheckpointTopic(KafkaConfig(bootstrap_servers=address, request_timeout_ms=1_000), "c")
+    for attempt in (lambda: store.load("g.p", "x"), lambda: store.save("g.p", _engine(), {})):
+        with pytest.raises(DriftgateError, match=f"cannot reach Kafka at {address}") as raised:
+            attempt()
+        assert raised.value.retriable
+        assert "checkpoint topic c" in str(raised.value)
+
+
+def test_the_topic_is_used_instead_of_the_directory(tmp_path, kafka, topic):
+    config = CheckpointConfig(dir=str(tmp_path / "unused"), topic=topic)
+    checkpoints = Checkpoints(config, "g.p", kafka=kafka)
+    assert isinstance(checkpoints.directory, CheckpointTopic)
+    assert not (tmp_path / "unused").exists()
+    with pytest.raises(ValueError, match="Kafka settings"):
+        Checkpoints(config, "g.p")
+    directory = Checkpoints(CheckpointConfig(dir=str(tmp_path / "state")), "g.p").directory
+    assert isinstance(directory, CheckpointDirectory)
+
+
+@pytest.mark.slow
+def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_prefix, tmp_path):
+    """`driftgate run` with a checkpoint topic and no volume, stopped with SIGTERM between
+    two halves of the stream and started again, ends with the state of a run that saw
+    the whole stream at once (that one checkpoints to a directory)."""
+    bootstrap = broker.bootstrap_servers
+    topics = _topics(topic_prefix)
+    create_topics(bootstrap, topics.values())
+    events = 40_000
+    spec, incidents = SCENARIOS["covariate_shift"](events)
+    predictions = [
+        orjson.dumps(r["value"])
+        for r in generate(spec, events, seed=3, incidents=incidents)
+        if r["topic"] == "predictions"
+    ]
+    half = len(predictions) // 2
+
+    def produce(values: list[bytes]) -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        for value in values:
+            producer.send(topics["predictions"], value, key=b"fraud")
+        producer.flush()
+        producer.close()
+
+    checkpoint_topic = f"{topic_prefix}-checkpoints"
+    stopped = f"{topic_prefix}-stopped"
+    env = {
+        **_env(bootstrap, topics, stopped, tmp_path / "no-volume"),
+        "DRIFTGATE_CHECKPOINT__TOPIC": checkpoint_topic,
+        "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "5000",
+    }
+    settings = load_settings()
+    fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
+    name = f"{stopped}-group.{topics['predictions']}.p0"
+    reader = CheckpointTopic(KafkaConfig(bootstrap_servers=bootstrap), checkpoint_topic)
+
+    def checkpointed() -> int:
+        loaded = reader.load(name, fingerprint)
+        return loaded.positions[(topics["predictions"], 0)] if loaded else 0
+
+    produce(predictions[:half])
+    log = tmp_path / "stopped.log"
+    first = _start(env, log)
+    _wait_for(lambda: checkpointed() == half, 60, "a checkpoint of the first half")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0, log.read_text()[-3000:]
+    produce(predictions[half:])
+    second = _start(env, log, "--exit-when-idle", "8")
+    straight = f"{topic_prefix}-straight"
+    whole = _start(
+        _env(bootstrap, topics, straight, tmp_path / "straight"),
+        tmp_path / "straight.log",
+        "--exit-when-idle",
+        "8",
+    )
+    assert second.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert whole.wait(timeout=60) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+
+    assert "restored from" in log.read_text()
+    assert not (tmp_path / "no-volume").exists()
+    loaded = reader.load(name, fingerprint)
+    reader.close()
+    assert loaded is not None
+    resumed = ShardedEngine(Engine(settings.monitor, settings.limits, settings.feedback))
+    resumed.engines[0] = loaded.engine
+    whole_stream = _final_state(
+        tmp_path / "straight", f"{straight}-group", topics["predictions"], partitions=1
+    )
+    assert _summary(resumed)["consumed"] == {"predictions": len(predictions)}
+    assert _summary(resumed) == _summary(whole_stream)
