@@ -178,8 +178,8 @@ def decode(data: bytes, fingerprint: str) -> tuple[dict[str, Any], Engine]:
         raise ValueError(f"format {got!r}, this driftgate reads format {FORMAT}")
     if header.get("config") != fingerprint:
         raise ValueError(
-            "made under other detection, limits or feedback settings (a new reference "
-            "is built with the new ones)"
+            "made under other detection, limits or feedback settings or another pinned "
+            "reference file (a new reference is built with the new ones)"
         )
     payload = data[end + 1 :]
     if len(payload) != header.get("bytes") or (
