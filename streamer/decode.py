@@ -21,6 +21,8 @@ import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -49,6 +51,7 @@ Prediction = dict[str, Any]
 
 _SCALARS = frozenset({float, int, bool, str, type(None)})
 _NUMBERS = (float, int)
+_NUMBER_TYPES = frozenset(_NUMBERS)
 _NUMERIC = frozenset({float, int, bool, type(None)})
 _STR = {str}
 _ID_LIMIT = 256
@@ -240,6 +243,92 @@ def decode_prediction_envelope(
     return _checked(_slow(PredictionEvent, _PREDICTION_FIELDS, message, parsed), limits)
 
 
+def decode_prediction_envelopes(
+    raws: Sequence[bytes | None], parsed: Sequence[object], limits: LimitsConfig
+) -> list[Prediction | Rejected]:
+    """:func:`decode_prediction_envelope` of each message of a batch (``parsed[i]`` is
+    message i already parsed, or None). The fast path's checks run a column at a time
+    over the whole batch; a batch they are not sure of is checked one event at a time."""
+    out: list[Prediction | Rejected | None] = [None] * len(raws)
+    objects: list[Any] = []
+    rows: list[int] = []
+    laxly_parsed = False
+    for row, (raw, obj) in enumerate(zip(raws, parsed)):
+        if obj is None:
+            if raw is None or len(raw) > limits.max_message_bytes:
+                out[row] = decode_prediction_envelope(raw, limits)
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                out[row] = decode_prediction_envelope(raw, limits)
+                continue
+        elif raw is not None and len(raw) > limits.max_message_bytes:
+            out[row] = _too_large(len(raw), limits)
+            continue
+        else:
+            laxly_parsed = True
+        objects.append(obj)
+        rows.append(row)
+    if _fast_predictions(objects, limits, strict_parser=not laxly_parsed):
+        for row, obj in zip(rows, objects):
+            out[row] = obj
+    else:
+        for row in rows:
+            # What was parsed here is parsed again: the one-event path names the reason.
+            out[row] = decode_prediction_envelope(raws[row], limits, parsed[row])
+    return out  # type: ignore[return-value]
+
+
+_ENVELOPE_FIELDS = itemgetter("event_id", "model", "model_version", "ts", "score", "features")
+
+
+def _fast_predictions(objects: list[Any], limits: LimitsConfig, strict_parser: bool) -> bool:
+    """True when :func:`_fast_prediction` surely holds for every object: the same
+    checks, a column at a time (a few passes in C instead of a dozen tests per event)."""
+    if not objects or set(map(type, objects)) != {dict}:
+        return False
+    try:
+        *ids, ts, score, features = zip(*map(_ENVELOPE_FIELDS, objects))
+    except KeyError:
+        return False
+    for column in ids:
+        if set(map(type, column)) != _STR:
+            return False
+        if min(map(len, column)) == 0 or max(map(len, column)) > _ID_LIMIT:
+            return False
+    for column, low in ((ts, 0.0), (score, -_FLOAT_MAX)):
+        types = set(map(type, column))
+        # A finite sum: no NaN or infinity (a laxer parser's), nothing past a double.
+        if not types <= _NUMBER_TYPES or not _finite_sum(column, types):
+            return False
+        if min(column) < low or max(column) > _FLOAT_MAX:
+            return False
+    if set(map(type, features)) != {dict}:
+        return False
+    if max(map(len, features)) > limits.max_features_per_event:
+        return False
+    cohorts = [obj["cohort"] for obj in objects if obj.get("cohort") is not None]
+    names: list[str] = []
+    labels: list[str] = []
+    if cohorts:
+        if set(map(type, cohorts)) != {dict}:
+            return False
+        names = list(chain.from_iterable(cohorts))
+        labels = list(chain.from_iterable(map(dict.values, cohorts)))
+        limit = limits.max_string_bytes
+        if labels and (
+            set(map(type, labels)) != _STR
+            or max(map(len, labels)) > limit
+            or max(map(len, names)) > limit
+        ):
+            return False
+    if strict_parser:
+        return True
+    text = "".join(chain.from_iterable((*ids, names, labels)))
+    return text.isascii() or _utf8((text,))
+
+
 def _checked(event: PredictionEvent | Rejected, limits: LimitsConfig) -> Prediction | Rejected:
     """The limits pydantic does not know, on an event it accepted."""
     if isinstance(event, Rejected):
@@ -338,6 +427,38 @@ def _finite_sum(column: Sequence[object], types: set[type]) -> bool:
         return False
 
 
+_SOURCE_LIMIT = 128
+
+
+def _fast_feedback(obj: object, strict_parser: bool) -> FeedbackEvent | None:
+    """The event when the contract surely holds (pydantic would accept it with these
+    values), else None. ``model_construct`` skips pydantic's ~10 µs of validation."""
+    if type(obj) is not dict:
+        return None
+    event_id, ts, label = obj.get("event_id"), obj.get("ts"), obj.get("label")
+    source, override = obj.get("source", "unknown"), obj.get("override", False)
+    if not (
+        type(event_id) is str
+        and 0 < len(event_id) <= _ID_LIMIT
+        and type(ts) in _NUMBERS
+        and 0 <= ts <= _FLOAT_MAX  # type: ignore[operator]
+        and type(label) in _NUMBERS
+        and -_FLOAT_MAX <= label <= _FLOAT_MAX  # type: ignore[operator]
+        and type(source) is str
+        and 0 < len(source) <= _SOURCE_LIMIT
+        and type(override) is bool
+        and (strict_parser or _utf8((event_id, source)))
+    ):
+        return None
+    return FeedbackEvent.model_construct(
+        event_id=event_id,
+        ts=float(ts),  # type: ignore[arg-type]
+        label=float(label),  # type: ignore[arg-type]
+        source=source,
+        override=override,
+    )
+
+
 def decode_feedback(
     raw: bytes | None, limits: LimitsConfig, parsed: object = None
 ) -> FeedbackEvent | Rejected:
@@ -346,9 +467,14 @@ def decode_feedback(
     if parsed is None:
         if raw is None:
             return _TOMBSTONE
-        event = _slow(FeedbackEvent, _FEEDBACK_FIELDS, raw, _UNPARSED)
+        try:
+            fast = _fast_feedback(orjson.loads(raw), strict_parser=True)
+        except orjson.JSONDecodeError:
+            fast = None
+        event = fast or _slow(FeedbackEvent, _FEEDBACK_FIELDS, raw, _UNPARSED)
     else:
-        event = _slow(FeedbackEvent, _FEEDBACK_FIELDS, None, parsed)
+        fast = _fast_feedback(parsed, strict_parser=False)
+        event = fast or _slow(FeedbackEvent, _FEEDBACK_FIELDS, None, parsed)
     if isinstance(event, FeedbackEvent | Rejected):
         return event
     return Rejected("wrong_type", "not a feedback event")

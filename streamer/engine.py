@@ -27,7 +27,7 @@ from streamer.decode import (
     Prediction,
     Rejected,
     decode_feedback,
-    decode_prediction_envelope,
+    decode_prediction_envelopes,
     invalid_feature_rows,
 )
 from streamer.events import FeedbackEvent
@@ -179,10 +179,16 @@ class Engine:
         positions = self.positions
         for record in records:
             positions[(record.topic, record.partition)] = record.offset + 1
+        predictions = [r for r in records if r.kind == PREDICTIONS]
+        envelopes = iter(
+            decode_prediction_envelopes(
+                [r.value for r in predictions], [r.parsed for r in predictions], self.limits
+            )
+        )
         for record in records:
             event: Prediction | FeedbackEvent | Rejected
             if record.kind == PREDICTIONS:
-                event = decode_prediction_envelope(record.value, self.limits, record.parsed)
+                event = next(envelopes)
                 if isinstance(event, dict):
                     model = event["model"]
                     known = model in self.monitors or model in by_model

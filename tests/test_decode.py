@@ -1,20 +1,27 @@
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from streamer.config import LimitsConfig
 from streamer.decode import (
     REASONS,
     Rejected,
+    _fast_feedback,
     _fast_prediction,
+    _fast_predictions,
     decode_feedback,
     decode_prediction,
+    decode_prediction_envelope,
+    decode_prediction_envelopes,
     invalid_feature_rows,
 )
-from streamer.events import PredictionEvent
+from streamer.events import FeedbackEvent, PredictionEvent
 
 LIMITS = LimitsConfig()
 GOOD = (
@@ -165,3 +172,85 @@ def test_what_the_fast_path_accepts_pydantic_accepts_with_the_same_values(obj):
     assert event.features == obj["features"]
     assert event.cohort == (obj.get("cohort") or {})
     assert [type(v) for v in event.features.values()] == [type(v) for v in obj["features"].values()]
+
+
+FEEDBACK_LIKE = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(st.text(max_size=3), st.integers()),
+        "ts": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-5, 2**70),
+            st.booleans(),
+            st.text(max_size=3),
+        ),
+        "label": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(2**70), 2**70),
+            st.booleans(),
+            st.none(),
+        ),
+    },
+    optional={
+        "source": st.one_of(st.text(max_size=4), st.just(""), st.integers()),
+        "override": st.one_of(st.booleans(), st.integers(0, 1), st.none()),
+        "extra": ANYTHING,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(FEEDBACK_LIKE)
+def test_the_feedback_fast_path_gives_what_pydantic_gives(obj):
+    fast = _fast_feedback(obj, strict_parser=True)
+    try:
+        slow = FeedbackEvent.model_validate_json(json.dumps(obj))
+    except ValidationError:
+        slow = None
+    if fast is not None:
+        assert slow is not None and fast.model_dump() == slow.model_dump()
+        assert [type(v) for v in fast.model_dump().values()] == [
+            type(v) for v in slow.model_dump().values()
+        ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PREDICTION_LIKE, min_size=1, max_size=6), st.booleans())
+def test_the_batch_decoder_decides_as_one_event_at_a_time(objects, as_parsed):
+    """Checked a column at a time or one by one, every message gets the same verdict."""
+    raws = [json.dumps(obj).encode() for obj in objects]
+    parsed = list(objects) if as_parsed else [None] * len(raws)
+    batch = decode_prediction_envelopes(raws, parsed, LIMITS)
+    alone = [decode_prediction_envelope(r, LIMITS, p) for r, p in zip(raws, parsed)]
+    assert batch == alone
+    if _fast_predictions(list(objects), LIMITS, strict_parser=True):
+        assert all(_fast_prediction(obj, LIMITS) for obj in objects)
+
+
+NEARLY_VALID = st.builds(
+    lambda ts, score, cohort, features: {
+        "event_id": "p-1",
+        "model": "m",
+        "model_version": "v1",
+        "ts": ts,
+        "score": score,
+        "cohort": cohort,
+        "features": features,
+    },
+    st.one_of(st.floats(0, 2e9), st.integers(-1, 2**64), st.floats(allow_nan=False)),
+    st.one_of(st.floats(0, 1), st.floats(allow_nan=False), st.integers(), st.booleans()),
+    st.one_of(
+        st.none(),
+        st.dictionaries(st.sampled_from(["region", "", "x" * 1_100]), st.text(max_size=3)),
+        st.dictionaries(st.just("region"), st.integers(0, 9) | st.text(max_size=3)),
+    ),
+    st.dictionaries(st.sampled_from(["a", "b"]), SCALAR, max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NEARLY_VALID, min_size=1, max_size=5), st.booleans())
+def test_the_batch_decoder_decides_nearly_valid_batches_as_one_event_at_a_time(objects, as_parsed):
+    raws = [json.dumps(obj).encode() for obj in objects]
+    parsed = list(objects) if as_parsed else [None] * len(raws)
+    batch = decode_prediction_envelopes(raws, parsed, LIMITS)
+    assert batch == [decode_prediction_envelope(r, LIMITS, p) for r, p in zip(raws, parsed)]
