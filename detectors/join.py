@@ -5,9 +5,12 @@ weeks (a chargeback) after its prediction, and now and then before it (the topic
 consumed independently). :class:`JoinStore` keeps, per prediction, only what a late
 label needs: event time, score, model, model version and the row's scopes.
 
-Time is event time only: the store's clock is the newest prediction ``ts`` it has seen
-(so one prediction stamped far in the future expires everything before it: reject such
-timestamps upstream).
+Time is event time only: the store's clock is the newest prediction ``ts`` it has seen.
+A leap of more than ``horizon_s`` ahead of the clock would expire every stored entry at
+once, so the clock takes it only when a second prediction confirms it (one within
+``horizon_s`` of the first): one event stamped far in the future, by a broken producer
+clock or on purpose, is stored but moves nothing, while a stream that really resumes
+after a long gap moves the clock at its second event.
 
 * **Horizon.** An entry whose ``ts`` is more than ``horizon_s`` before the clock is
   expired: removed from the head of the store (insertion order) as the clock moves, and
@@ -52,6 +55,7 @@ results whatever the batch boundaries.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -341,6 +345,8 @@ class JoinStore:
         self._versions = _Names()
         self._sources: dict[str, int] = {}
         self._clock = -np.inf
+        # A leap of the clock seen once, waiting for a second prediction to confirm it.
+        self._leap = math.nan
         # Pending feedback: arrival number -> (event_id, ts, label, source, override).
         self._pending: OrderedDict[int, tuple[str, float, float, str, bool]] = OrderedDict()
         self._pending_ids: dict[str, list[int]] = {}
@@ -477,6 +483,7 @@ class JoinStore:
         # The hot loop works on locals; the state is written back after it.
         slot, ids, pending, pending_ids = self._slot, self._ids, self._pending, self._pending_ids
         first, following, clock = self._first, self._next, float(self._clock)
+        leap = self._leap
         horizon, max_entries = self.horizon_s, self.max_entries
         # ts of the stored entries the batch can reach first, read once.
         ahead = min(following - first, n)
@@ -497,7 +504,14 @@ class JoinStore:
             batch_rows.append(row)
             following += 1
             t = ts_list[row]
-            if t > clock:
+            if t > clock and t - clock > horizon and clock != -math.inf:
+                # A leap: taken when it confirms the one waiting (NaN: none waits).
+                moves = abs(t - leap) <= horizon
+                leap = math.nan if moves else t
+            else:
+                moves = t > clock
+                leap = math.nan if moves else leap
+            if moves:
                 clock = t
                 cutoff = t - horizon
                 while following > first:
@@ -530,7 +544,7 @@ class JoinStore:
                 masks[following - 1] = mask
             if pending:
                 unknown += self._drop_stale_pending(clock)
-        self._first, self._next, self._clock = first, following, clock
+        self._first, self._next, self._clock, self._leap = first, following, clock, leap
         self._repeated += repeated
         self._bury(removed, reasons)
         self._store(batch_first, batch_rows, masks, ts, scores, model_codes, version_codes, rows)
@@ -818,6 +832,7 @@ class JoinStore:
             "grace_s": self.grace_s,
             "max_pending": self.max_pending,
             "clock": None if self._clock == -np.inf else float(self._clock),
+            "leap": None if math.isnan(self._leap) else self._leap,
             "width": self._width,
             "models": list(self._models.names),
             "model_aliases": self._models.aliases(),
@@ -876,6 +891,8 @@ class JoinStore:
     def _load(self, data: Mapping[str, Any]) -> None:
         clock = _field(data, "clock")
         self._clock = -np.inf if clock is None else float(clock)
+        leap = data.get("leap")  # absent from dicts written before the guard
+        self._leap = math.nan if leap is None else float(leap)
         self._width = check_int("width", _field(data, "width"), 1)
         self._models = _Names(_field(data, "models"))
         self._models.index.update(_field(data, "model_aliases"))

@@ -198,10 +198,38 @@ def test_expiry_by_horizon() -> None:
     assert joined.event_id == ("b", "edge")
     assert (joined.expired, joined.unknown, joined.evicted) == (2, 0, 0)
     # The clock moves on: edge, b and c expire; d goes with them once at the head.
-    add(store, ["e"], [3_000.0])
-    assert store.size == 1 and store.expired_entries == 6
+    add(store, ["e", "f"], [2_500.0, 3_000.0])  # (steps within the horizon: see below)
+    assert store.size == 2 and store.expired_entries == 6
     assert label(store, ["c"], [3_001.0]).expired == 1
     assert (store.expired, store.joined) == (3, 2)
+
+
+def test_one_prediction_far_in_the_future_expires_nothing() -> None:
+    store = JoinStore(horizon_s=1_000.0)
+    add(store, ["a", "b"], [100.0, 200.0])
+    # a broken producer clock, a century ahead: stored, but the clock stays
+    add(store, ["future"], [200.0 + 100 * 365 * 86_400])
+    assert store.clock == 200.0 and store.expired_entries == 0
+    add(store, ["c"], [300.0])
+    assert label(store, ["a", "b", "c", "future"], [400.0] * 4).event_id == (
+        "a",
+        "b",
+        "c",
+        "future",
+    )
+    assert store.expired == store.unknown == 0
+
+
+def test_a_stream_that_resumes_after_a_long_gap_moves_the_clock_at_its_second_event() -> None:
+    store = JoinStore(horizon_s=1_000.0)
+    add(store, ["a", "b"], [100.0, 200.0])
+    gap = 60 * 86_400.0
+    add(store, ["c"], [gap])
+    assert store.clock == 200.0 and store.size == 3
+    add(store, ["d"], [gap + 5])  # confirms the leap: a and b are now past the horizon
+    assert store.clock == gap + 5
+    assert store.expired_entries == 2
+    assert label(store, ["a", "c", "d"], [gap + 10] * 3).event_id == ("c", "d")
 
 
 def test_eviction_at_max_entries() -> None:
