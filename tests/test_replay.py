@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from streamer.simulate import SCENARIOS, generate, write_replay
+from streamer.sources import ReplaySource
 from tests.conftest import ROOT
 
 EVENTS = 60_000
@@ -75,3 +76,15 @@ def test_replay_is_byte_for_byte_repeatable(drifted_stream, tmp_path):
     assert _replay(drifted_stream, second).returncode == 0
     assert first.read_bytes() == second.read_bytes()
     assert first.read_bytes()  # a repeatable empty file would prove nothing
+
+
+def test_a_line_holding_two_objects_is_one_bad_record_and_shifts_nothing(tmp_path):
+    """Every line is one record with its own line number, however it is malformed."""
+    good = '{"topic": "feedback", "value": {"event_id": "p-%d", "ts": 5, "label": 1}}'
+    lines = [good % 1, f"{good % 2}, {good % 3}", good % 4]
+    path = tmp_path / "stream.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    records = ReplaySource(path).poll()
+    assert [r.offset for r in records] == [1, 2, 3]
+    assert [r.kind for r in records] == ["feedback", "replay", "feedback"]
+    assert b'"p-4"' in records[2].value or records[2].parsed["event_id"] == "p-4"
