@@ -16,6 +16,7 @@ slow path re-encodes such an object in a way that can neither raise nor recurse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -248,36 +249,17 @@ def decode_prediction_envelopes(
 ) -> list[Prediction | Rejected]:
     """:func:`decode_prediction_envelope` of each message of a batch (``parsed[i]`` is
     message i already parsed, or None). The fast path's checks run a column at a time
-    over the whole batch; a batch they are not sure of is checked one event at a time."""
-    out: list[Prediction | Rejected | None] = [None] * len(raws)
-    objects: list[Any] = []
-    rows: list[int] = []
-    laxly_parsed = False
-    for row, (raw, obj) in enumerate(zip(raws, parsed)):
-        if obj is None:
-            if raw is None or len(raw) > limits.max_message_bytes:
-                out[row] = decode_prediction_envelope(raw, limits)
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                out[row] = decode_prediction_envelope(raw, limits)
-                continue
-        elif raw is not None and len(raw) > limits.max_message_bytes:
-            out[row] = _too_large(len(raw), limits)
-            continue
-        else:
-            laxly_parsed = True
-        objects.append(obj)
-        rows.append(row)
-    if _fast_predictions(objects, limits, strict_parser=not laxly_parsed):
-        for row, obj in zip(rows, objects):
-            out[row] = obj
-    else:
-        for row in rows:
-            # What was parsed here is parsed again: the one-event path names the reason.
-            out[row] = decode_prediction_envelope(raws[row], limits, parsed[row])
-    return out  # type: ignore[return-value]
+    over the whole batch; a batch they are not sure of is decoded one event at a time."""
+    objects: list[Any] | None = None
+    messages = [raw for raw in raws if raw is not None]
+    fits = max(map(len, messages), default=0) <= limits.max_message_bytes
+    if len(messages) == len(raws) and fits:
+        with contextlib.suppress(orjson.JSONDecodeError):  # then one event at a time
+            objects = [orjson.loads(m) if p is None else p for m, p in zip(messages, parsed)]
+    strict = all(p is None for p in parsed)  # parsed here, by orjson
+    if objects is not None and _fast_predictions(objects, limits, strict_parser=strict):
+        return objects
+    return [decode_prediction_envelope(r, limits, p) for r, p in zip(raws, parsed)]
 
 
 _ENVELOPE_FIELDS = itemgetter("event_id", "model", "model_version", "ts", "score", "features")
