@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.batch import PredictionBatch
-from detectors.decision import Decision
 from detectors.monitor import ModelMonitor, MonitorConfig
 from streamer.config import load_settings
 from streamer.errors import DriftgateError
+from tests.test_monitor import feed
 
 R = 2_000
 WINDOW_S = 1_000.0
@@ -74,14 +73,6 @@ def expected_closes(ts: np.ndarray) -> int:
     """Windows closed over rows ``ts`` (those after the reference): one whenever the
     largest event time so far enters a new window, whatever the gap."""
     return len(np.unique(np.maximum.accumulate(window_index(ts)))) - 1
-
-
-def feed(monitor: ModelMonitor, batch: PredictionBatch, cuts: list[int]) -> list[Decision]:
-    bounds = [0, *sorted(cuts), len(batch)]
-    out: list[Decision] = []
-    for a, b in itertools.pairwise(bounds):
-        out.extend(monitor.update(batch.slice(a, b)))
-    return out
 
 
 # --- Batch independence ---

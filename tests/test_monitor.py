@@ -17,6 +17,7 @@ from detectors.decision import Decision
 from detectors.divergence import g_test, psi
 from detectors.monitor import ModelMonitor, MonitorConfig
 from detectors.score_change import ScopedADWIN
+from tests.test_score_change import river_changes
 
 REGIONS = ("eu", "us", "apac")
 COUNTRIES = ("DE", "FR", "IT", "ES", "NL")
@@ -352,14 +353,7 @@ def adwin_stream() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def adwin_expected() -> tuple[list[tuple[int, int, float, float]], list[int], list[float]]:
     values, scopes, ts = adwin_stream()
     detectors = [drift.ADWIN(delta=0.002) for _ in range(4)]
-    changes = []
-    for i, value in enumerate(values.tolist()):
-        if math.isnan(value):
-            continue
-        for s in scopes[i].tolist():
-            detectors[s].update(value)
-            if detectors[s].drift_detected:
-                changes.append((s, i, float(ts[i]), detectors[s].estimation))
+    changes = river_changes(detectors, values, scopes, ts, lambda d: d.estimation)
     counts = [sum(1 for c in changes if c[0] == s) for s in range(4)]
     return changes, counts, [d.estimation for d in detectors]
 
