@@ -46,7 +46,7 @@ from detectors.segments import (
     sorted_segment_stats,
     stacked_segment_stats,
 )
-from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth
+from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth, judge_features
 from detectors.sketches import NumericSketch
 from detectors.upstream import match_renamed, nearest_unit
 
@@ -735,10 +735,25 @@ class ModelMonitor:
         values = np.array([np.concatenate(state.window_values) for state in states])
         if states:
             stacked = stacked_segment_stats(values[:, order], scopes[order], self.scopes.n_scopes)
+        drifted = np.array(
+            [(s.psi >= config.psi_threshold) & (s.pvalue < config.alpha) for s in states]
+        )
+        healths = [state.health for state in states if state.health is not None]
+        assert len(healths) == len(states)
+        verdicts = judge_features(
+            healths,
+            stacked if states else [],
+            [state.current for state in states],
+            values,
+            scopes,
+            judged,
+            drifted,
+            np.array([state.window_wrong_type for state in states]),
+        )
         for i, state in enumerate(states):
             state.window_stats = stacked[i]
             state.window_values = [values[i, keep]]
-            decisions.extend(self._judge(state, judged, values[i], scopes))
+            decisions.extend(self._judge(state, judged, drifted[i], verdicts[i]))
         decisions = _grouped(decisions)
         decisions.extend(self._deployment_decisions())
         for feature in self.new_features.close(int(self._scope_events[POPULATION])):
@@ -795,22 +810,11 @@ class ModelMonitor:
             state.pvalue[judged] = pvalue[block]
 
     def _judge(
-        self, state: FeatureDrift, judged: BoolArray, values: FloatArray, scopes: IndexArray
+        self, state: FeatureDrift, judged: BoolArray, drifted_now: BoolArray, health: HealthVerdict
     ) -> list[Decision]:
         assert self.scopes is not None
-        assert state.health is not None and state.upstream is not None
-        assert state.window_stats is not None and state.window_wrong_type is not None
+        assert state.upstream is not None and state.window_wrong_type is not None
         config = self.config
-        drifted_now = (state.psi >= config.psi_threshold) & (state.pvalue < config.alpha)
-        health = state.health.judge(
-            state.window_stats,
-            state.current,
-            values,
-            scopes,
-            judged,
-            drifted_now,
-            state.window_wrong_type,
-        )
         state.last_health = health
         upstream_now = health.hit
         for scope in np.flatnonzero(upstream_now).tolist():

@@ -9,6 +9,7 @@ so the monitor reports ``fix_upstream`` instead of drift.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.segments import SegmentStats, segment_quantiles
-from detectors.upstream import FrozenCheck, RescaleCheck, ScopeStats, histogram_collision
+from detectors.upstream import (
+    FrozenCheck,
+    FrozenVerdict,
+    RescaleCheck,
+    ScopeStats,
+    histogram_collision,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -117,21 +124,33 @@ class SignalHealth:
         wrong_type: IntArray,
     ) -> HealthVerdict:
         """Judge the scopes of one window; ``drifted`` scopes are also checked for a
-        rescale (a rescale always moves the binned distribution)."""
+        rescale (a rescale always moves the binned distribution). One feature of
+        :func:`judge_features`."""
+        return judge_features(
+            [self],
+            [window],
+            [histogram],
+            values[None],
+            scopes,
+            judged,
+            drifted[None],
+            wrong_type[None],
+        )[0]
+
+    def _verdict(
+        self,
+        frozen: FrozenVerdict,
+        window: SegmentStats,
+        values: FloatArray,
+        scopes: IndexArray,
+        judged: BoolArray,
+        drifted: BoolArray,
+        wrong_type: IntArray,
+    ) -> HealthVerdict:
+        """Names the fault of each judged scope from its frozen verdict, and checks the
+        drifted scopes that are not frozen for a rescale."""
         n = len(judged)
         nonnull = window.events - window.nulls
-        current = ScopeStats(
-            events=window.events,
-            nulls=window.nulls,
-            # Exact distinct counts are not needed: only "at most one value" matters here.
-            distinct=np.where(window.constant, 1, np.minimum(nonnull, 2)),
-            variance=window.variance if self.numeric else np.full(n, np.nan),
-            repeats=window.repeats,
-            pairs=window.pairs,
-            last_value=window.minimum,
-            collision=histogram_collision(histogram),
-        )
-        frozen = self.frozen.judge(self.reference, current)
         causes = ["" for _ in range(n)]
         evidence: list[dict[str, Any]] = [{} for _ in range(n)]
         factor = np.full(n, np.nan)
@@ -174,3 +193,104 @@ class SignalHealth:
                             ),
                         }
         return HealthVerdict(tuple(causes), tuple(evidence), factor)
+
+
+def _stacked(parts: Sequence[ScopeStats | SegmentStats], names: tuple[str, ...]) -> list[Any]:
+    return [np.concatenate([getattr(part, name) for part in parts]) for name in names]
+
+
+def judge_features(
+    healths: Sequence[SignalHealth],
+    windows: Sequence[SegmentStats],
+    histograms: Sequence[IntArray],
+    values: FloatArray,
+    scopes: IndexArray,
+    judged: BoolArray,
+    drifted: BoolArray,
+    wrong_type: IntArray,
+) -> list[HealthVerdict]:
+    """:meth:`SignalHealth.judge` of every feature of a window, with one frozen check
+    over all features x scopes: per feature, one call on a dozen scopes cost more in
+    numpy's per-call overhead than the arithmetic. Row f of ``values`` (features x
+    pairs), ``drifted`` and ``wrong_type`` (features x scopes) is feature f's.
+
+    >>> import numpy as np
+    >>> from detectors.segments import segment_stats
+    >>> rng = np.random.default_rng(5)
+    >>> scopes = np.zeros(2_000, dtype=np.intp)
+    >>> hist = np.array([[200] * 10 + [0]])
+    >>> def health(reference):
+    ...     q = np.quantile(reference, RESCALE_PROBS)[None]
+    ...     return SignalHealth(reference, scopes, segment_stats(reference, scopes, 1), hist, q)
+    >>> a, b = rng.lognormal(3, 1, 2_000), rng.normal(50, 5, 2_000)
+    >>> now = np.array([rng.lognormal(3, 1, 2_000), np.full(2_000, b[-1])])  # b froze
+    >>> verdicts = judge_features(
+    ...     [health(a), health(b)], [segment_stats(v, scopes, 1) for v in now],
+    ...     [hist, np.array([[2_000] + [0] * 10])], now, scopes, np.array([True]),
+    ...     np.array([[False], [True]]), np.zeros((2, 1), dtype=np.int64))
+    >>> [v.cause for v in verdicts]
+    [('',), ('frozen_signal',)]
+    """
+    if not healths:
+        return []
+    check = healths[0].frozen
+    if any(repr(h.frozen) != repr(check) for h in healths):
+        raise ValueError("features judged together must share one FrozenCheck configuration")
+    n_scopes = len(judged)
+    reference = ScopeStats(*_stacked([h.reference for h in healths], _SCOPE_FIELDS))
+    events, nulls, variance, minimum, repeats, pairs = _stacked(windows, _WINDOW_FIELDS)
+    numeric = np.repeat([h.numeric for h in healths], n_scopes)
+    nonnull = events - nulls
+    constant = (nonnull > 0) & (minimum == np.asarray(_stacked(windows, ("maximum",))[0]))
+    current = ScopeStats(
+        events=events,
+        nulls=nulls,
+        # Exact distinct counts are not needed: only "at most one value" matters here.
+        distinct=np.where(constant, 1, np.minimum(nonnull, 2)),
+        variance=np.where(numeric, variance, np.nan),
+        repeats=repeats,
+        pairs=pairs,
+        last_value=minimum,
+        collision=_collisions(histograms),
+    )
+    frozen = check.judge(reference, current)
+    return [
+        health._verdict(
+            frozen.part(f * n_scopes, (f + 1) * n_scopes),
+            window,
+            values[f],
+            scopes,
+            judged,
+            drifted[f],
+            wrong_type[f],
+        )
+        for f, (health, window) in enumerate(zip(healths, windows, strict=True))
+    ]
+
+
+def _collisions(histograms: Sequence[IntArray]) -> FloatArray:
+    """:func:`histogram_collision` of each histogram, stacked: one call per histogram
+    width (padding rows to one width would change numpy's summation order, and so the
+    last bits of the figures)."""
+    n_scopes = histograms[0].shape[0]
+    out = np.empty(len(histograms) * n_scopes)
+    widths: dict[int, list[int]] = {}
+    for f, histogram in enumerate(histograms):
+        widths.setdefault(histogram.shape[1], []).append(f)
+    for members in widths.values():
+        rows = np.concatenate([np.arange(f * n_scopes, (f + 1) * n_scopes) for f in members])
+        out[rows] = histogram_collision(np.concatenate([histograms[f] for f in members]))
+    return out
+
+
+_SCOPE_FIELDS = (
+    "events",
+    "nulls",
+    "distinct",
+    "variance",
+    "repeats",
+    "pairs",
+    "last_value",
+    "collision",
+)
+_WINDOW_FIELDS = ("events", "nulls", "variance", "minimum", "repeats", "pairs")

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -284,6 +284,12 @@ class FrozenVerdict:
     null_pvalue: FloatArray
     evidence: tuple[dict[str, Any], ...]
 
+    def part(self, start: int, stop: int) -> FrozenVerdict:
+        """The verdict of scopes ``start`` to ``stop`` (one feature of a stacked judge)."""
+        return FrozenVerdict(
+            **{f.name: getattr(self, f.name)[start:stop] for f in fields(FrozenVerdict)}
+        )
+
 
 class FrozenCheck:
     """Tells frozen, stuck and null-spiking scopes apart from drift (see the module docstring).
@@ -405,9 +411,12 @@ class FrozenCheck:
                 & (null_p < self.alpha)
             )
 
-        kinds: list[str] = []
-        evidence: list[dict[str, Any]] = []
-        for s in range(n):
+        frozen = constant | stuck | null_spike
+        # A healthy scope gets no evidence: building it for every scope of every feature
+        # each window cost more than the checks themselves.
+        kinds = ["" for _ in range(n)]
+        evidence: list[dict[str, Any]] = [{} for _ in range(n)]
+        for s in np.flatnonzero(frozen).tolist():
             fired = [
                 name
                 for name, hit in (
@@ -417,15 +426,9 @@ class FrozenCheck:
                 )
                 if hit
             ]
-            if not fired:
-                # A healthy scope gets no evidence: building it for every scope of every
-                # feature each window cost more than the checks themselves.
-                kinds.append("")
-                evidence.append({})
-                continue
-            kinds.append(fired[0])
+            kinds[s] = fired[0]
             ev: dict[str, Any] = {
-                "kind": kinds[-1],
+                "kind": kinds[s],
                 "checks": fired,
                 "ref_events": int(ref.events[s]),
                 "cur_events": int(cur.events[s]),
@@ -444,9 +447,9 @@ class FrozenCheck:
             }
             if constant[s]:
                 ev["frozen_value"] = _jsonable(cur.last_value[s])
-            evidence.append(ev)
+            evidence[s] = ev
         return FrozenVerdict(
-            frozen=constant | stuck | null_spike,
+            frozen=frozen,
             kind=tuple(kinds),
             ref_repeat_rate=ref_rr,
             cur_repeat_rate=cur_rr,

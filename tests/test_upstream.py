@@ -577,3 +577,96 @@ def test_rename_inputs_are_validated() -> None:
         match_renamed({"a": np.zeros(6)}, {"b": np.zeros(7)}, PROBS)
     assert match_renamed({}, {"b": np.zeros(7)}, PROBS) == []
     assert match_renamed_categorical({"a": {}}, {"b": {"x": 1.0}}) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# all features of a window in one call
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_features_judged_together_get_the_verdicts_they_get_alone(seed: int) -> None:
+    """judge_features stacks every feature's scopes into one frozen check: each feature's
+    causes, evidence and rescale factors must be those of judging it on its own."""
+    from detectors.binning import NumericBins
+    from detectors.signal_health import RESCALE_PROBS, SignalHealth, judge_features
+
+    rng = np.random.default_rng(seed)
+    n_scopes, n = 3, 3_000
+    scopes = rng.integers(0, n_scopes, n).astype(np.intp)
+    reference = {
+        "healthy": rng.lognormal(3, 1, n),
+        "frozen": rng.normal(50, 5, n),
+        "stuck": rng.normal(0, 1, n),
+        "rescaled": rng.lognormal(2, 0.5, n),
+        "flag": (rng.random(n) < 0.3).astype(float),
+    }
+    window = {
+        "healthy": rng.lognormal(3, 1, n),
+        "frozen": np.where(scopes == 1, 42.0, rng.normal(50, 5, n)),
+        "stuck": np.zeros(n),
+        "rescaled": rng.lognormal(2, 0.5, n) * 1000.0,
+        "flag": np.where(rng.random(n) < 0.4, np.nan, (rng.random(n) < 0.3).astype(float)),
+    }
+    for scope in range(n_scopes):  # a stale cache: each scope's value changes every 10th row
+        rows = np.flatnonzero(scopes == scope)
+        window["stuck"][rows] = np.repeat(rng.normal(0, 1, rows.size // 10 + 1), 10)[: rows.size]
+    healths, histograms, stats = [], [], []
+    for name, ref in reference.items():
+        bins = NumericBins.from_reference(ref, 10)
+        hist = np.zeros((n_scopes, bins.n_bins), dtype=np.int64)
+        np.add.at(hist, (scopes, bins.assign(ref)), 1)
+        cur = np.zeros_like(hist)
+        np.add.at(cur, (scopes, bins.assign(window[name])), 1)
+        quantiles = None
+        if name != "flag":
+            quantiles = np.array(
+                [np.quantile(ref[scopes == s], RESCALE_PROBS) for s in range(n_scopes)]
+            )
+        healths.append(
+            SignalHealth(ref, scopes, segment_stats(ref, scopes, n_scopes), hist, quantiles)
+        )
+        histograms.append(cur)
+        stats.append(segment_stats(window[name], scopes, n_scopes))
+    values = np.array(list(window.values()))
+    judged = np.array([True, True, False])
+    drifted = np.ones((len(healths), n_scopes), dtype=bool)
+    wrong_type = np.zeros((len(healths), n_scopes), dtype=np.int64)
+    together = judge_features(
+        healths, stats, histograms, values, scopes, judged, drifted, wrong_type
+    )
+    for f, health in enumerate(healths):
+        alone = health.judge(
+            stats[f], histograms[f], values[f], scopes, judged, drifted[f], wrong_type[f]
+        )
+        assert together[f].cause == alone.cause
+        assert together[f].evidence == alone.evidence
+        np.testing.assert_array_equal(together[f].rescale_factor, alone.rescale_factor)
+    causes = {name: v.cause for name, v in zip(reference, together, strict=True)}
+    # The faults were caught where they were injected, and scope 2 was not judged.
+    assert causes["frozen"][1] == "frozen_signal" and causes["frozen"][2] == ""
+    assert causes["stuck"][:2] == ("frozen_signal", "frozen_signal")
+    assert causes["rescaled"][:2] == ("rescaled_signal", "rescaled_signal")
+    assert causes["healthy"] == ("", "", "")
+
+
+def test_features_judged_together_must_share_one_frozen_check() -> None:
+    from detectors.signal_health import SignalHealth, judge_features
+
+    scopes = np.zeros(200, dtype=np.intp)
+    values = np.arange(200.0)
+    hist = np.array([[20] * 10 + [0]])
+    stats = segment_stats(values, scopes, 1)
+    a = SignalHealth(values, scopes, stats, hist, None)
+    b = SignalHealth(values, scopes, stats, hist, None, frozen=FrozenCheck(alpha=0.01))
+    with pytest.raises(ValueError, match="share one FrozenCheck"):
+        judge_features(
+            [a, b],
+            [stats, stats],
+            [hist, hist],
+            np.array([values, values]),
+            scopes,
+            np.array([True]),
+            np.zeros((2, 1), dtype=bool),
+            np.zeros((2, 1), dtype=np.int64),
+        )
