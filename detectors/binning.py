@@ -31,8 +31,14 @@ class NumericBins:
     >>> bins = NumericBins.from_reference(rng.normal(0, 1, 5_000), n_bins=10)
     >>> reference = np.bincount(bins.assign(rng.normal(0, 1, 5_000)), minlength=bins.n_bins)
     >>> shifted = np.bincount(bins.assign(rng.normal(1, 1, 5_000)), minlength=bins.n_bins)
-    >>> int(reference[-2]), int(shifted[-2])  # top decile: ~500 expected, ~1945 after +1 sd
+    >>> top = slice(-3, -1)  # the top decile, then the bin above the reference's maximum
+    >>> int(reference[top].sum()), int(shifted[top].sum())  # ~500 expected, ~1945 after +1 sd
     (521, 1987)
+    >>> counts = NumericBins.from_reference(rng.poisson(0.3, 5_000).astype(float), n_bins=10)
+    >>> counts.edges.tolist()  # the deciles are 0 and 1; the maximum drawn was 4
+    [0.0, 1.0, 4.000000000000001]
+    >>> counts.assign(np.array([0.0, 1.0, 2.0, 1_000.0])).tolist()  # x1000 leaves the range
+    [1, 2, 2, 3]
     """
 
     edges: FloatArray
@@ -48,6 +54,12 @@ class NumericBins:
         # np.unique collapses the repeated edges of discrete features (flags,
         # small counts), which then get one bin per value instead of empty bins.
         edges = np.unique(np.quantile(finite, qs, method="inverted_cdf"))
+        # Values above the reference's maximum get a bin of their own. Without it, the
+        # top bin of a small count (edges 0 and 1) holds 1, 2 and 1,000 alike, and a
+        # unit change (x1000) would not move the histogram at all. For a continuous
+        # feature the bin is nearly empty (1 / (reference + 1) of stationary traffic),
+        # and bins empty on both sides are dropped by every statistic.
+        edges = np.append(edges, np.nextafter(finite.max(), np.inf))
         return cls(edges=edges.astype(np.float64))
 
     @property

@@ -22,21 +22,38 @@ def test_numeric_edges_are_reference_quantiles(n: int, n_bins: int, seed: int, d
     rng = np.random.default_rng(seed)
     reference = getattr(rng, dist)(size=n)  # continuous: distinct values
     bins = NumericBins.from_reference(reference, n_bins)
-    assert bins.n_bins == n_bins + 1  # n_bins value bins + null bin
+    # n_bins value bins, one above the reference's maximum, the null bin
+    assert bins.n_bins == n_bins + 2
     assert np.all(np.diff(bins.edges) > 0)
+    assert bins.edges[-1] > reference.max()
     counts = np.bincount(bins.assign(reference), minlength=bins.n_bins)
-    assert counts[bins.null_bin] == 0
+    assert counts[bins.null_bin] == 0 and counts[-2] == 0
     assert counts.sum() == n
     # every value bin holds ~1/n_bins of the reference (exact quantiles: within one row)
-    assert np.all(np.abs(counts[:-1] - n / n_bins) <= 1.0 + 1e-9), counts
+    assert np.all(np.abs(counts[:-2] - n / n_bins) <= 1.0 + 1e-9), counts
 
 
 def test_numeric_bins_track_a_shift() -> None:
     rng = np.random.default_rng(5)
     bins = NumericBins.from_reference(rng.normal(0, 1, 20_000), n_bins=10)
     shifted = np.bincount(bins.assign(rng.normal(1, 1, 20_000)), minlength=bins.n_bins)
-    # P(N(1,1) > q90 of N(0,1)) = P(Z > 1.2816 - 1) ~ 0.389
-    assert shifted[-2] / 20_000 == pytest.approx(0.389, abs=0.02)
+    # P(N(1,1) > q90 of N(0,1)) = P(Z > 1.2816 - 1) ~ 0.389: the top decile, and the bin
+    # above the reference's maximum (P(Z > ~3.9 - 1) ~ 0.002)
+    assert shifted[-3:-1].sum() / 20_000 == pytest.approx(0.389, abs=0.02)
+    assert shifted[-2] / 20_000 == pytest.approx(0.002, abs=0.002)
+
+
+@pytest.mark.parametrize("factor", [1_000.0, 0.001, -1.0])
+def test_a_unit_change_of_a_small_count_moves_its_histogram(factor: float) -> None:
+    """Deciles of a small count are 0 and 1 only: 1, 2 and 1,000 must not share a bin."""
+    rng = np.random.default_rng(8)
+    reference = rng.poisson(0.3, 10_000).astype(float)
+    bins = NumericBins.from_reference(reference, n_bins=10)
+    window = rng.poisson(0.3, 2_000).astype(float)
+    before = np.bincount(bins.assign(window), minlength=bins.n_bins) / window.size
+    after = np.bincount(bins.assign(window * factor), minlength=bins.n_bins) / window.size
+    # Every non-zero value (~26% of them) left its bin.
+    assert np.abs(after - before).sum() / 2 == pytest.approx(np.mean(window > 0), abs=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["flag", "poisson"])
@@ -58,17 +75,21 @@ def test_discrete_features_get_one_bin_per_value_and_no_empty_interior_bins(kind
     assert counts[b0] == np.sum(reference == 0)
     if kind == "flag":
         assert counts[b1] == np.sum(reference == 1)
-    # at most one bin below/above the reference's values may be empty; never more
-    assert np.count_nonzero(counts[:-1] == 0) <= 1
-    # few bins, not ten mostly-empty ones
-    assert bins.n_bins <= 4
+    # only the bins below the reference's minimum and above its maximum may be empty
+    assert np.count_nonzero(counts[:-1] == 0) <= 2
+    assert counts[-2] == 0
+    # few bins, not ten mostly-empty ones: below 0, 0, 1 (and up to the maximum), above
+    # the maximum, null
+    assert bins.n_bins <= 5
 
 
 def test_numeric_nan_goes_to_null_bin_and_infinities_to_outer_bins() -> None:
     rng = np.random.default_rng(1)
     reference = np.concatenate([rng.normal(size=1000), [np.nan] * 50])
     bins = NumericBins.from_reference(reference, n_bins=5)
-    assert bins.edges.size == 4  # NaN ignored when fixing edges
+    # NaN ignored when fixing edges: 4 quantiles, then the top of the reference's range
+    assert bins.edges.size == 5
+    assert bins.edges[-1] == np.nextafter(np.nanmax(reference), np.inf)
     out = bins.assign(np.array([np.nan, -np.inf, np.inf, 0.0, np.nan]))
     assert out.tolist() == [bins.null_bin, 0, bins.null_bin - 1, out[3], bins.null_bin]
     assert 0 < out[3] < bins.null_bin - 1
