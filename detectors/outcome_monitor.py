@@ -176,6 +176,12 @@ class OutcomeMonitor:
             cause: [{} for _ in range(n)]
             for cause in ("concept_drift", "label_quality", "trust_decay")
         }
+        # Each scope's effect in the last window it was judged in, per cause: a cohort
+        # short of labels carries them over and sits out a window, and must not then
+        # count as unaffected when the population's change is placed (announce).
+        self.last_effect: dict[str, FloatArray] = {
+            cause: np.zeros(n) for cause in ("concept_drift", "label_quality", "trust_decay")
+        }
         # What each scope's open concept condition was reported as: a drop in outcomes
         # is a retrain, a hold, or a rollback when it came with a new version.
         self.concept_route: list[tuple[Action, Cause, str | None]] = [
@@ -250,7 +256,7 @@ class OutcomeMonitor:
             cause: Cause,
             judged: BoolArray,
             hit: BoolArray,
-            strength: FloatArray,
+            strength: FloatArray,  # this window's effect per scope, NaN where not measured
             evidence: Callable[[int], dict[str, Any]],
             action: Action,
             routes: list[tuple[Action, Cause, str | None]] | None = None,
@@ -262,7 +268,10 @@ class OutcomeMonitor:
             _, cleared = condition.update(judged, hit, start)
             for scope in np.flatnonzero(judged & hit).tolist():
                 self.evidence[cause][scope] = evidence(scope)
-            for scope in announce(self.scopes, condition, strength):
+            effect = self.last_effect[cause]
+            measured = judged & np.isfinite(strength)
+            effect[measured] = strength[measured]
+            for scope in announce(self.scopes, condition, effect):
                 if routes is not None:
                     routes[scope] = (action, *reported)
                 decisions.append(self._decision(condition, scope, action, cause, reported, False))
@@ -307,7 +316,7 @@ class OutcomeMonitor:
             "concept_drift",
             performance.enough_labels,
             concept_hit,
-            np.nan_to_num(performance.log_loss_increase),
+            performance.log_loss_increase,
             concept_evidence,
             concept_action,
             self.concept_route,
@@ -328,7 +337,7 @@ class OutcomeMonitor:
             "label_quality",
             untrusted.enough_events,
             quality_hit,
-            np.abs(np.nan_to_num(untrusted.effect)),
+            np.abs(untrusted.effect),
             lambda s: (
                 _rate_evidence("untrusted_positive_rate", untrusted, s)
                 | _rate_evidence("trusted_positive_rate", trusted_rate, s)
@@ -341,7 +350,7 @@ class OutcomeMonitor:
             "trust_decay",
             overrides.enough_events,
             overrides.shifted & (overrides.direction > 0),
-            np.nan_to_num(overrides.effect),
+            overrides.effect,
             lambda s: _rate_evidence("override_rate", overrides, s),
             "investigate",
         )

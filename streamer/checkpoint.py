@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAGIC = b"driftgate-checkpoint\n"
-FORMAT = 2  # 2: one file per partition number; Page-Hinkley and pinned references in the state
+FORMAT = 3  # 3: outcome conditions keep each scope's last measured effect; 2: per partition
 Position = tuple[str, int]
 
 
