@@ -60,3 +60,28 @@ def test_weather_seasons_raise_no_upstream_fault(tmp_path):
     actions = [d for d in decisions if d.cause != "transient_shift"]
     assert all(d.cause == "covariate_drift" for d in actions), [d.to_dict() for d in decisions]
     assert len(actions) <= 4
+
+
+ELEC2 = REAL / "elec2" / "electricity.csv"
+
+
+@pytest.mark.skipif(not ELEC2.exists(), reason="shared/ data is not beside the repository")
+def test_elec2_signals_that_come_to_life_are_reported_once_and_never_as_retrain(tmp_path):
+    """vicprice, vicdemand and transfer are constant (filled-in) for the first 17,424 rows
+    and vary after that: the reference knows them constant, so their coming to life is
+    one change of three features at once, and nothing here is a retraining order (there
+    are no labels)."""
+    _stream(ELEC2, tmp_path / "elec2.jsonl", None)
+    _, decisions = replay_service(tmp_path / "elec2.jsonl", tmp_path / "d.jsonl")
+    assert {d.action for d in decisions} <= {"investigate", "hold"}, [
+        d.to_dict() for d in decisions
+    ]
+    revived = {"vicprice", "vicdemand", "transfer"}
+    grouped = [d for d in decisions if revived <= set(d.evidence.get("features", ()))]
+    assert len(grouped) == 1
+    (group,) = grouped
+    assert group.action == "investigate" and group.cause == "covariate_drift"
+    # First seen in a window after they started varying (60 s per row here).
+    assert group.evidence["first_seen"] >= 1_600_000_000.0 + 60.0 * (17_424 - 2_000)
+    # And not reported again one by one.
+    assert not [d for d in decisions if d.feature in revived and d.action != "hold"]
