@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detectors.monitor import ModelMonitor, MonitorConfig  # noqa: E402
+from streamer.cli import tune_gc  # noqa: E402
 from streamer.config import LimitsConfig  # noqa: E402
 from streamer.decode import decode_prediction_envelope  # noqa: E402
 from streamer.engine import PREDICTIONS, prediction_batch  # noqa: E402
@@ -213,6 +214,8 @@ def main() -> None:
     parser.add_argument("--memory-events", type=int, nargs=2, default=(1_000_000, 5_000_000))
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     args = parser.parse_args()
+    # The collector's settings of every driftgate process, for engine and baseline alike.
+    tune_gc()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stream.jsonl"
         started = time.perf_counter()

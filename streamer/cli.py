@@ -285,7 +285,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     # Every event allocates a few dicts that reference counting frees; the cyclic
     # collector's default gen-0 threshold (700 allocations) runs it thousands of times
     # a second for nothing and took ~35% of replay time (measured with gc.disable()).
@@ -295,7 +295,7 @@ def _tune_gc() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _tune_gc()
+    tune_gc()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
