@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -195,6 +195,10 @@ class SignalHealth:
         return HealthVerdict(tuple(causes), tuple(evidence), factor)
 
 
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def _stacked(parts: Sequence[ScopeStats | SegmentStats], names: tuple[str, ...]) -> list[Any]:
     return [np.concatenate([getattr(part, name) for part in parts]) for name in names]
 
@@ -237,20 +241,18 @@ def judge_features(
     if any(repr(h.frozen) != repr(check) for h in healths):
         raise ValueError("features judged together must share one FrozenCheck configuration")
     n_scopes = len(judged)
-    reference = ScopeStats(*_stacked([h.reference for h in healths], _SCOPE_FIELDS))
-    events, nulls, variance, minimum, repeats, pairs = _stacked(windows, _WINDOW_FIELDS)
+    reference = ScopeStats(*_stacked([h.reference for h in healths], _names(ScopeStats)))
+    stacked = SegmentStats(*_stacked(windows, _names(SegmentStats)))
     numeric = np.repeat([h.numeric for h in healths], n_scopes)
-    nonnull = events - nulls
-    constant = (nonnull > 0) & (minimum == np.asarray(_stacked(windows, ("maximum",))[0]))
     current = ScopeStats(
-        events=events,
-        nulls=nulls,
+        events=stacked.events,
+        nulls=stacked.nulls,
         # Exact distinct counts are not needed: only "at most one value" matters here.
-        distinct=np.where(constant, 1, np.minimum(nonnull, 2)),
-        variance=np.where(numeric, variance, np.nan),
-        repeats=repeats,
-        pairs=pairs,
-        last_value=minimum,
+        distinct=np.where(stacked.constant, 1, np.minimum(stacked.events - stacked.nulls, 2)),
+        variance=np.where(numeric, stacked.variance, np.nan),
+        repeats=stacked.repeats,
+        pairs=stacked.pairs,
+        last_value=stacked.minimum,
         collision=_collisions(histograms),
     )
     frozen = check.judge(reference, current)
@@ -281,16 +283,3 @@ def _collisions(histograms: Sequence[IntArray]) -> FloatArray:
         rows = np.concatenate([np.arange(f * n_scopes, (f + 1) * n_scopes) for f in members])
         out[rows] = histogram_collision(np.concatenate([histograms[f] for f in members]))
     return out
-
-
-_SCOPE_FIELDS = (
-    "events",
-    "nulls",
-    "distinct",
-    "variance",
-    "repeats",
-    "pairs",
-    "last_value",
-    "collision",
-)
-_WINDOW_FIELDS = ("events", "nulls", "variance", "minimum", "repeats", "pairs")
