@@ -112,6 +112,14 @@ class SignalHealth:
             collision=histogram_collision(histogram),
         )
         self.quantiles = quantiles
+        # A mostly-zero feature (a refund amount, a sparse count) has zero quartiles, and
+        # its rescale is told on the non-zero values instead (zeros stay zeros).
+        self.zero_share = np.full(n_scopes, np.nan)
+        self.nonzero_quantiles = np.full((n_scopes, RESCALE_PROBS.size), np.nan)
+        if numeric:
+            self.zero_share, self.nonzero_quantiles = _nonzero_part(
+                values, scopes, np.arange(n_scopes)
+            )
 
     def judge(
         self,
@@ -171,28 +179,83 @@ class SignalHealth:
             wanted = np.flatnonzero(judged & drifted & ~frozen.frozen)
             if wanted.size:
                 current_q = segment_quantiles(values, scopes, wanted, RESCALE_PROBS)
-                rescale = self.rescale.judge(self.quantiles[wanted], current_q, RESCALE_PROBS)
-                factor[wanted] = rescale.factor
-                for i, scope in enumerate(wanted):
-                    if rescale.rescaled[i] and _plausible_unit_change(
-                        float(rescale.factor[i]), rescale.unit[i]
-                    ):
-                        causes[scope] = "rescaled_signal"
-                        evidence[scope] = {
-                            "detector": "rescale_check",
-                            "factor": round(float(rescale.factor[i]), 6),
-                            "offset": round(float(rescale.offset[i]), 6),
-                            "nearest_unit": rescale.unit[i],
-                            "shape_distance": round(float(rescale.shape_distance[i]), 6),
-                            "raw_distance": round(float(rescale.raw_distance[i]), 6),
-                            "reference_quantiles": dict(
-                                zip(map(str, RESCALE_PROBS), self.quantiles[scope].tolist())
-                            ),
-                            "current_quantiles": dict(
-                                zip(map(str, RESCALE_PROBS), current_q[i].tolist())
-                            ),
-                        }
+                self._rescales(wanted, self.quantiles[wanted], current_q, causes, evidence, factor)
+            # Scopes whose quartiles could not be compared, when zeros fill them.
+            sparse = wanted[np.isnan(factor[wanted]) & (self.zero_share[wanted] >= 0.25)]
+            if sparse.size:
+                zeros, current_q = _nonzero_part(values, scopes, sparse)
+                n_ref = self.reference.events[sparse] - self.reference.nulls[sparse]
+                n_cur = nonnull[sparse]
+                p = self.zero_share[sparse]
+                # Zeros stay zeros under a change of unit: the zero share must hold
+                # (four standard errors of the difference, plus 2 points).
+                margin = 4 * np.sqrt(p * (1 - p) * (1 / n_ref + 1 / np.maximum(n_cur, 1))) + 0.02
+                same_zeros = np.abs(zeros - p) <= margin
+                self._rescales(
+                    sparse[same_zeros],
+                    self.nonzero_quantiles[sparse[same_zeros]],
+                    current_q[same_zeros],
+                    causes,
+                    evidence,
+                    factor,
+                    zero_share=(p[same_zeros], zeros[same_zeros]),
+                )
         return HealthVerdict(tuple(causes), tuple(evidence), factor)
+
+    def _rescales(
+        self,
+        wanted: IndexArray,
+        reference_q: FloatArray,
+        current_q: FloatArray,
+        causes: list[str],
+        evidence: list[dict[str, Any]],
+        factor: FloatArray,
+        zero_share: tuple[FloatArray, FloatArray] | None = None,
+    ) -> None:
+        """Runs the rescale check on the wanted scopes' quantiles and names the rescaled
+        ones; ``zero_share`` (reference, current) when the quantiles are the non-zero
+        values'."""
+        if not wanted.size:
+            return
+        rescale = self.rescale.judge(reference_q, current_q, RESCALE_PROBS)
+        factor[wanted] = rescale.factor
+        for i, scope in enumerate(wanted):
+            if rescale.rescaled[i] and _plausible_unit_change(
+                float(rescale.factor[i]), rescale.unit[i]
+            ):
+                causes[scope] = "rescaled_signal"
+                evidence[scope] = {
+                    "detector": "rescale_check",
+                    "factor": round(float(rescale.factor[i]), 6),
+                    "offset": round(float(rescale.offset[i]), 6),
+                    "nearest_unit": rescale.unit[i],
+                    "shape_distance": round(float(rescale.shape_distance[i]), 6),
+                    "raw_distance": round(float(rescale.raw_distance[i]), 6),
+                    "reference_quantiles": dict(
+                        zip(map(str, RESCALE_PROBS), reference_q[i].tolist())
+                    ),
+                    "current_quantiles": dict(zip(map(str, RESCALE_PROBS), current_q[i].tolist())),
+                }
+                if zero_share is not None:
+                    evidence[scope]["quantiles_of"] = "non-zero values"
+                    evidence[scope]["reference_zero_share"] = round(float(zero_share[0][i]), 6)
+                    evidence[scope]["current_zero_share"] = round(float(zero_share[1][i]), 6)
+
+
+def _nonzero_part(
+    values: FloatArray, scopes: IndexArray, wanted: IndexArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per wanted scope: the share of zeros among the non-missing values, and the
+    quantiles (at RESCALE_PROBS) of the non-zero ones."""
+    if not wanted.size:
+        return np.empty(0), np.empty((0, RESCALE_PROBS.size))
+    present = ~np.isnan(values)
+    zeros = np.bincount(scopes[present & (values == 0)], minlength=int(wanted.max()) + 1)
+    counts = np.bincount(scopes[present], minlength=int(wanted.max()) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(counts[wanted] > 0, zeros[wanted] / counts[wanted], np.nan)
+    nonzero = present & (values != 0)
+    return share, segment_quantiles(values[nonzero], scopes[nonzero], wanted, RESCALE_PROBS)
 
 
 def _names(cls: type) -> tuple[str, ...]:

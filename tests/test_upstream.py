@@ -670,3 +670,62 @@ def test_features_judged_together_must_share_one_frozen_check() -> None:
             np.zeros((2, 1), dtype=bool),
             np.zeros((2, 1), dtype=np.int64),
         )
+
+
+def _zero_inflated(
+    rng: np.random.Generator, n: int, zeros: float, factor: float = 1.0, shift: float = 0.0
+) -> np.ndarray:
+    x = rng.lognormal(3, 1, n) * factor + shift
+    x[rng.random(n) < zeros] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"factor": 0.01}, "rescaled_signal"),  # cents became dollars
+        ({"factor": 1_000.0}, "rescaled_signal"),
+        ({"zeros": 0.7}, ""),  # more events carry an amount: the world moved
+        ({"shift": 60.0}, ""),  # the amounts moved, not by a factor
+        ({}, ""),
+    ],
+)
+def test_a_mostly_zero_amount_is_judged_on_its_non_zero_values(
+    change: dict, cause: str, seed: int
+) -> None:
+    """90% zeros: every quartile is 0, so the rescale check compares the quantiles of the
+    non-zero values, provided the share of zeros held (a unit change keeps zeros)."""
+    from detectors.binning import NumericBins
+    from detectors.signal_health import RESCALE_PROBS, SignalHealth
+
+    rng = np.random.default_rng(seed)
+    reference = _zero_inflated(rng, 10_000, 0.9)
+    ref_scopes = np.zeros(reference.size, dtype=np.intp)
+    bins = NumericBins.from_reference(reference, 10)
+    histogram = np.bincount(bins.assign(reference), minlength=bins.n_bins)[None]
+    health = SignalHealth(
+        reference,
+        ref_scopes,
+        segment_stats(reference, ref_scopes, 1),
+        histogram,
+        np.quantile(reference, RESCALE_PROBS)[None],
+    )
+    window = _zero_inflated(rng, 2_000, **{"zeros": 0.9, **change})
+    scopes = np.zeros(window.size, dtype=np.intp)
+    current = np.bincount(bins.assign(window), minlength=bins.n_bins)[None]
+    verdict = health.judge(
+        segment_stats(window, scopes, 1),
+        current,
+        window,
+        scopes,
+        np.array([True]),
+        np.array([True]),
+        np.zeros(1, dtype=np.int64),
+    )
+    assert verdict.cause == (cause,)
+    if cause:
+        evidence = verdict.evidence[0]
+        assert evidence["quantiles_of"] == "non-zero values"
+        assert evidence["factor"] == pytest.approx(change["factor"], rel=0.15)
+        assert evidence["reference_zero_share"] == pytest.approx(0.9, abs=0.01)
