@@ -425,7 +425,7 @@ def _fast_feedback(obj: object, strict_parser: bool) -> FeedbackEvent | None:
         and type(ts) in _NUMBERS
         and 0 <= ts <= _FLOAT_MAX  # type: ignore[operator]
         and type(label) in _NUMBERS
-        and -_FLOAT_MAX <= label <= _FLOAT_MAX  # type: ignore[operator]
+        and 0 <= label <= 1  # type: ignore[operator]
         and type(source) is str
         and 0 < len(source) <= _SOURCE_LIMIT
         and type(override) is bool

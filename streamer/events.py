@@ -90,7 +90,16 @@ class PredictionEvent(_Event):
 class FeedbackEvent(_Event):
     """A label (or an override) for an earlier prediction, joined by ``event_id``."""
 
-    label: float = Field(strict=True, description="The observed outcome: 0/1 for a binary model.")
+    # Outcomes are judged as a binary classifier's (log loss, risk-band calibration,
+    # positive rates): a label outside [0, 1], say a regression target, would make them
+    # meaningless, so it is dead-lettered here rather than failing the judgement later.
+    label: float = Field(
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        description="The observed outcome of a binary classifier: 0 or 1 (a value in between "
+        "is accepted as a soft label).",
+    )
     source: str = Field(default="unknown", min_length=1, max_length=128)
     override: bool = False
 

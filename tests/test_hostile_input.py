@@ -132,6 +132,7 @@ LITERALS: dict[str, bytes] = {
     "deep_objects_10k": deep(10_000, b'{"a":', b"}", b"1"),
 }
 FINITE = {"zero", "one_and_a_half", "negative", "underflow", "large", "past_2_53"}
+IN_UNIT_INTERVAL = {"zero", "underflow"}  # a label is a binary outcome in [0, 1]
 NON_FINITE = {"nan", "infinity", "minus_infinity", "overflow", "minus_overflow"}
 HUGE = {"huge_int", "minus_huge_int"}
 BOOLS = {"true", "false"}
@@ -202,8 +203,10 @@ def expected_prediction(target: str, literal: str) -> str:
         # Refused by both parsers on the wire; Python's json reads it, and the field is
         # ignored.
         return EITHER if literal == "surrogate" else VALID
-    if target in ("score", "label"):
+    if target == "score":
         return VALID if literal in FINITE else INVALID
+    if target == "label":
+        return VALID if literal in IN_UNIT_INTERVAL else INVALID
     if target == "ts":
         return VALID if literal in (FINITE - {"negative"}) | {"timestamp"} else INVALID
     if target in ("event_id", "model", "model_version", "source"):
@@ -684,6 +687,24 @@ def test_valid_events_around_the_worst_messages_are_still_processed():
     dead = check_batch(engine, records)
     assert time.perf_counter() - started < 5.0
     assert dead.keys() == {record.offset for record in records[1::2]}
+
+
+@pytest.mark.parametrize("label", [250.0, 3, -1, 1.5], ids=["price", "class", "minus", "1.5"])
+def test_labels_that_are_not_binary_outcomes_are_dead_lettered_not_judged(label):
+    """A regression or multi-class model's feedback once reached the outcome tests, whose
+    positive counts then exceeded the label counts, and stopped the service."""
+    engine = warm_engine()
+    records = []
+    for i in range(300):
+        offset = 10_000 + i
+        records.append(InputRecord(PREDICTIONS, orjson.dumps(prediction(offset)), "p", 0, i))
+        mixed = label if i % 2 else i % 4 // 2  # every other label is a valid 0/1
+        message = orjson.dumps({**feedback(f"p-{offset}", i), "label": mixed})
+        records.append(InputRecord(FEEDBACK, message, "f", 0, i))
+    dead = check_batch(engine, records)
+    bad = {record.offset for record in records[1::2] if record.offset % 2}
+    assert dead == dict.fromkeys(bad, "invalid_value")
+    assert engine.join.joined == 150
 
 
 # -- limits --------------------------------------------------------------------------------
