@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 
 from detectors.batch import PredictionBatch, numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
-from detectors.cohorts import POPULATION, CohortScopes, Dimension
+from detectors.cohorts import OTHER, POPULATION, CohortScopes, Dimension
 from detectors.decision import Action, Cause, Decision
 from detectors.deployment import DeploymentWatch
 from detectors.divergence import g_test, js_distance, psi
@@ -199,6 +200,9 @@ class FeatureDrift:
     window_values: list[FloatArray] = field(default_factory=list)
     # (hour, scope, bin) reference counts, kept when the reference covers a day.
     reference_hourly: IntArray | None = None
+    # The code and text of the last value seen outside a categorical's reference
+    # categories: a window frozen on it names it (e.g. "unknown").
+    last_unseen: tuple[float, str] | None = None
 
     @property
     def kind(self) -> str:
@@ -240,7 +244,27 @@ class FeatureDrift:
         bins = self.bins.assign(values)
         series = bins.astype(np.float64)
         series[bins == self.bins.null_bin] = np.nan
+        unseen = np.flatnonzero(bins == self.bins.other_bin)
+        if unseen.size:
+            # Values outside the reference's categories share one bin, but not one value:
+            # as the bin index, "de", "fr" and "us" (a case change) looked like one value
+            # frozen. Each gets its own code, past the bin indices, stable across processes.
+            texts = [
+                v if isinstance(v, str) else repr(v) for v in (values[i] for i in unseen.tolist())
+            ]
+            codes = [self.bins.n_bins + zlib.crc32(t.encode("utf-8", "replace")) for t in texts]
+            series[unseen] = codes
+            self.last_unseen = (float(codes[-1]), texts[-1])
         return bins, series
+
+    def category_of(self, code: float) -> str:
+        """The category a categorical value's code stands for (see :meth:`observe`)."""
+        assert isinstance(self.bins, CategoricalBins)
+        if 0 <= code < self.bins.other_bin:
+            return self.bins.categories[int(code)]
+        if self.last_unseen is not None and self.last_unseen[0] == code:
+            return self.last_unseen[1]
+        return OTHER
 
 
 QUANTILE_PROBS = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
@@ -922,6 +946,9 @@ class ModelMonitor:
         assert state.upstream is not None
         cause = state.upstream_cause[scope] or "frozen_signal"
         evidence = {"feature_kind": state.kind, **state.upstream_evidence[scope]}
+        frozen_value = evidence.get("frozen_value")
+        if isinstance(state.bins, CategoricalBins) and isinstance(frozen_value, float):
+            evidence["frozen_value"] = state.category_of(frozen_value)
         if evidence.get("kind") == "missing" and action == "fix_upstream":
             renamed = self._rename_of(state, scope)
             if renamed:

@@ -220,6 +220,38 @@ def test_string_feature_is_categorical() -> None:
     assert monitor.features["flag"].kind == "numeric"
 
 
+def _countries_replaced(replace: Any, seed: int = 41) -> list[Decision]:
+    """Decisions on a stream whose ``country`` values are replaced, from event R + 4W on,
+    by ``replace(value)``."""
+    start = R + 4 * W
+    batch = make_stream(R + 12 * W, seed=seed)
+    country = batch.features["country"]
+    batch.features["country"] = country[:start] + [replace(c) for c in country[start:]]
+    return run(batch)
+
+
+@pytest.mark.parametrize(
+    ("replace", "frozen_value"), [(lambda c: "DE", "DE"), (lambda c: "unknown", "unknown")]
+)
+def test_a_categorical_frozen_on_one_value_names_it(replace: Any, frozen_value: str) -> None:
+    (decision,) = _countries_replaced(replace)
+    assert (decision.action, decision.cause, decision.feature) == (
+        "fix_upstream",
+        "frozen_signal",
+        "country",
+    )
+    assert decision.evidence["frozen_value"] == frozen_value
+
+
+def test_categories_that_all_changed_case_are_not_one_frozen_value() -> None:
+    """Unseen values share the ``other`` bin, not one value: lower-cased countries are
+    a shift of the feature's distribution, not a feed stuck on one value."""
+    decisions = _countries_replaced(str.lower)
+    assert [(d.action, d.cause, d.feature) for d in decisions] == [
+        ("investigate", "covariate_drift", "country")
+    ]
+
+
 def test_population_shift_gives_one_population_decision() -> None:
     start = R + 5 * W
     n = R + 15 * W
