@@ -47,7 +47,13 @@ from detectors.segments import (
     sorted_segment_stats,
     stacked_segment_stats,
 )
-from detectors.signal_health import RESCALE_PROBS, HealthVerdict, SignalHealth, judge_features
+from detectors.signal_health import (
+    RESCALE_PROBS,
+    HealthVerdict,
+    SignalHealth,
+    judge_features,
+    mild_factor,
+)
 from detectors.sketches import NumericSketch
 from detectors.upstream import match_renamed, nearest_unit
 
@@ -842,10 +848,17 @@ class ModelMonitor:
         state.last_health = health
         upstream_now = health.hit
         for scope in np.flatnonzero(upstream_now).tolist():
-            if health.cause[scope] == "rescaled_signal" and not _steady(
-                state.rescale_history[scope], float(health.rescale_factor[scope])
-            ):
+            if health.cause[scope] != "rescaled_signal":
+                continue
+            if not _steady(state.rescale_history[scope], float(health.rescale_factor[scope])):
                 upstream_now[scope] = False  # a unit change has one factor; this wanders
+            elif state.drift.open[scope] and mild_factor(float(health.rescale_factor[scope])):
+                # A unit change is a step away from the reference. A feature already in a
+                # confirmed drift that then looks mildly scaled is that drift going on: the
+                # peak of a multiplicative daily cycle the reference did not cover is a
+                # steady factor of 1.6 for an hour, and no reason to fix the feed. A factor
+                # of 1,000 is not something the world drifts into.
+                upstream_now[scope] = False
         # A broken input explains its own shift: it is reported as upstream, not drift.
         _, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
         up_opened, up_cleared = state.upstream.update(judged, upstream_now, self._scope_start)

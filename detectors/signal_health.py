@@ -44,8 +44,13 @@ MILD_LOG10 = 0.5
 UNIT_MATCH = 0.02
 
 
+def mild_factor(factor: float) -> bool:
+    """A positive factor within MILD_LOG10 powers of ten of 1."""
+    return factor > 0 and abs(math.log10(factor)) < MILD_LOG10
+
+
 def _plausible_unit_change(factor: float, unit: float | None) -> bool:
-    if factor < 0 or abs(math.log10(abs(factor))) >= MILD_LOG10:
+    if not mild_factor(factor):
         return True  # a sign flip, or too big a factor for the world to have moved by
     return unit is not None and abs(factor / unit - 1.0) <= UNIT_MATCH
 

@@ -301,6 +301,34 @@ def test_cohort_shift_gives_a_cohort_decision(region: str) -> None:
     )
 
 
+def test_a_drift_in_progress_that_turns_into_a_steady_factor_is_not_a_unit_change() -> None:
+    """The peak of a multiplicative daily cycle the reference did not cover: the feature
+    drifted first (here by a shift), then sat at one factor. A unit change is a step
+    from the reference; this is the drift going on, and no reason to fix the feed."""
+    config = MonitorConfig()  # windows of 2,000 events: a factor is measured within ~2%
+    r, w = config.reference_events, config.window_events
+    n = r + 16 * w
+    rng = np.random.default_rng(17)
+    amount = rng.lognormal(3.0, 1.0, n)
+    phase = np.arange(n) - r
+    amount[(phase >= 0) & (phase < 5 * w)] += 15.0
+    amount[phase >= 5 * w] *= 2.54  # inches to cm, as it happens
+    batch = make_stream(n, seed=17)
+    batch.features["amount"] = amount.tolist()
+    decisions = run(batch, config)
+    assert [(d.action, d.cause, d.feature) for d in decisions] == [
+        ("investigate", "covariate_drift", "amount")
+    ]
+    # a factor the world does not drift into is a unit change, drift or not
+    amount[phase >= 5 * w] *= 1000 / 2.54
+    batch.features["amount"] = amount.tolist()
+    assert [(d.action, d.cause, d.feature) for d in run(batch, config)] == [
+        ("investigate", "covariate_drift", "amount"),
+        ("fix_upstream", "rescaled_signal", "amount"),
+        ("hold", "covariate_drift", "amount"),
+    ]
+
+
 def test_short_shift_gives_only_an_informational_hold() -> None:
     assert CONFIG.persistence_windows == 3
     start = R + 5 * W
