@@ -80,7 +80,9 @@ def sorted_segment_stats(v: FloatArray, s: IndexArray, n_scopes: int) -> Segment
     nulls = np.bincount(s, weights=missing, minlength=n_scopes).astype(np.int64)
     counts = events - nulls
     total = np.bincount(s, weights=np.where(missing, 0.0, v), minlength=n_scopes)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # over: values near the float maximum (1e300) square to inf, a variance that then
+    # says "huge", as it should, without a warning per window.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mean = np.where(counts > 0, total / counts, np.nan)
         dev = np.where(missing, 0.0, v - mean[s])
         variance = np.where(

@@ -76,6 +76,19 @@ BoolArray = NDArray[np.bool_]
 # A variance this many times smaller than the reference's counts as zero (float rounding of
 # a constant column, e.g. in a merged sketch, is ~1e-32 relative).
 _VARIANCE_COLLAPSE = 1e-12
+
+
+def _squared_level(values: NDArray[Any]) -> FloatArray:
+    """The square of each scope's window value (a constant column's rounding noise
+    scales with it); infinite where unknown or not a number, which then limits nothing."""
+    try:
+        level = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.full(len(values), np.inf)
+    with np.errstate(over="ignore"):
+        return np.asarray(np.nan_to_num(level * level, nan=np.inf), dtype=np.float64)
+
+
 # Probability levels within this of the outermost given level count as inside the grid.
 _LEVEL_EPS = 1e-9
 
@@ -378,8 +391,13 @@ class FrozenCheck:
                 & (np.isnan(ref.variance) | (ref.variance > 0))
                 & ~(ref_coll > self.max_ref_collision)
             )
-            collapsed = np.isfinite(cur.variance) & (
-                cur.variance <= _VARIANCE_COLLAPSE * np.nan_to_num(ref.variance, nan=-1.0)
+            # Collapsed next to the reference's spread *and* next to the window's own
+            # level: one sentinel of 2**31 in a cohort's reference makes its variance
+            # ~1e15, and every window without one would look collapsed beside that.
+            collapsed = (
+                np.isfinite(cur.variance)
+                & (cur.variance <= _VARIANCE_COLLAPSE * np.nan_to_num(ref.variance, nan=-1.0))
+                & (cur.variance <= _VARIANCE_COLLAPSE * _squared_level(cur.last_value))
             )
         constant = enough_values & varied_ref & ((cur.distinct <= 1) | collapsed)
 

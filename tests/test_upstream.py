@@ -203,6 +203,25 @@ def test_genuine_drift_is_not_frozen(name: str, n: int, seed: int) -> None:
     assert verdict.frozen.tolist() == [False], verdict.evidence[0]
 
 
+@pytest.mark.parametrize("sentinel", [2.0**31 - 1, -1e300, 1e300])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_sentinel_in_the_reference_does_not_make_healthy_windows_constant(
+    sentinel: float, seed: int
+) -> None:
+    """One 2**31 - 1 among 1,200 reference values: the reference's variance is ~1e15, and a
+    window without the sentinel is 1e-15 of it, yet it varies like the reference did."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(0.0, 1.0, 1_200)
+    ref[rng.integers(1_200)] = sentinel
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # squaring 1e300 must not warn either
+        reference = one_scope(ref)
+        healthy = FrozenCheck().judge(reference, one_scope(rng.normal(0.0, 1.0, 271)))
+        frozen = FrozenCheck().judge(reference, one_scope(np.full(271, 0.37)))
+    assert healthy.frozen.tolist() == [False]
+    assert frozen.frozen.tolist() == [True] and frozen.kind == ("constant",)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_dominant_value_taking_over_is_not_frozen(seed: int) -> None:
     """75% zeros in the reference, all zeros now: a window of 200 zeros has probability
