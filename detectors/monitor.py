@@ -206,6 +206,8 @@ class FeatureDrift:
     window_values: list[FloatArray] = field(default_factory=list)
     # (hour, scope, bin) reference counts, kept when the reference covers a day.
     reference_hourly: IntArray | None = None
+    # Per scope: the last window had too few present values to judge drift on.
+    undecided: BoolArray | None = None
     # The code and text of the last value seen outside a categorical's reference
     # categories: a window frozen on it names it (e.g. "unknown").
     last_unseen: tuple[float, str] | None = None
@@ -331,6 +333,32 @@ def _grouped(decisions: list[Decision]) -> list[Decision]:
 
 # Window-to-window spread (max / min) of a rescale factor that is still one factor.
 STEADY_FACTOR_RATIO = 1.25
+
+
+# Fewer present values than this make a histogram of ~10 bins mostly noise.
+MIN_PRESENT_EVENTS = 100
+
+
+def _psi_of_present_values(
+    reference: FloatArray, current: FloatArray, states: Sequence[FeatureDrift], threshold: float
+) -> tuple[FloatArray, BoolArray]:
+    """PSI of each stacked row (a block of rows per feature), or of its present values
+    alone when that is larger: a feature absent from 95% of events whose values moved
+    moves 5% of the histogram, under any threshold, and the values are what the model
+    reads (a change in how often it is absent shows in the whole histogram's PSI). Also
+    the rows left undecided: too few present values on a side to compare them, and no
+    drift in the whole histogram either; those windows count neither way."""
+    whole = psi(reference, current)
+    rows = len(whole) // max(len(states), 1)
+    null_bins = np.repeat([state.bins.null_bin for state in states], rows)
+    at = np.arange(len(whole))
+    reference, current = reference.copy(), current.copy()
+    reference[at, null_bins] = current[at, null_bins] = 0.0
+    enough = (reference.sum(axis=1) >= MIN_PRESENT_EVENTS) & (
+        current.sum(axis=1) >= MIN_PRESENT_EVENTS
+    )
+    combined = np.where(enough, np.maximum(whole, psi(reference, current)), whole)
+    return combined, ~enough & (whole < threshold)
 
 
 def _steady(history: Sequence[float], factor: float) -> bool:
@@ -831,11 +859,16 @@ class ModelMonitor:
             else:
                 reference[block, : state.bins.n_bins] = state.reference[judged]
             current[block, : state.bins.n_bins] = state.current[judged]
-        stats = (psi(reference, current), js_distance(reference, current))
+        combined, undecided = _psi_of_present_values(
+            reference, current, states, self.config.psi_threshold
+        )
+        stats = (combined, js_distance(reference, current))
         pvalue = g_test(reference, current)[1]
         for i, state in enumerate(states):
             block = slice(i * rows, (i + 1) * rows)
             state.psi[judged] = stats[0][block]
+            state.undecided = np.zeros(len(state.psi), dtype=bool)
+            state.undecided[judged] = undecided[block]
             state.js[judged] = stats[1][block]
             state.pvalue[judged] = pvalue[block]
 
@@ -860,7 +893,9 @@ class ModelMonitor:
                 # of 1,000 is not something the world drifts into.
                 upstream_now[scope] = False
         # A broken input explains its own shift: it is reported as upstream, not drift.
-        _, cleared = state.drift.update(judged, drifted_now & ~upstream_now, self._scope_start)
+        # A window with too few of a sparse feature's values says nothing of its drift.
+        decided = judged if state.undecided is None else judged & ~state.undecided
+        _, cleared = state.drift.update(decided, drifted_now & ~upstream_now, self._scope_start)
         up_opened, up_cleared = state.upstream.update(judged, upstream_now, self._scope_start)
         for scope in np.flatnonzero(judged & upstream_now).tolist():
             if not state.upstream.open[scope] or up_opened[scope]:
@@ -871,7 +906,7 @@ class ModelMonitor:
                 del factors[: -config.persistence_windows]
         for scope in np.flatnonzero(judged & ~upstream_now).tolist():
             state.rescale_history[scope].clear()
-        for scope in np.flatnonzero(judged).tolist():
+        for scope in np.flatnonzero(decided).tolist():
             history = state.psi_history[scope]
             history.append(round(float(state.psi[scope]), 6))
             del history[: -config.persistence_windows]

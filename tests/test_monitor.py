@@ -329,6 +329,26 @@ def test_a_drift_in_progress_that_turns_into_a_steady_factor_is_not_a_unit_chang
     ]
 
 
+@pytest.mark.parametrize("shift", [0.0, 2.0])
+def test_a_feature_absent_from_most_events_is_judged_on_its_values(shift: float) -> None:
+    """Present in 5% of events: ~100 values a window. Their move by 2 standard deviations
+    moves 5% of the histogram with its null bin, under any threshold; the values alone
+    show it, and windows with too few of them count neither way (no flapping)."""
+    config = MonitorConfig()
+    r, w = config.reference_events, config.window_events
+    n = r + 30 * w
+    rng = np.random.default_rng(23)
+    rare = rng.normal(10.0, 2.0, n) + shift * 2.0 * (np.arange(n) >= r + 5 * w)
+    batch = make_stream(n, seed=23)
+    batch.features["rare"] = [None if rng.random() < 0.95 else v for v in rare.tolist()]
+    decisions = run(batch, config)
+    found = [(d.action, d.cause, d.feature) for d in decisions]
+    assert found == ([("investigate", "covariate_drift", "rare")] if shift else [])
+    if shift:
+        # 3 windows with enough values, ~half of them: well within 10 windows
+        assert decisions[0].ts <= batch.ts[r + 15 * w]
+
+
 def test_short_shift_gives_only_an_informational_hold() -> None:
     assert CONFIG.persistence_windows == 3
     start = R + 5 * W
