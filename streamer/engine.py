@@ -30,7 +30,7 @@ from streamer.decode import (
     decode_prediction_envelopes,
     invalid_feature_rows,
 )
-from streamer.events import FeedbackEvent
+from streamer.events import FeedbackEvent, epoch_seconds_column
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -117,7 +117,7 @@ def prediction_batch(
     feature_names = _names(feature_rows, max_features)
     attributes = _names(cohort_rows)
     return PredictionBatch(
-        ts=np.asarray(ts, dtype=np.float64),
+        ts=epoch_seconds_column(ts),
         score=np.asarray(score, dtype=np.float64),
         model_version=versions,
         cohorts=dict(zip(attributes, _columns(cohort_rows, attributes))),  # type: ignore[arg-type]
@@ -258,7 +258,7 @@ class Engine:
                 engine._labels(
                     engine.join.join(
                         [f.event_id for f in labels],
-                        np.array([f.ts for f in labels]),
+                        epoch_seconds_column([f.ts for f in labels]),
                         np.array([f.label for f in labels]),
                         [f.source for f in labels],
                         np.array([f.override for f in labels], dtype=np.bool_),

@@ -8,9 +8,12 @@ into ``deploy/schemas/``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detectors.decision import Action, Cause
@@ -38,6 +41,29 @@ def epoch_seconds(value: float | str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         # Before 1970 through a string too, as for a number.
         raise ValueError(f"ts {value!r:.80} must be a finite, non-negative epoch time")
+    return seconds
+
+
+# Epoch seconds past 1e11 would be after the year 5000: such a number is a producer's
+# milliseconds (Java, Kafka's own record timestamps), or micro- or nanoseconds. For any
+# date after 1973 the unit is unambiguous, so it is read as what it is rather than
+# making a window of ~1,000 years or rejecting every event of that producer.
+_UNIT_THRESHOLDS = (1e17, 1e14, 1e11)
+_UNIT_SCALES = (1e-9, 1e-6, 1e-3)
+
+
+def epoch_seconds_column(ts: Sequence[float]) -> NDArray[np.float64]:
+    """Event times as epoch seconds, from seconds, milliseconds, micro- or nanoseconds.
+
+    >>> epoch_seconds_column([1763712000.5, 1763712000500, 1763712000500000]).tolist()
+    [1763712000.5, 1763712000.5, 1763712000.5]
+    """
+    seconds = np.asarray(ts, dtype=np.float64)
+    if seconds.size and seconds.max() >= _UNIT_THRESHOLDS[-1]:
+        scale = np.select(
+            [seconds >= at for at in _UNIT_THRESHOLDS], list(_UNIT_SCALES), default=1.0
+        )
+        seconds = seconds * scale
     return seconds
 
 

@@ -707,6 +707,34 @@ def test_labels_that_are_not_binary_outcomes_are_dead_lettered_not_judged(label)
     assert engine.join.joined == 150
 
 
+@pytest.mark.parametrize("unit", [1e3, 1e6, 1e9], ids=["ms", "us", "ns"])
+def test_event_times_in_milliseconds_or_finer_are_read_as_seconds(unit):
+    """A producer sending epoch milliseconds gets the decisions, windows and label delays
+    of the same stream in seconds, not windows dated in the year 57,000."""
+
+    def decisions(scale: float) -> tuple[list[dict[str, Any]], int, list[int]]:
+        engine = Engine(SMALL, LIMITS, FeedbackConfig())
+        records, found = [], []
+        for i in range(600):
+            event = prediction(i, ts=(T0 + i) * scale)
+            event["features"]["amount"] *= 1 if i < 300 else 40  # a shift to decide on
+            records.append(InputRecord(PREDICTIONS, orjson.dumps(event), "p", 0, i))
+            label = {**feedback(f"p-{i}", i), "ts": (T0 + i + 60) * scale}
+            records.append(InputRecord(FEEDBACK, orjson.dumps(label), "f", 0, i))
+        for start in range(0, len(records), 100):
+            result = engine.process(records[start : start + 100])
+            assert not result.dead_letters
+            found += [d.to_dict() for d in result.decisions]
+        for d in found:
+            d.pop("decision_id")
+        _, delays, _ = engine.join.delay_histogram()
+        return found, engine.join.joined, delays.tolist()
+
+    in_seconds = decisions(1.0)
+    assert in_seconds[0] and in_seconds[1] > 0  # the stream has something to decide
+    assert decisions(unit) == in_seconds
+
+
 # -- limits --------------------------------------------------------------------------------
 
 
