@@ -346,19 +346,23 @@ def _psi_of_present_values(
     alone when that is larger: a feature absent from 95% of events whose values moved
     moves 5% of the histogram, under any threshold, and the values are what the model
     reads (a change in how often it is absent shows in the whole histogram's PSI). Also
-    the rows left undecided: too few present values on a side to compare them, and no
-    drift in the whole histogram either; those windows count neither way."""
+    the rows left undecided: enough events on both sides but, nulls apart, too few
+    values to compare, and no drift in the whole histogram either; those windows count
+    neither way (a small cohort without nulls is judged on its whole histogram, as ever)."""
     whole = psi(reference, current)
     rows = len(whole) // max(len(states), 1)
     null_bins = np.repeat([state.bins.null_bin for state in states], rows)
     at = np.arange(len(whole))
+    sized = (reference.sum(axis=1) >= MIN_PRESENT_EVENTS) & (
+        current.sum(axis=1) >= MIN_PRESENT_EVENTS
+    )
     reference, current = reference.copy(), current.copy()
     reference[at, null_bins] = current[at, null_bins] = 0.0
     enough = (reference.sum(axis=1) >= MIN_PRESENT_EVENTS) & (
         current.sum(axis=1) >= MIN_PRESENT_EVENTS
     )
     combined = np.where(enough, np.maximum(whole, psi(reference, current)), whole)
-    return combined, ~enough & (whole < threshold)
+    return combined, sized & ~enough & (whole < threshold)
 
 
 def _steady(history: Sequence[float], factor: float) -> bool:

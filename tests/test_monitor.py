@@ -349,6 +349,21 @@ def test_a_feature_absent_from_most_events_is_judged_on_its_values(shift: float)
         assert decisions[0].ts <= batch.ts[r + 15 * w]
 
 
+def test_only_windows_short_of_present_values_are_left_undecided() -> None:
+    """Undecided means: events enough, values (nulls apart) too few. A small window
+    without nulls, or a matched reference with few expected events, is judged as ever."""
+    from types import SimpleNamespace
+
+    from detectors.monitor import _psi_of_present_values
+
+    reference = np.array([[40, 30, 30, 0], [10, 10, 10, 970], [300, 300, 300, 100]], float)
+    current = np.array([[30, 30, 20, 0], [5, 5, 5, 985], [300, 300, 300, 100]], float)
+    state = SimpleNamespace(bins=SimpleNamespace(null_bin=3))
+    combined, undecided = _psi_of_present_values(reference, current, [state], 0.2)  # type: ignore[list-item]
+    assert undecided.tolist() == [False, True, False]
+    assert combined.tolist() == psi(reference, current).tolist()  # nothing moved among values
+
+
 def test_short_shift_gives_only_an_informational_hold() -> None:
     assert CONFIG.persistence_windows == 3
     start = R + 5 * W
