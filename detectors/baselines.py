@@ -18,15 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import FloatArray
 from detectors.batch import numeric_column
 from detectors.binning import NumericBins
 from detectors.divergence import psi
 from detectors.monitor import MonitorConfig, _infer_bins
 from detectors.score_change import ScopedADWIN
-
-FloatArray = NDArray[np.float64]
 
 PSI_THRESHOLD = 0.25
 SCHEDULE_EVENTS = 50_000

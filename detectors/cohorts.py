@@ -15,13 +15,14 @@ from itertools import repeat
 from typing import Any, cast
 
 import numpy as np
-from numpy.typing import NDArray
+
+from detectors.arrays import IndexArray
 
 OTHER = "__other__"
 MISSING = "__missing__"
 POPULATION = 0
 
-IndexArray = NDArray[np.intp]
+
 Dimension = tuple[str, ...]
 
 

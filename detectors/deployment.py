@@ -22,18 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.binning import NumericBins, scope_histograms
 from detectors.cohorts import POPULATION, CohortScopes
 from detectors.decision import Action, Decision
 from detectors.divergence import g_test, psi
 from detectors.persistence import Persistence, announce
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
-IndexArray = NDArray[np.intp]
 
 
 @dataclass

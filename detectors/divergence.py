@@ -20,13 +20,13 @@ window drifted only when the effect is large (PSI) *and* unlikely to be noise (G
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.stats import chi2
 
-FloatArray = NDArray[np.float64]
+from detectors.arrays import CountArray, FloatArray
+
 # Observed counts, or expected counts (fractional) such as a reference matched to a
 # window's hours of the day.
-CountArray = NDArray[np.int64] | NDArray[np.float64]
+
 
 PSEUDO_COUNT = 0.5
 

@@ -64,13 +64,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.cohorts import OTHER
 from detectors.validation import check_int
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-IndexArray = NDArray[np.intp]
-BoolArray = NDArray[np.bool_]
 
 DAY = 86_400.0
 # Upper bounds (seconds, inclusive as Prometheus' ``le``) of the label-delay buckets:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.batch import PredictionBatch, numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import OTHER, POPULATION, CohortScopes, Dimension
@@ -56,11 +56,6 @@ from detectors.signal_health import (
 )
 from detectors.sketches import NumericSketch
 from detectors.upstream import match_renamed, nearest_unit
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
-IndexArray = NDArray[np.intp]
 
 OVERFLOW_FEATURE = "__other__"
 _NUMBER = (int, float)

@@ -16,11 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import FloatArray
 from detectors.batch import numeric_column
-
-FloatArray = NDArray[np.float64]
 
 OVERFLOW = "__other__"
 

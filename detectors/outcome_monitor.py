@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.arrays import BoolArray, FloatArray
 from detectors.cohorts import POPULATION, CohortScopes
 from detectors.decision import Action, Cause, Decision
 from detectors.join import Joined
@@ -31,10 +32,6 @@ from detectors.outcomes import (
     ScopedLossADWIN,
 )
 from detectors.persistence import Persistence, announce
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)

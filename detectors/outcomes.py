@@ -30,13 +30,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import chi2, norm
 
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.score_change import ChangePoint, ScopedADWIN
 from detectors.validation import check_int
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-IndexArray = NDArray[np.intp]
-BoolArray = NDArray[np.bool_]
 
 EPS = 1e-6
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import BoolArray, FloatArray, IntArray
 from detectors.cohorts import POPULATION, CohortScopes
-
-BoolArray = NDArray[np.bool_]
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 
 class Persistence:

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from operator import length_hint
 
 import numpy as np
-from numpy.typing import NDArray
 from river import drift
 
-FloatArray = NDArray[np.float64]
-IndexArray = NDArray[np.intp]
+from detectors.arrays import FloatArray, IndexArray
 
 
 @dataclass(frozen=True)

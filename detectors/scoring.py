@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from detectors.arrays import FloatArray
 
 GRACE_EVENTS = 10_000
 BENIGN = "none"

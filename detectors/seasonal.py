@@ -11,13 +11,9 @@ still shows: the evening's window is compared with the reference's evenings.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import FloatArray, IndexArray, IntArray
 from detectors.binning import scope_histograms
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-IndexArray = NDArray[np.intp]
 
 DAY_S = 86_400.0
 HOURS = 24

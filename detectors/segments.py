@@ -12,9 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-IndexArray = NDArray[np.intp]
+from detectors.arrays import FloatArray, IndexArray, IntArray
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.segments import SegmentStats, segment_quantiles
 from detectors.upstream import (
     FrozenCheck,
@@ -24,11 +24,6 @@ from detectors.upstream import (
     ScopeStats,
     histogram_collision,
 )
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
-IndexArray = NDArray[np.intp]
 
 RESCALE_PROBS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
 # A feature counts as present in the reference when at most this share was null.

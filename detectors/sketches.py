@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors.arrays import FloatArray, IndexArray, IntArray
 from detectors.validation import check_int
 
 __all__ = ["CategoricalSketch", "NumericSketch"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-IndexArray = npt.NDArray[np.intp]
 
 # Below this accuracy float64 bucket keys ceil(log|x| / log(gamma)) lose too much precision for
 # the relative-error guarantee to mean anything.

@@ -54,6 +54,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import bdtrc
 
+from detectors.arrays import BoolArray, FloatArray, IntArray
 from detectors.validation import check_int
 
 __all__ = [
@@ -69,9 +70,6 @@ __all__ = [
     "quantile_distance",
 ]
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 # A variance this many times smaller than the reference's counts as zero (float rounding of
 # a constant column, e.g. in a merged sketch, is ~1e-32 relative).

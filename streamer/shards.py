@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
+from detectors.arrays import FloatArray, IntArray
 from detectors.decision import Decision
 from detectors.join import JoinStore
 from detectors.monitor import ModelMonitor
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 
 Position = tuple[str, int]
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 
 class ShardedEngine:

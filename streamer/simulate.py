@@ -23,6 +23,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from detectors.arrays import FloatArray, IntArray
+
 __all__ = [
     "ACTIONS",
     "DEFAULT_COHORTS",
@@ -103,8 +105,7 @@ _INTERCEPT = -3.55
 _DELAY_SIGMA = 1.0
 _SCORE_EPS = 1e-6
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+
 Record = dict[str, Any]
 
 
