@@ -22,11 +22,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
+# CountArray: observed counts, or expected counts (fractional) such as a reference
+# matched to a window's hours of the day.
 from detectors.arrays import CountArray, FloatArray
-
-# Observed counts, or expected counts (fractional) such as a reference matched to a
-# window's hours of the day.
-
 
 PSEUDO_COUNT = 0.5
 
