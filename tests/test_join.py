@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.join import DELAY_BUCKETS_S, Joined, JoinStore, _id_hashes
+from detectors.join import DELAY_BUCKETS_S, Joined, JoinStore
+from detectors.join.store import _id_hashes
 
 FAST = settings(max_examples=120, deadline=None)
 
