@@ -100,6 +100,13 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_docs(args: argparse.Namespace) -> int:
+    from streamer.config_docs import write_config_docs
+
+    print(write_config_docs(Path(args.out)))
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from streamer import simulate
 
@@ -240,6 +247,10 @@ def parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write the events' JSON Schemas")
     schemas.add_argument("--out", default="deploy/schemas")
     schemas.set_defaults(handler=_cmd_schemas)
+
+    config_docs = commands.add_parser("config-docs", help="write the configuration reference")
+    config_docs.add_argument("--out", default="docs/configuration.md")
+    config_docs.set_defaults(handler=_cmd_config_docs)
 
     simulate = commands.add_parser("simulate", help="write a synthetic replay stream")
     simulate.add_argument("scenario", nargs="?")

@@ -24,56 +24,184 @@ from streamer.errors import DriftgateError
 # environment, so each bound is written once.
 DetectionConfig = pydantic_dataclass(MonitorConfig, config=ConfigDict(extra="forbid"), frozen=True)
 
+# The detection fields' descriptions live here, not in detectors/ (which knows nothing of
+# configuration files); tests/test_config_docs.py keeps them in step with MonitorConfig.
+DETECTION_DESCRIPTIONS = {
+    "reference_events": "Predictions per model kept as its reference (its first ones), "
+    "unless reference_span_s of event time fits in reference_max_events.",
+    "reference_span_s": "Seconds of event time the reference grows to cover when that fits "
+    "in reference_max_events (a day compares daily cycles like with like); 0 counts events only.",
+    "reference_max_events": "Most predictions a reference may hold, and the default and upper "
+    "bound of `driftgate reference build --max-events`.",
+    "window_events": "Predictions per tumbling window, counted in the model's predictions "
+    "(when window_s is 0).",
+    "window_s": "Seconds of event time per tumbling window, aligned to multiples of it since "
+    "the epoch; 0 counts windows in window_events instead.",
+    "window_max_events": "Predictions after which an event-time window closes anyway, so one "
+    "event dated far ahead cannot stall the monitor.",
+    "min_window_events": "Events a scope needs in a window to be judged; fewer carry over to "
+    "the next window.",
+    "min_reference_events": "Reference events a scope needs to be judged at all (and a model "
+    "needs in a pinned reference file).",
+    "numeric_bins": "Quantile bins of a numeric feature's reference (at least 2), besides one "
+    "above the reference's maximum and one for nulls.",
+    "max_categories": "Most frequent categories of a categorical feature that get a bin of "
+    "their own; the others share `other`.",
+    "psi_threshold": "Population stability index (an effect size) at which a window counts "
+    "as drifted, together with the G-test.",
+    "alpha": "Significance level, in (0, 1), of the G-test a drifted window must also pass.",
+    "persistence_windows": "Consecutive drifted windows before any decision but hold, and "
+    "clean windows before a condition clears.",
+    "adwin_delta": "Confidence parameter, in (0, 1), of ADWIN on the score stream; smaller "
+    "fires less often.",
+    "cohort_dimensions": "Cohort attributes and combinations judged as scopes, e.g. "
+    "`[[region], [region, channel]]`; empty: every cohort attribute on its own.",
+    "max_cohort_values": "Reference values kept per cohort dimension; other values, new ones "
+    "included, fold into `__other__`.",
+    "max_cohort_dimensions": "Cohort attributes judged, in name order, when "
+    "cohort_dimensions is empty.",
+    "max_features": "Reference features per model, most present first; also how many new "
+    "names are counted by name and watched per window.",
+    "reference_labels": "Labels, of predictions made after the reference, that form the "
+    "outcome reference.",
+    "label_window_labels": "Labels per outcome window, judged against the outcome reference.",
+    "min_labels": "Labels a scope needs per window on both sides of every outcome test; "
+    "fewer carry over.",
+    "untrusted_sources": "Feedback sources whose labels never justify a retrain; they are "
+    "watched for label quality instead.",
+    "max_versions": "New model versions watched per model for deployment regressions; later "
+    "ones are only counted.",
+}
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class TopicsConfig(_Section):
-    predictions: str = "predictions"
-    feedback: str = "feedback"
-    decisions: str = "decisions"
-    dead_letter_suffix: str = Field(".dlq", description="Dead letters of T go to T + suffix.")
+    predictions: str = Field(
+        "predictions", description="The topic the model's predictions are read from."
+    )
+    feedback: str = Field(
+        "feedback", description="The topic the labels and overrides of predictions are read from."
+    )
+    decisions: str = Field(
+        "decisions", description="The topic decision events are published to, keyed by model."
+    )
+    dead_letter_suffix: str = Field(
+        ".dlq", description="Rejected records of topic T are copied to T + this suffix."
+    )
 
     def dead_letter(self, topic: str) -> str:
         return topic + self.dead_letter_suffix
 
 
 class KafkaConfig(_Section):
-    bootstrap_servers: str = "127.0.0.1:9092"
-    group_id: str = "driftgate"
-    client_id: str = "driftgate"
-    topics: TopicsConfig = TopicsConfig()
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    session_timeout_ms: int = Field(10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
-    max_poll_records: int = Field(5_000, ge=1)
-    poll_timeout_ms: int = Field(200, ge=0)
-    fetch_max_bytes: int = Field(52_428_800, ge=1_024)
-    max_partition_fetch_bytes: int = Field(10_485_760, ge=1_024)
-    request_timeout_ms: int = Field(30_000, ge=1_000)
-    reconnect_backoff_max_ms: int = Field(10_000, ge=50)
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="The Kafka brokers to connect to, comma-separated host:port."
+    )
+    group_id: str = Field(
+        "driftgate", description="The consumer group; instances in one group split the partitions."
+    )
+    client_id: str = Field("driftgate", description="The client id driftgate gives the brokers.")
+    topics: TopicsConfig = Field(TopicsConfig(), description="The names of the topics.")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a consumer group without committed offsets starts reading.",
+    )
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="Milliseconds without heartbeats before the group drops a consumer.",
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000, ge=100, description="Milliseconds between heartbeats to the group coordinator."
+    )
+    max_poll_records: int = Field(
+        5_000, ge=1, description="Records per poll, which is the engine's batch (also in replay)."
+    )
+    poll_timeout_ms: int = Field(
+        200, ge=0, description="Milliseconds a poll waits for records when none are buffered."
+    )
+    fetch_max_bytes: int = Field(
+        52_428_800,
+        ge=1_024,
+        description="Bytes a fetch request may return, all partitions together.",
+    )
+    max_partition_fetch_bytes: int = Field(
+        10_485_760, ge=1_024, description="Bytes a fetch request may return per partition."
+    )
+    request_timeout_ms: int = Field(
+        30_000, ge=1_000, description="Milliseconds to wait for a broker's answer to a request."
+    )
+    reconnect_backoff_max_ms: int = Field(
+        10_000, ge=50, description="Longest wait, in milliseconds, between reconnects to a broker."
+    )
 
 
 class MetricsConfig(_Section):
-    host: str = "0.0.0.0"
-    port: int = Field(9108, ge=0, le=65_535, description="0 picks a free port.")
+    host: str = Field(
+        "0.0.0.0", description="The address /metrics, /healthz and /readyz are served on."
+    )
+    port: int = Field(
+        9108,
+        ge=0,
+        le=65_535,
+        description="The TCP port of /metrics, /healthz and /readyz; 0 picks a free port.",
+    )
 
 
 class LimitsConfig(_Section):
-    max_message_bytes: int = Field(1_048_576, ge=256)
-    max_features_per_event: int = Field(1_000, ge=1)
-    max_string_bytes: int = Field(1_024, ge=1)
-    max_models: int = Field(100, ge=1, description="Predictions of further models are rejected.")
+    max_message_bytes: int = Field(
+        1_048_576,
+        ge=256,
+        description="Bytes of a message, checked before parsing; larger ones are rejected "
+        "as too_large.",
+    )
+    max_features_per_event: int = Field(
+        1_000,
+        ge=1,
+        description="Features of one prediction; more are rejected as too_many_features.",
+    )
+    max_string_bytes: int = Field(
+        1_024,
+        ge=1,
+        description="Characters of a feature or cohort name or value; longer ones are "
+        "rejected as string_too_long.",
+    )
+    max_models: int = Field(
+        100,
+        ge=1,
+        description="Models watched; predictions of further models are rejected as "
+        "too_many_models.",
+    )
 
 
 class FeedbackConfig(_Section):
-    """The join of labels to their predictions (see README 'Feedback')."""
+    """The join of labels to their predictions (see docs/detection.md, Outcomes)."""
 
-    join_max_entries: int = Field(1_000_000, ge=1, description="Predictions kept for labels.")
-    join_horizon_s: float = Field(30 * 86_400.0, gt=0, description="Event time a label may lag.")
-    join_grace_s: float = Field(300.0, ge=0, description="A label may precede its prediction.")
-    join_max_pending: int = Field(100_000, ge=1)
+    join_max_entries: int = Field(
+        1_000_000,
+        ge=1,
+        description="Predictions kept for late labels (~200 bytes each), oldest evicted first.",
+    )
+    join_horizon_s: float = Field(
+        30 * 86_400.0,
+        gt=0,
+        description="Seconds of event time a label may lag its prediction; older entries expire.",
+    )
+    join_grace_s: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds of event time a label may arrive before its prediction and "
+        "still join.",
+    )
+    join_max_pending: int = Field(
+        100_000,
+        ge=1,
+        description="Labels kept waiting for a prediction that has not arrived yet, oldest "
+        "dropped first.",
+    )
 
 
 class CheckpointConfig(_Section):
@@ -81,19 +209,27 @@ class CheckpointConfig(_Section):
 
     dir: str | None = Field(
         "driftgate-state",
-        description="A directory only driftgate writes to; null (and no topic) turns "
-        "checkpoints off.",
+        description="A directory only driftgate writes to, relative to the working directory; "
+        "null (and no topic) turns checkpoints off.",
     )
     topic: str | None = Field(
         None,
         description="A compacted Kafka topic for checkpoints instead of dir (dir is then unused).",
     )
-    interval_events: int = Field(200_000, ge=1, description="Records between checkpoints.")
-    interval_s: float = Field(60.0, gt=0, description="Seconds between checkpoints.")
+    interval_events: int = Field(
+        200_000,
+        ge=1,
+        description="Records between checkpoints (or interval_s, whichever comes first).",
+    )
+    interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds between checkpoints (or interval_events, whichever comes first).",
+    )
 
 
 class ReferenceConfig(_Section):
-    """A pinned reference (see README 'Pinning a reference')."""
+    """A pinned reference (see docs/operations.md, Pinning a reference)."""
 
     file: str | None = Field(
         None,
@@ -107,14 +243,32 @@ class Settings(BaseSettings):
         env_prefix="DRIFTGATE_", env_nested_delimiter="__", extra="forbid"
     )
 
-    kafka: KafkaConfig = KafkaConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    detection: DetectionConfig = Field(default_factory=DetectionConfig)  # type: ignore[valid-type]
-    limits: LimitsConfig = LimitsConfig()
-    feedback: FeedbackConfig = FeedbackConfig()
-    checkpoint: CheckpointConfig = CheckpointConfig()
-    reference: ReferenceConfig = ReferenceConfig()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaConfig = Field(
+        KafkaConfig(), description="The brokers, the consumer group and the topics."
+    )
+    metrics: MetricsConfig = Field(
+        MetricsConfig(), description="Where /metrics, /healthz and /readyz are served."
+    )
+    detection: DetectionConfig = Field(  # type: ignore[valid-type]
+        default_factory=DetectionConfig,
+        description="The reference, the windows, and the tests' thresholds.",
+    )
+    limits: LimitsConfig = Field(
+        LimitsConfig(), description="Bounds on the input; records past them are dead-lettered."
+    )
+    feedback: FeedbackConfig = Field(
+        FeedbackConfig(), description="The join of labels to their predictions."
+    )
+    checkpoint: CheckpointConfig = Field(
+        CheckpointConfig(),
+        description="Where and how often the state is checkpointed (`driftgate run` only).",
+    )
+    reference: ReferenceConfig = Field(
+        ReferenceConfig(), description="A pinned reference instead of each model's first events."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe level driftgate logs to standard error."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -144,7 +298,7 @@ def explain(error: ValidationError) -> str:
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         if problem["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            lines.append(f"{key}: unknown key (check the spelling; see README 'Configuration')")
+            lines.append(f"{key}: unknown key (check the spelling; see docs/configuration.md)")
         else:
             message = problem["msg"].removeprefix("Value error, ")
             lines.append(f"{key}: {message} (got {problem.get('input')!r})")
