@@ -1,4 +1,4 @@
-"""Real streams with documented drift (../shared/data/real), default config."""
+"""Real streams with documented drift (data/real/), default config."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import ROOT, replay_service
+from tests.conftest import replay_service
+from tests.real_data import ELEC2, INSECTS, WEATHER, open_csv
 
 pytestmark = pytest.mark.slow
 
-REAL = ROOT.parent / "shared" / "data" / "real"
-INSECTS = REAL / "insects" / "INSECTS_gradual_balanced_24150.csv"
-WEATHER = REAL / "weather_noaa" / "weather.csv"
 
-
-def _stream(source: Path, out: Path, names: list[str] | None) -> None:
-    with source.open() as rows, out.open("wb") as sink:
+def _stream(source: Path, model: str, out: Path, names: list[str] | None) -> None:
+    with open_csv(source) as rows, out.open("wb") as sink:
         reader = csv.reader(rows)
         header = names or next(reader)
         for i, row in enumerate(reader):
@@ -28,7 +25,7 @@ def _stream(source: Path, out: Path, names: list[str] | None) -> None:
             event = {
                 "event_id": f"e{i}",
                 "ts": 1_600_000_000.0 + 60.0 * i,
-                "model": source.stem,
+                "model": model,
                 "model_version": "v1",
                 "features": {k: float(v) for k, v in values.items()},
                 "score": 0.5,
@@ -36,10 +33,14 @@ def _stream(source: Path, out: Path, names: list[str] | None) -> None:
             sink.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
 
 
-@pytest.mark.skipif(not INSECTS.exists(), reason="shared/ data is not beside the repository")
 def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
     """The temperature change scales wing-beat features: the world moved, no unit did."""
-    _stream(INSECTS, tmp_path / "insects.jsonl", [f"f{i:02d}" for i in range(33)] + ["class"])
+    _stream(
+        INSECTS,
+        "INSECTS_gradual_balanced_24150",
+        tmp_path / "insects.jsonl",
+        [f"f{i:02d}" for i in range(33)] + ["class"],
+    )
     _, decisions = replay_service(tmp_path / "insects.jsonl", tmp_path / "d.jsonl")
     # Wing-beat features drift gradually: some cross the threshold for a window or two and
     # fall back (informational transient holds) before the change persists.
@@ -53,25 +54,20 @@ def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
     assert any(len(d.evidence.get("features", ())) >= 3 for d in decisions)
 
 
-@pytest.mark.skipif(not WEATHER.exists(), reason="shared/ data is not beside the repository")
 def test_weather_seasons_raise_no_upstream_fault(tmp_path):
-    _stream(WEATHER, tmp_path / "weather.jsonl", None)
+    _stream(WEATHER, "weather", tmp_path / "weather.jsonl", None)
     _, decisions = replay_service(tmp_path / "weather.jsonl", tmp_path / "d.jsonl")
     actions = [d for d in decisions if d.cause != "transient_shift"]
     assert all(d.cause == "covariate_drift" for d in actions), [d.to_dict() for d in decisions]
     assert len(actions) <= 4
 
 
-ELEC2 = REAL / "elec2" / "electricity.csv"
-
-
-@pytest.mark.skipif(not ELEC2.exists(), reason="shared/ data is not beside the repository")
 def test_elec2_signals_that_come_to_life_are_reported_once_and_never_as_retrain(tmp_path):
     """vicprice, vicdemand and transfer are constant (filled-in) for the first 17,424 rows
     and vary after that: the reference knows them constant, so their coming to life is
     one change of three features at once, and nothing here is a retraining order (there
     are no labels)."""
-    _stream(ELEC2, tmp_path / "elec2.jsonl", None)
+    _stream(ELEC2, "electricity", tmp_path / "elec2.jsonl", None)
     _, decisions = replay_service(tmp_path / "elec2.jsonl", tmp_path / "d.jsonl")
     assert {d.action for d in decisions} <= {"investigate", "hold"}, [
         d.to_dict() for d in decisions

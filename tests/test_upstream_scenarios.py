@@ -10,13 +10,13 @@ import orjson
 import pytest
 
 from detectors.decision import Decision
-from streamer.simulate import SCENARIOS, generate, write_replay
-from tests.conftest import ROOT, replay_service
+from evaluation.simulate import SCENARIOS, generate, write_replay
+from tests.conftest import replay_service
+from tests.real_data import ELEC2, open_csv
 
 pytestmark = pytest.mark.slow
 
 EVENTS = 160_000
-ELEC2 = ROOT.parent / "shared" / "data" / "real" / "elec2" / "electricity.csv"
 
 
 def _replay(path: Path, out: Path) -> list[Decision]:
@@ -65,7 +65,7 @@ def test_a_feed_that_comes_back_gets_a_resolving_hold(tmp_path):
 
 
 def _elec2_stream(path: Path) -> int:
-    with ELEC2.open() as source, path.open("wb") as out:
+    with open_csv(ELEC2) as source, path.open("wb") as out:
         rows = csv.DictReader(source)
         for i, row in enumerate(rows):
             label = row.pop("class")
@@ -81,7 +81,6 @@ def _elec2_stream(path: Path) -> int:
     return i + 1
 
 
-@pytest.mark.skipif(not ELEC2.exists(), reason="shared/ data is not beside the repository")
 def test_elec2_features_constant_in_the_reference_are_not_called_frozen(tmp_path):
     """vicprice, vicdemand and transfer are constant for the first 17,424 rows (filled-in
     values), like the reference, and vary after that: reported, but never as frozen."""
