@@ -10,7 +10,7 @@ numeric feature, PSI > 0.25 on any feature per 2,000-event window, every 50,000 
 It prints the table and the issue's targets, draws one timeline per scenario family and
 writes all of it, with the problems behind any missed target, to benchmarks/figures/
 (scoreboard.md and the PNGs; matplotlib, the ``bench`` extra) and, with ``--readme``, into
-README.md's scoreboard block.
+docs/evaluation.md's scoreboard block.
 """
 
 from __future__ import annotations
@@ -491,7 +491,7 @@ def markdown(
 def replace_block(text: str, block: str) -> str:
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no {README_START} ... {README_END} block")
+        raise SystemExit(f"docs/evaluation.md has no {README_START} ... {README_END} block")
     return pattern.sub(lambda _: f"{README_START}\n{block}{README_END}", text)
 
 
@@ -503,7 +503,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=MARKDOWN)
     parser.add_argument("--figures", type=Path, default=FIGURES)
-    parser.add_argument("--readme", action="store_true", help="also update README.md's block")
+    parser.add_argument(
+        "--readme", action="store_true", help="also update docs/evaluation.md's block"
+    )
     args = parser.parse_args()
     command = " ".join(["python benchmarks/scoreboard.py", *sys.argv[1:]])
     started = time.perf_counter()
@@ -529,8 +531,8 @@ def main() -> None:
     args.out.write_text("# Scoreboard\n\n" + text(args.out.parent))
     print(f"{len(runs)} replays and figures in {seconds:.0f} s; wrote {args.out}")
     if args.readme:
-        readme = ROOT / "README.md"
-        readme.write_text(replace_block(readme.read_text(), text(ROOT)))
+        readme = ROOT / "docs" / "evaluation.md"
+        readme.write_text(replace_block(readme.read_text(), text(readme.parent)))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ naming the key and what is wrong, and exits with code 2. Pinning a reference fil
 (`reference.file`) is described in [operations](operations.md#pinning-a-reference).
 
 Every key below, with its type, default and meaning, comes from the models in
-`streamer/config.py` (the `detection` section is `detectors/monitor.py`'s `MonitorConfig`,
-whose `__post_init__` checks its bounds). `driftgate config-docs` writes this file, and
+`streamer/config.py` (the `detection` section is the detectors' own `MonitorConfig`, which
+checks its bounds itself). `driftgate config-docs` writes this file, and
 `tests/test_config_docs.py` fails when it is out of date.
 """
 
