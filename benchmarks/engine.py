@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detectors.monitor import ModelMonitor, MonitorConfig  # noqa: E402
+from evaluation.simulate import TrafficSpec, generate, write_replay  # noqa: E402
 from streamer.cli import tune_gc  # noqa: E402
 from streamer.config import LimitsConfig  # noqa: E402
 from streamer.decode import decode_prediction_envelope  # noqa: E402
 from streamer.engine import PREDICTIONS, prediction_batch  # noqa: E402
-from streamer.simulate import TrafficSpec, generate, write_replay  # noqa: E402
 from streamer.sources import ReplaySource  # noqa: E402
 
 SPEC = TrafficSpec(n_numeric=20, n_categorical=4)

@@ -44,8 +44,8 @@ from kafka import KafkaConsumer, KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from evaluation.simulate import Incident, TrafficSpec, generate  # noqa: E402
 from streamer.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from streamer.simulate import Incident, TrafficSpec, generate  # noqa: E402
 
 SPEC = TrafficSpec(n_numeric=20, n_categorical=4, label_fraction=0.2)
 # The same consumer settings for both readers, so the ratio compares the work done per

@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.baselines import (  # noqa: E402
+from evaluation.baselines import (  # noqa: E402
     PSI_THRESHOLD,
     SCHEDULE_EVENTS,
     adwin_retrains,
@@ -44,17 +44,15 @@ from detectors.baselines import (  # noqa: E402
     scheduled_retrains,
     windowed_psi,
 )
-from detectors.scoring import (  # noqa: E402
+from evaluation.scorecard import HEADERS, load_decisions, problems, rows, score_files, table  # noqa: E402
+from evaluation.scoring import (  # noqa: E402
     RetrainCount,
     ScenarioScore,
     ScoredDecision,
     Tally,
     count_retrains,
 )
-from streamer import cli  # noqa: E402
-from streamer.config import load_settings  # noqa: E402
-from streamer.score import HEADERS, load_decisions, problems, rows, score_files, table  # noqa: E402
-from streamer.simulate import (  # noqa: E402
+from evaluation.simulate import (  # noqa: E402
     OUTCOME_KINDS,
     SCENARIOS,
     UPSTREAM_KINDS,
@@ -63,6 +61,8 @@ from streamer.simulate import (  # noqa: E402
     write_replay,
     write_truth,
 )
+from streamer import cli  # noqa: E402
+from streamer.config import load_settings  # noqa: E402
 
 EVENTS = 200_000
 SEEDS = (0, 1, 2)

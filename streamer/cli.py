@@ -108,7 +108,7 @@ def _cmd_config_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from streamer import simulate
+    from evaluation import simulate
 
     if args.list or not args.scenario:
         for name in simulate.SCENARIOS:
@@ -147,16 +147,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from streamer import score
+    from evaluation import scorecard
 
     if len(args.truth) != len(args.decisions):
         raise DriftgateError("score needs one --decisions file per --truth file, in order")
     pairs = list(zip(map(Path, args.truth), map(Path, args.decisions), strict=True))
-    scores = score.score_files(pairs, args.events)
+    scores = scorecard.score_files(pairs, args.events)
     if args.json:
-        sys.stdout.buffer.write(score.report_json(scores))
+        sys.stdout.buffer.write(scorecard.report_json(scores))
     else:
-        print(score.report(scores))
+        print(scorecard.report(scores))
     return 0
 
 

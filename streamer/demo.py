@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
+from evaluation.simulate import SCENARIOS, Incident, TrafficSpec, generate
 from streamer import app
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.config import load_settings
-from streamer.simulate import SCENARIOS, Incident, TrafficSpec, generate
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from river import drift
 
-from detectors.baselines import adwin_retrains, psi_retrains, scheduled_retrains, windowed_psi
+from evaluation.baselines import adwin_retrains, psi_retrains, scheduled_retrains, windowed_psi
 
 
 def test_the_schedule_retrains_after_every_block():

@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
+from evaluation.simulate import SCENARIOS, generate
 from streamer.checkpoint import MAGIC, CheckpointDirectory, Checkpoints, config_fingerprint
 from streamer.config import CheckpointConfig, load_settings
 from streamer.engine import PREDICTIONS, Engine, InputRecord
 from streamer.errors import DriftgateError
-from streamer.simulate import SCENARIOS, generate
 
 
 def _engine(**detection: object) -> Engine:

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.checkpoint import CheckpointDirectory, Checkpoints, config_fingerprint
 from streamer.checkpoint_topic import CHUNK_BYTES, CheckpointTopic
@@ -20,7 +21,6 @@ from streamer.config import CheckpointConfig, KafkaConfig, load_settings
 from streamer.engine import Engine, InputRecord
 from streamer.errors import DriftgateError
 from streamer.shards import ShardedEngine
-from streamer.simulate import SCENARIOS, generate
 from tests.test_checkpoint import _engine, _fingerprint, _records, _state
 from tests.test_kafka_e2e import _read_all
 from tests.test_recovery import _env, _final_state, _start, _summary, _topics, _wait_for

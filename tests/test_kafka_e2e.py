@@ -13,8 +13,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics
-from streamer.simulate import SCENARIOS, generate
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -7,10 +7,10 @@ import urllib.request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
-from streamer.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import replay_service
 
 

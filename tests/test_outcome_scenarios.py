@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from detectors.decision import Decision
-from streamer.simulate import SCENARIOS, generate, write_replay
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import replay_service
 
 pytestmark = pytest.mark.slow

@@ -30,11 +30,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.decision import Action
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.config import KafkaConfig, TopicsConfig, load_settings
 from streamer.metrics import EngineCollector
 from streamer.produce import produce
-from streamer.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import ROOT, replay_service
 
 pytestmark = pytest.mark.slow

@@ -18,12 +18,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.checkpoint import MAGIC, CheckpointDirectory, config_fingerprint
 from streamer.config import load_settings
 from streamer.engine import Engine
 from streamer.shards import ShardedEngine
-from streamer.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import ROOT
 from tests.test_kafka_e2e import _read_all
 

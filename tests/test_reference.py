@@ -12,6 +12,7 @@ import pytest
 
 from detectors.batch import PredictionBatch
 from detectors.monitor import ModelMonitor
+from evaluation.simulate import Incident, TrafficSpec, generate, write_replay
 from streamer import app
 from streamer.checkpoint import config_fingerprint
 from streamer.cli import main
@@ -20,7 +21,6 @@ from streamer.engine import Engine
 from streamer.errors import DriftgateError
 from streamer.reference import build_reference, load_references, write_reference
 from streamer.service import Service
-from streamer.simulate import Incident, TrafficSpec, generate, write_replay
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 from streamer.sources import ReplaySource
 

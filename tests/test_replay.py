@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from streamer.simulate import SCENARIOS, generate, write_replay
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.sources import ReplaySource
 from tests.conftest import ROOT
 

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from river import drift
 
 from detectors.score_change import ChangePoint, ScopedADWIN, ScopedPageHinkley
+from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.metrics import EngineCollector
-from streamer.simulate import SCENARIOS, generate, write_replay
 from tests.conftest import replay_service
 
 Stream = tuple[np.ndarray, np.ndarray, np.ndarray, int]

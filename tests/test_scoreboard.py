@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.scoreboard import EVENTS, Run, run_all, scoreboard_table
-from detectors.scoring import Tally
-from streamer.score import problems
-from streamer.simulate import SCENARIOS
+from evaluation.scorecard import problems
+from evaluation.scoring import Tally
+from evaluation.simulate import SCENARIOS
 
 pytestmark = pytest.mark.slow
 

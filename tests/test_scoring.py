@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.scoring import (
+from evaluation.scoring import (
     RetrainCount,
     ScoredDecision,
     Tally,
@@ -17,8 +17,8 @@ from detectors.scoring import (
     count_retrains,
     score,
 )
+from evaluation.simulate import SCENARIOS
 from streamer import cli
-from streamer.simulate import SCENARIOS
 
 # 50 events a second from ts 0: event i happens at i / 50 s, so ts t is event 50 t.
 MARKS = [[0, 0.0], [50_000, 1_000.0], [99_999, 1_999.98]]

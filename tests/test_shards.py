@@ -9,13 +9,13 @@ import numpy as np
 import orjson
 import pytest
 
+from evaluation.simulate import SCENARIOS, generate
 from streamer.checkpoint import Checkpoints
 from streamer.config import CheckpointConfig, load_settings
 from streamer.engine import FEEDBACK, PREDICTIONS, Engine, InputRecord
 from streamer.errors import DriftgateError
 from streamer.service import Service
 from streamer.shards import ShardedEngine
-from streamer.simulate import SCENARIOS, generate
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 
 TOPICS = {PREDICTIONS: "p", FEEDBACK: "f"}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.simulate import (
+from evaluation.simulate import (
     SCENARIOS,
     Incident,
     TrafficSpec,

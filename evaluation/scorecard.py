@@ -1,7 +1,7 @@
 """``driftgate score``: the decisions of replays against their ground truth.
 
 Reads truth files (``driftgate simulate --truth``) and decision files (``driftgate replay
---decisions``) in pairs, scores them with ``detectors.scoring`` and renders the result:
+--decisions``) in pairs, scores them with ``evaluation.scoring`` and renders the result:
 a table per scenario and overall (plain text or markdown), the problems behind it, or JSON.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from detectors.scoring import ScenarioScore, ScoredDecision, Tally, Truth, by_scenario, score
+from evaluation.scoring import ScenarioScore, ScoredDecision, Tally, Truth, by_scenario, score
 from streamer.errors import DriftgateError
 
 HEADERS = (
