@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.join import DELAY_BUCKETS_S, Joined, JoinStore
-from detectors.join.store import _id_hashes
+from detectors.join.tombstones import _id_hashes
 
 FAST = settings(max_examples=120, deadline=None)
 
@@ -329,7 +329,7 @@ def test_memory_per_entry_is_bounded_and_linear() -> None:
         tracemalloc.stop()
         assert store.size == max_entries
         # The store holds its ids; their strings were allocated before tracing started.
-        strings = sum(len(i) + 49 for i in store._ids)
+        strings = sum(len(i) + 49 for i in store._entries._ids)
         return current + strings
 
     small, large = measured(10_000), measured(20_000)
