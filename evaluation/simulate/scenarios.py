@@ -1,0 +1,203 @@
+"""The named scenarios of ``driftgate simulate``: a spec and its incidents for a stream of
+n events."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+from evaluation.simulate.spec import Incident, TrafficSpec
+
+
+def _stationary(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return TrafficSpec(), []
+
+
+def _covariate_shift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    incident = Incident(
+        name="amount_shift",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=n_events // 2,
+        magnitude=1.0,
+    )
+    return TrafficSpec(), [incident]
+
+
+def _cohort_covariate_shift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = TrafficSpec()
+    # A mid-sized region (~1/8 of traffic): big enough to matter, small enough that the
+    # shift is diluted in population-wide statistics.
+    region = _mid_region(spec)
+    incident = Incident(
+        name=f"session_seconds_shift_{region}",
+        kind="covariate_shift",
+        feature="session_seconds",
+        cohort={"region": region},
+        start_event=n_events // 2,
+        magnitude=1.0,
+    )
+    return spec, [incident]
+
+
+def _mid_region(spec: TrafficSpec) -> str:
+    shares = spec.cohort_shares()["region"]
+    return min(shares, key=lambda v: abs(shares[v] - 1 / 8))
+
+
+def _upstream(kind: str, feature: str, start: int, **extra: Any) -> Incident:
+    cause = {"frozen": "frozen_signal", "rescale": "rescaled_signal", "rename": "schema_change"}
+    return Incident(
+        name=f"{feature}_{kind}",
+        kind=kind,
+        feature=feature,
+        start_event=start,
+        expected_action="fix_upstream",
+        expected_cause=cause[kind],
+        **{"cohort": None, **extra},
+    )
+
+
+def _frozen(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return TrafficSpec(), [_upstream("frozen", "balance", n_events // 2)]
+
+
+def _cohort_frozen(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = TrafficSpec()
+    region = _mid_region(spec)
+    return spec, [_upstream("frozen", "balance", n_events // 2, cohort={"region": region})]
+
+
+def _rescaled(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Cents become euros for one feed, seconds become kiloseconds for another.
+    return TrafficSpec(), [
+        _upstream("rescale", "amount", n_events // 2, magnitude=100.0),
+        _upstream("rescale", "session_seconds", n_events // 2, magnitude=0.001),
+    ]
+
+
+def _renamed(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return TrafficSpec(), [_upstream("rename", "balance", n_events // 2, new_name="acct_balance")]
+
+
+def _labelled() -> TrafficSpec:
+    # Half the predictions labelled by a trusted source, hours later; 2 predictions a
+    # second, so an hour of delay is 7,200 events.
+    return TrafficSpec(events_per_second=2.0, label_fraction=0.5, label_delay_seconds=3_600.0)
+
+
+def _outcome(kind: str, start: int, magnitude: float, cause: str, **extra: Any) -> Incident:
+    action = "retrain" if cause == "concept_drift" else "investigate"
+    return Incident(
+        name=kind, kind=kind, feature=None, start_event=start, magnitude=magnitude,
+        expected_action=action, expected_cause=cause, **{"cohort": None, **extra},
+    )  # fmt: skip
+
+
+def _concept(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), [_outcome("concept", n_events // 2, 1.5, "concept_drift")]
+
+
+def _cohort_concept(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = _labelled()
+    cohort = {"region": _mid_region(spec)}
+    return spec, [_outcome("concept", n_events // 2, 2.5, "concept_drift", cohort=cohort)]
+
+
+def _click_inflation(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    spec = dataclasses.replace(_labelled(), untrusted_share=0.5)
+    return spec, [_outcome("label_inflation", n_events // 2, 2.0, "label_quality")]
+
+
+def _rising_overrides(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), [_outcome("override_rise", n_events // 2, 0.15, "trust_decay")]
+
+
+def _labelled_stationary(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    return _labelled(), []
+
+
+def _deployment(kind: str, bias: float) -> Callable[[int], tuple[TrafficSpec, list[Incident]]]:
+    def scenario(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+        broken = bias != 0.0
+        incident = Incident(
+            name=kind,
+            kind="deployment",
+            feature=None,
+            cohort=None,
+            start_event=n_events // 2,
+            magnitude=bias,
+            new_version="v2",
+            expected_action="rollback" if broken else "none",
+            expected_cause="deployment_regression" if broken else "none",
+        )
+        return _labelled(), [incident]
+
+    return scenario
+
+
+def _gradual_drift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Baskets grow by one standard deviation over 100,000 events (or the stream's last
+    # three quarters, if shorter): no single window looks much unlike the one before.
+    start = n_events // 4
+    incident = Incident(
+        name="amount_gradual",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=start,
+        magnitude=1.0,
+        ramp_events=min(100_000, n_events - start),
+    )
+    return TrafficSpec(), [incident]
+
+
+def _campaign(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # A weekend promotion in one region: bigger baskets for 3,000 events, then back to
+    # normal, shorter than driftgate's persistence horizon (3 windows of 2,000).
+    spec = TrafficSpec()
+    start = n_events // 2
+    incident = Incident(
+        name="campaign",
+        kind="covariate_shift",
+        feature="amount",
+        cohort={"region": _mid_region(spec)},
+        start_event=start,
+        end_event=start + 3_000,
+        magnitude=1.5,
+        expected_action="hold",
+        expected_cause="transient_shift",
+    )
+    return spec, [incident]
+
+
+def _daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # A week of traffic whatever n_events is: the cycle is in event time, not in counts.
+    rate = n_events / (7 * 86_400.0)
+    return TrafficSpec(events_per_second=rate, daily_cycle=0.5), []
+
+
+SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
+    "stationary": _stationary,
+    "covariate_shift": _covariate_shift,
+    "cohort_covariate_shift": _cohort_covariate_shift,
+    "frozen": _frozen,
+    "cohort_frozen": _cohort_frozen,
+    "rescaled": _rescaled,
+    "renamed": _renamed,
+    "concept": _concept,
+    "cohort_concept": _cohort_concept,
+    "click_inflation": _click_inflation,
+    "rising_overrides": _rising_overrides,
+    "labelled_stationary": _labelled_stationary,
+    # v2 shipped without undoing its training set's 10x negative downsampling.
+    "deployment_regression": _deployment("deployment_regression", math.log(10.0)),
+    # v2 is another fit of the same model: nothing to decide.
+    "healthy_deployment": _deployment("healthy_deployment", 0.0),
+    "gradual_drift": _gradual_drift,
+    "campaign": _campaign,
+    "daily_cycle": _daily_cycle,
+}
