@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # repo root not on sys.path (no editable install / 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from detectors.sketches import CategoricalSketch, NumericSketch
 
-SKETCHES_PY = Path(__file__).resolve().parents[1] / "detectors" / "sketches.py"
+SKETCHES = Path(__file__).resolve().parents[1] / "detectors" / "sketches"
 FAST = settings(max_examples=150, deadline=None)
 NAN, INF = math.nan, math.inf
 
@@ -642,18 +642,23 @@ def test_categorical_merge_mismatch_and_from_dict_errors() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def test_module_is_pure() -> None:
-    tree = ast.parse(SKETCHES_PY.read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
+def test_modules_are_pure() -> None:
     allowed = {"__future__", "math", "collections.abc", "typing", "numpy", "numpy.typing"}
-    assert imported <= allowed | {"detectors.validation"}
-    first = tree.body[1]  # after the module docstring
-    assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
-    assert not {"open", "time", "datetime"} & {
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-    }
+    shared = {"detectors.arrays", "detectors.validation"}
+    paths = sorted(SKETCHES.glob("*.py"))
+    assert paths
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
+        outside = {m for m in imported if not m.startswith("detectors.sketches.")}
+        assert outside <= allowed | shared, path.name
+        first = tree.body[1]  # after the module docstring
+        assert isinstance(first, ast.ImportFrom) and first.module == "__future__", path.name
+        assert not {"open", "time", "datetime"} & {
+            n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+        }, path.name
