@@ -34,17 +34,11 @@ def scenario(rate: float, start_ts: float) -> tuple[TrafficSpec, list[Incident]]
     >>> spec.events_per_second, [(i.feature, i.cohort, i.start_event) for i in incidents]
     (5000.0, [('amount', None, 60000), ('session_seconds', {'region': 'eu'}, 60000)])
     """
-    spec, cohort_incidents = SCENARIOS["cohort_covariate_shift"](2 * SHIFT_AT_EVENT)
+    # Two scenarios' incidents in one stream: each starts half-way through its length.
+    _, population = SCENARIOS["covariate_shift"](2 * SHIFT_AT_EVENT)
+    spec, cohort = SCENARIOS["cohort_covariate_shift"](2 * SHIFT_AT_EVENT)
     spec = dataclasses.replace(spec, start_ts=start_ts, events_per_second=rate)
-    population = Incident(
-        name="amount_shift",
-        kind="covariate_shift",
-        feature="amount",
-        cohort=None,
-        start_event=SHIFT_AT_EVENT,
-        magnitude=1.0,
-    )
-    return spec, [population, *cohort_incidents]
+    return spec, [*population, *cohort]
 
 
 def messages(rate: float, start_ts: float) -> Iterator[tuple[str, bytes]]:
