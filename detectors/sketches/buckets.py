@@ -1,0 +1,218 @@
+"""DDSketch-style relative-error buckets of many scopes, in one sorted array.
+
+With ``gamma = (1 + alpha) / (1 - alpha)`` a value ``x != 0`` goes to bucket
+``i = ceil(log_gamma(|x|))`` of the positive or negative store (zeros have their own count)
+and is represented by ``2 * gamma**i / (1 + gamma)``, within ``alpha`` of every value of the
+bucket, relative. Each scope keeps at most ``max_buckets`` non-empty buckets (the zero count
+included); beyond that its lowest-valued buckets are folded into the lowest retained one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from detectors.arrays import FloatArray, IndexArray, IntArray
+from detectors.sketches.checks import is_int
+
+# log(smallest positive subnormal float64) is about -744.44: every finite non-zero |x| has
+# log|x| > -_LOG_FLOOR, which is what makes the signed bucket keys below order-preserving.
+_LOG_FLOOR = 746.0
+# log(largest finite float64) is about 709.78.
+_LOG_CEIL = 710.0
+# bucket codes scope * span + key + key_max must stay well inside int64
+_MAX_CODE = 2**62
+
+
+class LogBuckets:
+    """The bucket counts of ``n_scopes`` scopes at relative accuracy ``alpha``.
+
+    >>> import numpy as np
+    >>> buckets = LogBuckets(n_scopes=2, alpha=0.01, max_buckets=2048)
+    >>> buckets.add(np.array([1.0, 2.0, 3.0, -5.0]), np.array([0, 0, 0, 1]))
+    >>> middle = buckets.value_at_rank(0, 1.0)  # of 1, 2, 3: within 1% of 2
+    >>> round(middle, 2), abs(middle - 2.0) <= 0.01 * 2.0, round(buckets.value_at_rank(1, 0.0), 2)
+    (1.99, True, -5.0)
+    """
+
+    def __init__(self, n_scopes: int, alpha: float, max_buckets: int) -> None:
+        self.n_scopes = n_scopes
+        self.alpha = alpha
+        self.max_buckets = max_buckets
+        self._gamma = (1.0 + alpha) / (1.0 - alpha)
+        self._log_gamma = math.log(self._gamma)
+        # log of the bucket representative relative to its upper edge: 2 / (1 + gamma)
+        self._log_mid = math.log(2.0 / (1.0 + self._gamma))
+        # Internal signed key: 0 for zero, +(i + offset) for x > 0, -(i + offset) for x < 0.
+        # offset makes every i + offset >= 1, so the key is monotone in x and one sorted store
+        # holds the negative store, the zero count and the positive store in value order.
+        self._offset = math.ceil(_LOG_FLOOR / self._log_gamma) + 1
+        # All scopes' buckets live in one sorted int64 array of codes
+        # scope * span + (key + key_max), so a batch is absorbed with one searchsorted.
+        self._key_max = self._offset + math.ceil(_LOG_CEIL / self._log_gamma) + 1
+        self._span = 2 * self._key_max + 1
+        if n_scopes > _MAX_CODE // self._span:
+            raise ValueError(
+                f"n_scopes must be <= {_MAX_CODE // self._span} at relative_accuracy="
+                f"{alpha!r} (int64 bucket codes), got {n_scopes}"
+            )
+        self._reset()
+
+    def _reset(self) -> None:
+        # sorted unique codes, their counts (> 0) and buckets per scope
+        self._code: IntArray = np.zeros(0, dtype=np.int64)
+        self._count: IntArray = np.zeros(0, dtype=np.int64)
+        self._size: IntArray = np.zeros(self.n_scopes, dtype=np.int64)
+
+    def add(self, values: FloatArray, scopes: IndexArray) -> None:
+        """Count finite values, ``values[i]`` in scope ``scopes[i]``."""
+        codes = scopes.astype(np.int64) * self._span + (self._keys(values) + self._key_max)
+        uniq, counts = np.unique(codes, return_counts=True)
+        self._absorb(uniq, counts.astype(np.int64))
+
+    def merge(self, other: LogBuckets) -> None:
+        """Add the counts of ``other`` (same scopes, accuracy and bound)."""
+        self._absorb(other._code, other._count)
+
+    def _keys(self, v: FloatArray) -> IntArray:
+        keys = np.zeros(v.shape[0], dtype=np.int64)
+        nz = v != 0.0
+        a = np.abs(v[nz])
+        idx = np.ceil(np.log(a) / self._log_gamma).astype(np.int64) + self._offset
+        keys[nz] = np.where(v[nz] > 0.0, idx, -idx)
+        return keys
+
+    def _absorb(self, code: IntArray, count: IntArray) -> None:
+        """Add buckets (sorted unique ``code``), then fold each scope to ``max_buckets``."""
+        pos = np.searchsorted(self._code, code)
+        hit = pos < self._code.shape[0]
+        hit[hit] = self._code[pos[hit]] == code[hit]
+        self._count[pos[hit]] += count[hit]
+        miss = ~hit
+        if not np.any(miss):
+            return
+        self._code = np.insert(self._code, pos[miss], code[miss])
+        self._count = np.insert(self._count, pos[miss], count[miss])
+        self._size += np.bincount(code[miss] // self._span, minlength=self.n_scopes)
+        over = np.flatnonzero(self._size > self.max_buckets)
+        if over.shape[0] == 0:
+            return
+        # fold the `excess` lowest buckets of each over-full scope into its lowest retained one
+        excess = self._size[over] - self.max_buckets
+        starts = np.searchsorted(self._code, over * self._span)
+        first_of_run = np.repeat(np.cumsum(excess) - excess, excess)
+        folded = np.repeat(starts, excess) + (np.arange(int(excess.sum())) - first_of_run)
+        np.add.at(self._count, np.repeat(starts + excess, excess), self._count[folded])
+        keep = np.ones(self._code.shape[0], dtype=bool)
+        keep[folded] = False
+        self._code = self._code[keep]
+        self._count = self._count[keep]
+        self._size[over] = self.max_buckets
+
+    def copy(self) -> LogBuckets:
+        out = LogBuckets(self.n_scopes, self.alpha, self.max_buckets)
+        out._code = self._code.copy()
+        out._count = self._count.copy()
+        out._size = self._size.copy()
+        return out
+
+    def value_at_rank(self, scope: int, rank: float) -> float:
+        """The representative of the bucket holding the value of 0-based ``rank`` of the
+        scope (which must have a value of that rank)."""
+        s = scope
+        lo, hi = np.searchsorted(self._code, [s * self._span, (s + 1) * self._span])
+        cum = np.cumsum(self._count[lo:hi])
+        i = int(np.searchsorted(cum, rank, side="right"))  # first bucket with cum > rank
+        return self._key_value(int(self._code[lo + i]) - s * self._span - self._key_max)
+
+    def _key_value(self, key: int) -> float:
+        if key == 0:
+            return 0.0
+        i = abs(key) - self._offset
+        try:
+            mag = math.exp(i * self._log_gamma + self._log_mid)
+        except OverflowError:
+            mag = math.inf
+        return mag if key > 0 else -mag
+
+    def __eq__(self, other: object) -> bool:
+        """The same buckets with the same counts."""
+        if not isinstance(other, LogBuckets):
+            return NotImplemented
+        return np.array_equal(self._code, other._code) and np.array_equal(self._count, other._count)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    # -- serialisation ------------------------------------------------------------------------
+
+    def state(self) -> list[dict[str, Any]]:
+        """Per scope, the negative and positive stores' bucket indexes ``i`` and counts and
+        the zero count, as plain JSON values."""
+        buckets: list[dict[str, Any]] = []
+        bounds = np.searchsorted(self._code, np.arange(self.n_scopes + 1) * self._span)
+        for s in range(self.n_scopes):
+            k = self._code[bounds[s] : bounds[s + 1]] - (s * self._span + self._key_max)
+            c = self._count[bounds[s] : bounds[s + 1]]
+            neg, pos = k < 0, k > 0
+            buckets.append(
+                {
+                    "negative": {
+                        "index": (-k[neg] - self._offset).tolist(),
+                        "count": c[neg].tolist(),
+                    },
+                    "zero": int(c[k == 0].sum()),
+                    "positive": {
+                        "index": (k[pos] - self._offset).tolist(),
+                        "count": c[pos].tolist(),
+                    },
+                }
+            )
+        return buckets
+
+    def load(self, raw_buckets: Any, count: IntArray) -> None:
+        """The state of :meth:`state`, checked: ``count`` is each scope's number of values.
+        Raises ValueError on bad data."""
+        n = self.n_scopes
+        if not isinstance(raw_buckets, list) or len(raw_buckets) != n:
+            raise ValueError(f"malformed sketch dict: 'buckets' must be a list of {n} entries")
+        scopes: list[IndexArray] = []
+        keys: list[IntArray] = []
+        counts: list[IntArray] = []
+        for s, b in enumerate(raw_buckets):
+            try:
+                parts = [
+                    (-1, b["negative"]["index"], b["negative"]["count"]),
+                    (0, [0], [b["zero"]]),
+                    (1, b["positive"]["index"], b["positive"]["count"]),
+                ]
+            except (KeyError, TypeError):
+                raise ValueError(f"malformed sketch dict: bad buckets[{s}]") from None
+            for sign, idx, cnt in parts:
+                ok = isinstance(idx, list) and isinstance(cnt, list) and len(idx) == len(cnt)
+                if not ok or not all(is_int(x) for x in [*idx, *cnt]):
+                    raise ValueError(f"malformed sketch dict: bad buckets[{s}]")
+                i = np.asarray(idx, dtype=np.int64).reshape(-1)
+                c = np.asarray(cnt, dtype=np.int64).reshape(-1)
+                if sign and np.any((i + self._offset < 1) | (i + self._offset > self._key_max)):
+                    raise ValueError(f"malformed sketch dict: bucket index out of range in {s}")
+                keep = c != 0
+                keys.append(sign * (i[keep] + self._offset) if sign else i[keep] * 0)
+                counts.append(c[keep])
+                scopes.append(np.full(int(keep.sum()), s, dtype=np.intp))
+        s_all = np.concatenate(scopes)
+        c_all = np.concatenate(counts)
+        if np.any(c_all < 0):
+            raise ValueError("malformed sketch dict: negative bucket count")
+        if not np.array_equal(np.bincount(s_all, weights=c_all, minlength=n), count):
+            raise ValueError("malformed sketch dict: bucket counts do not add up to 'count'")
+        size = np.bincount(s_all, minlength=n).astype(np.int64)
+        if np.any(size > self.max_buckets):
+            raise ValueError("malformed sketch dict: more buckets than max_buckets")
+        code = s_all.astype(np.int64) * self._span + np.concatenate(keys) + self._key_max
+        order = np.argsort(code, kind="stable")
+        code, c_all = code[order], c_all[order]
+        if np.any(code[1:] == code[:-1]):
+            raise ValueError("malformed sketch dict: duplicate bucket index")
+        self._code, self._count, self._size = code, c_all, size
