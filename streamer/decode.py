@@ -207,15 +207,6 @@ def _utf8_envelope(ids: tuple[str, ...], cohort: dict[str, str] | None) -> bool:
     return text.isascii() or _utf8((text,))
 
 
-def decode_prediction(raw: bytes | None, limits: LimitsConfig) -> Prediction | Rejected:
-    """One prediction, fully checked: a batch of one through the batch path."""
-    event = decode_prediction_envelope(raw, limits)
-    if isinstance(event, Rejected):
-        return event
-    bad = invalid_feature_rows({k: [v] for k, v in event["features"].items()}, limits)
-    return bad.get(0, event)
-
-
 def decode_prediction_envelope(
     raw: bytes | None, limits: LimitsConfig, parsed: object = None
 ) -> Prediction | Rejected:

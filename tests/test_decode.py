@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from streamer.config import LimitsConfig
 from streamer.decode import (
     REASONS,
+    Prediction,
     Rejected,
     _fast_feedback,
     _fast_prediction,
     _fast_predictions,
     decode_feedback,
-    decode_prediction,
     decode_prediction_envelope,
     decode_prediction_envelopes,
     invalid_feature_rows,
@@ -31,8 +31,20 @@ GOOD = (
 )
 
 
+def decode_one(
+    raw: bytes | None, limits: LimitsConfig, parsed: object = None
+) -> Prediction | Rejected:
+    """One prediction message decoded as the engine decodes its batches: the batch
+    decoder, then the feature values checked a column at a time."""
+    [event] = decode_prediction_envelopes([raw], [parsed], limits)
+    if isinstance(event, Rejected):
+        return event
+    bad = invalid_feature_rows({k: [v] for k, v in event["features"].items()}, limits)
+    return bad.get(0, event)
+
+
 def test_a_valid_prediction_keeps_its_types():
-    event = decode_prediction(GOOD, LIMITS)
+    event = decode_one(GOOD, LIMITS)
     assert isinstance(event, dict)
     assert event["features"] == {"amount": 12.5, "country": "DE", "is_new": True, "clicks": None}
     assert event["ts"] == 1763712000.5
@@ -40,15 +52,15 @@ def test_a_valid_prediction_keeps_its_types():
 
 def test_rfc3339_timestamps_need_a_zone():
     with_zone = GOOD.replace(b"1763712000.5", b'"2025-11-21T08:00:00+01:00"')
-    event = decode_prediction(with_zone, LIMITS)
+    event = decode_one(with_zone, LIMITS)
     assert isinstance(event, dict) and event["ts"] == 1763708400.0
-    naive = decode_prediction(GOOD.replace(b"1763712000.5", b'"2025-11-21T08:00:00"'), LIMITS)
+    naive = decode_one(GOOD.replace(b"1763712000.5", b'"2025-11-21T08:00:00"'), LIMITS)
     assert isinstance(naive, Rejected) and naive.reason == "invalid_value"
     assert "timezone" in naive.detail
 
 
 def test_numbers_as_cohort_values_are_read_as_their_text():
-    event = decode_prediction(GOOD.replace(b'"region": "eu"', b'"region": 7'), LIMITS)
+    event = decode_one(GOOD.replace(b'"region": "eu"', b'"region": 7'), LIMITS)
     assert isinstance(event, dict) and event["cohort"] == {"region": "7"}
 
 
@@ -71,7 +83,7 @@ def test_numbers_as_cohort_values_are_read_as_their_text():
     ],
 )
 def test_bad_predictions_are_rejected_with_a_reason(raw, reason):
-    result = decode_prediction(raw, LIMITS)
+    result = decode_one(raw, LIMITS)
     assert isinstance(result, Rejected)
     assert result.reason == reason, result.detail
 
@@ -97,7 +109,7 @@ def test_too_many_features():
     many = b'{"event_id": "p", "ts": 1, "model": "m", "model_version": "v", "score": 0.5,'
     many += b' "features": {'
     many += b",".join(b'"f%d": 1' % i for i in range(LIMITS.max_features_per_event + 1)) + b"}}"
-    assert decode_prediction(many, LIMITS).reason == "too_many_features"
+    assert decode_one(many, LIMITS).reason == "too_many_features"
 
 
 def test_feedback_defaults_and_rejections():
@@ -110,7 +122,7 @@ def test_feedback_defaults_and_rejections():
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_arbitrary_bytes_never_raise(raw):
-    for decode in (decode_prediction, decode_feedback):
+    for decode in (decode_one, decode_feedback):
         result = decode(raw, LIMITS)
         assert not isinstance(result, Rejected) or result.reason in REASONS
 

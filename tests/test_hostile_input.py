@@ -37,11 +37,10 @@ from streamer.decode import (
     REASONS,
     Rejected,
     decode_feedback,
-    decode_prediction,
     decode_prediction_envelope,
-    invalid_feature_rows,
 )
 from streamer.engine import FEEDBACK, PREDICTIONS, Engine, InputRecord
+from tests.test_decode import decode_one
 
 LIMITS = LimitsConfig()
 VALID, INVALID, EITHER = "valid", "invalid", "either"
@@ -392,11 +391,7 @@ def decoded(kind: str, raw: bytes | None, parsed: object = None) -> object:
     """A record decoded as the engine does, its feature values checked too."""
     if kind == FEEDBACK:
         return decode_feedback(raw, LIMITS, parsed)
-    event = decode_prediction_envelope(raw, LIMITS, parsed)
-    if isinstance(event, Rejected):
-        return event
-    bad = invalid_feature_rows({k: [v] for k, v in event["features"].items()}, LIMITS)
-    return bad.get(0, event)
+    return decode_one(raw, LIMITS, parsed)
 
 
 def reason_of(result: object) -> str | None:
@@ -513,16 +508,16 @@ def test_unknown_fields_are_ignored_as_deep_as_orjson_reads():
     """pydantic reads 200 levels, orjson 1024: a message nested 1000 deep only in a field
     the contract ignores is judged on its other fields, on the fast and the slow path."""
     fast = spliced(prediction(0), "extra", deep(1_000))
-    assert isinstance(decode_prediction(fast, LIMITS), dict)
+    assert isinstance(decode_one(fast, LIMITS), dict)
     # A number as a cohort label is valid, but only pydantic converts it.
     slow = spliced(prediction(0), "cohort.region", b"7", extra=deep(1_000))
-    assert decode_prediction(slow, LIMITS)["cohort"] == {"region": "7"}
+    assert decode_one(slow, LIMITS)["cohort"] == {"region": "7"}
     wrong = spliced(prediction(0), "score", b'"x"', extra=deep(1_000))
-    assert reason_of(decode_prediction(wrong, LIMITS)) == "wrong_type"
+    assert reason_of(decode_one(wrong, LIMITS)) == "wrong_type"
     label = spliced(feedback("p-0", 0), "label", b"1", extra=deep(1_000))
     assert decode_feedback(label, LIMITS).label == 1.0
     too_deep = spliced(prediction(0), "extra", deep(1_025))
-    assert reason_of(decode_prediction(too_deep, LIMITS)) == "invalid_json"
+    assert reason_of(decode_one(too_deep, LIMITS)) == "invalid_json"
 
 
 @pytest.mark.parametrize(
@@ -746,24 +741,24 @@ def sized(total: int) -> bytes:
 
 def test_the_message_size_limit_is_configurable_and_exact():
     limits = LimitsConfig(max_message_bytes=4_096)
-    assert isinstance(decode_prediction(sized(4_096), limits), dict)
-    assert reason_of(decode_prediction(sized(4_097), limits)) == "too_large"
+    assert isinstance(decode_one(sized(4_096), limits), dict)
+    assert reason_of(decode_one(sized(4_097), limits)) == "too_large"
     started = time.perf_counter()
-    assert reason_of(decode_prediction(TEN_MB, LIMITS)) == "too_large"
+    assert reason_of(decode_one(TEN_MB, LIMITS)) == "too_large"
     assert time.perf_counter() - started < 0.05  # refused on its length, before parsing
     # Raised past it, a 10 MB message is read like any other.
-    assert isinstance(decode_prediction(TEN_MB, LimitsConfig(max_message_bytes=16 * MB)), dict)
+    assert isinstance(decode_one(TEN_MB, LimitsConfig(max_message_bytes=16 * MB)), dict)
 
 
 def test_the_features_limit_is_configurable_and_holds_for_100_000_features():
     limits = LimitsConfig(max_features_per_event=10)
     ten = orjson.dumps(prediction(0, features={f"f{k}": k for k in range(10)}))
     eleven = orjson.dumps(prediction(0, features={f"f{k}": k for k in range(11)}))
-    assert isinstance(decode_prediction(ten, limits), dict)
-    assert reason_of(decode_prediction(eleven, limits)) == "too_many_features"
+    assert isinstance(decode_one(ten, limits), dict)
+    assert reason_of(decode_one(eleven, limits)) == "too_many_features"
     roomy = LimitsConfig(max_message_bytes=8 * MB)
     started = time.perf_counter()
-    assert reason_of(decode_prediction(MANY_FEATURES, roomy)) == "too_many_features"
+    assert reason_of(decode_one(MANY_FEATURES, roomy)) == "too_many_features"
     parsed = json.loads(MANY_FEATURES)
     assert reason_of(decode_prediction_envelope(b"", roomy, parsed)) == "too_many_features"
     assert time.perf_counter() - started < 1.0
@@ -800,8 +795,8 @@ def test_the_string_limit_is_configurable_and_holds_everywhere(where):
 
     for limits in (LimitsConfig(max_string_bytes=16), LIMITS):
         at, past = message(limits.max_string_bytes), message(limits.max_string_bytes + 1)
-        assert isinstance(decode_prediction(orjson.dumps(at), limits), dict)
-        assert reason_of(decode_prediction(orjson.dumps(past), limits)) == "string_too_long"
+        assert isinstance(decode_one(orjson.dumps(at), limits), dict)
+        assert reason_of(decode_one(orjson.dumps(past), limits)) == "string_too_long"
         engine = Engine(SMALL, limits, FeedbackConfig())
         records = [
             InputRecord(PREDICTIONS, orjson.dumps(at), "p", 0, 0),
