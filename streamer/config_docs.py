@@ -55,8 +55,9 @@ checkpoint:
 
 Check a file before deploying it with `driftgate validate-config FILE`: it prints
 `FILE: valid` with the brokers, group and metrics port it read, or one line per wrong key
-naming the key and what is wrong, and exits with code 2. Pinning a reference file
-(`reference.file`) is described in [operations](operations.md#pinning-a-reference).
+naming the key and what is wrong, and exits with code 2. How checkpoints work (`checkpoint`)
+is in [operations](operations.md#operations), and pinning a reference file
+(`reference.file`) in [Pinning a reference](operations.md#pinning-a-reference).
 
 Every key below, with its type, default and meaning, comes from the models in
 `streamer/config.py` (the `detection` section is the detectors' own `MonitorConfig`, which
