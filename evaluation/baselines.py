@@ -23,7 +23,7 @@ from detectors.arrays import FloatArray
 from detectors.batch import numeric_column
 from detectors.binning import NumericBins
 from detectors.divergence import psi
-from detectors.monitor import MonitorConfig, _infer_bins
+from detectors.monitor.monitor import MonitorConfig, _infer_bins
 from detectors.score_change import ScopedADWIN
 
 PSI_THRESHOLD = 0.25

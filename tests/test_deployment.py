@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from detectors.cohorts import CohortScopes
-from detectors.deployment import DeploymentWatch
 from detectors.join import JoinStore
-from detectors.outcome_monitor import Gates, OutcomeMonitor
+from detectors.monitor.deployment import DeploymentWatch
+from detectors.monitor.outcome_monitor import Gates, OutcomeMonitor
 
 N = 2_000
 SCOPES = CohortScopes.from_reference({"region": ["eu"] * 5 + ["us"] * 5}, [("region",)], 5)

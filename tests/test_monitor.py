@@ -354,7 +354,7 @@ def test_only_windows_short_of_present_values_are_left_undecided() -> None:
     without nulls, or a matched reference with few expected events, is judged as ever."""
     from types import SimpleNamespace
 
-    from detectors.monitor import _psi_of_present_values
+    from detectors.monitor.monitor import _psi_of_present_values
 
     reference = np.array([[40, 30, 30, 0], [10, 10, 10, 970], [300, 300, 300, 100]], float)
     current = np.array([[30, 30, 20, 0], [5, 5, 5, 985], [300, 300, 300, 100]], float)

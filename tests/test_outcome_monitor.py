@@ -7,7 +7,7 @@ import pytest
 
 from detectors.cohorts import CohortScopes
 from detectors.join import JoinStore
-from detectors.outcome_monitor import Gates, OutcomeMonitor
+from detectors.monitor.outcome_monitor import Gates, OutcomeMonitor
 
 
 @pytest.mark.parametrize("seed", range(6))

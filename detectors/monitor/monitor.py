@@ -26,11 +26,11 @@ from detectors.batch import PredictionBatch, numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import OTHER, POPULATION, CohortScopes, Dimension
 from detectors.decision import Action, Cause, Decision
-from detectors.deployment import DeploymentWatch
 from detectors.divergence import g_test, js_distance, psi
 from detectors.join import Joined, JoinStore
+from detectors.monitor.deployment import DeploymentWatch
+from detectors.monitor.outcome_monitor import Gates, OutcomeMonitor
 from detectors.new_features import NewFeature, NewFeatures
-from detectors.outcome_monitor import Gates, OutcomeMonitor
 from detectors.outcomes import band_edges_from_reference
 from detectors.persistence import Persistence, announce, transient
 from detectors.score_change import ScopedADWIN, ScopedPageHinkley
