@@ -23,7 +23,8 @@ from detectors.arrays import FloatArray
 from detectors.batch import numeric_column
 from detectors.binning import NumericBins
 from detectors.divergence import psi
-from detectors.monitor.monitor import MonitorConfig, _infer_bins
+from detectors.monitor import MonitorConfig
+from detectors.monitor.reference import infer_bins
 from detectors.score_change import ScopedADWIN
 
 PSI_THRESHOLD = 0.25
@@ -48,7 +49,7 @@ def adwin_retrains(
     config = config or MonitorConfig()
     fired: set[int] = set()
     for values in features.values():
-        if not isinstance(_infer_bins(values, config), NumericBins):
+        if not isinstance(infer_bins(values, config), NumericBins):
             continue
         column = numeric_column(values)[0]
         one_scope = np.zeros((len(column), 1), dtype=np.intp)
@@ -73,7 +74,7 @@ def windowed_psi(
     [0.0, 0.9]
     """
     config = config or MonitorConfig()
-    bins = _infer_bins(values[:reference_events], config)
+    bins = infer_bins(values[:reference_events], config)
     if isinstance(bins, NumericBins):
         codes = bins.assign(numeric_column(values)[0])
     else:

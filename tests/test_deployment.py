@@ -8,7 +8,8 @@ import pytest
 from detectors.cohorts import CohortScopes
 from detectors.join import JoinStore
 from detectors.monitor.deployment import DeploymentWatch
-from detectors.monitor.outcome_monitor import Gates, OutcomeMonitor
+from detectors.monitor.outcome_monitor import OutcomeMonitor
+from detectors.monitor.policy import Gates
 
 N = 2_000
 SCOPES = CohortScopes.from_reference({"region": ["eu"] * 5 + ["us"] * 5}, [("region",)], 5)
@@ -72,13 +73,12 @@ def test_a_regression_in_one_cohort_is_scoped_to_it() -> None:
     assert [(d.action, d.cohort) for d in decisions] == [("rollback", {"region": "eu"})]
 
 
-def test_a_healthy_version_is_cleared_by_its_scores() -> None:
+def test_a_healthy_version_stays_suspect_until_its_outcomes_clear_it() -> None:
     rng = np.random.default_rng(4)
     watch = _watch(rng)
     assert [d for k in range(5) for d in _window(watch, rng, k, "v2")] == []
-    assert watch.versions["v2"].cleared_by_scores(3)
     assert watch.regressed() == ()
-    # ...but only its outcomes clear it of suspicion
+    # clean scores do not clear it: only its outcomes do
     assert watch.suspects() == ("v2",)
     for _ in range(3):
         watch.label_window("v2", judged=True, dropped=False)

@@ -354,7 +354,7 @@ def test_only_windows_short_of_present_values_are_left_undecided() -> None:
     without nulls, or a matched reference with few expected events, is judged as ever."""
     from types import SimpleNamespace
 
-    from detectors.monitor.monitor import _psi_of_present_values
+    from detectors.monitor.feature_drift import _psi_of_present_values
 
     reference = np.array([[40, 30, 30, 0], [10, 10, 10, 970], [300, 300, 300, 100]], float)
     current = np.array([[30, 30, 20, 0], [5, 5, 5, 985], [300, 300, 300, 100]], float)
@@ -613,3 +613,49 @@ def test_features_shifting_together_are_one_decision() -> None:
     )
     assert decision.evidence["features"] == ["f4", "f2", "f0"]
     assert set(decision.evidence["psi"]) == {"f0", "f2", "f4"}
+
+
+def test_a_snapshot_before_the_reference_holds_only_its_progress() -> None:
+    monitor = ModelMonitor("fraud", CONFIG)
+    monitor.update(make_stream(R // 4, seed=5))
+    snapshot = monitor.snapshot()
+    assert (snapshot.model, snapshot.events, snapshot.reference_progress) == ("fraud", R // 4, 0.25)
+    assert (snapshot.scopes, snapshot.features, snapshot.unknown_features) == ((), (), ())
+    assert (snapshot.outcomes, snapshot.deployment, snapshot.reference_age_s) == (None, None, None)
+    assert snapshot.reported == ()
+
+
+def test_a_snapshot_reads_the_monitor_state_at_the_time() -> None:
+    start = R + 5 * W
+    batch = make_stream(R + 15 * W, seed=21, shift=1.0, start=start)
+    monitor = ModelMonitor("fraud", CONFIG)
+    monitor.update(batch)
+    snapshot = monitor.snapshot()
+    assert snapshot.reference_progress == 1.0 and snapshot.windows == monitor.windows
+    assert snapshot.reference_age_s == float(batch.ts[-1] - batch.ts[R - 1])
+    assert monitor.scopes is not None
+    assert [dict(s.cohort) for s in snapshot.scopes] == list(monitor.scopes.labels)
+    assert [s.window_events for s in snapshot.scopes] == monitor.scope_events.tolist()
+    assert [f.name for f in snapshot.features] == sorted(monitor.features)
+    amount = snapshot.features[[f.name for f in snapshot.features].index("amount")]
+    state = monitor.features["amount"]
+    np.testing.assert_array_equal(amount.psi, state.psi)
+    np.testing.assert_array_equal(amount.g_test_pvalue, state.pvalue)
+    assert amount.drift_reported == tuple(state.drift.announced.tolist())
+    assert amount.drift_reported[0] and amount.drifted[0]
+    assert set(amount.upstream_reported) == {""}
+    assert dict(snapshot.reported) == {
+        "covariate_drift": 1,
+        "concept_drift": 0,
+        "label_quality": 0,
+        "trust_decay": 0,
+    }
+    assert snapshot.outcomes is not None and math.isnan(snapshot.outcomes.log_loss[0])
+    assert snapshot.deployment is not None and snapshot.deployment.incumbent == "v1"
+    # read-only, and taken at the time: the monitor going on does not change it
+    with pytest.raises(AttributeError):
+        amount.psi = ()  # type: ignore[misc]
+    taken = amount.psi
+    monitor.update(make_stream(3 * W, seed=22))
+    assert not np.array_equal(state.psi, taken, equal_nan=True)
+    assert snapshot.events == len(batch) < monitor.events

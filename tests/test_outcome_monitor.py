@@ -7,7 +7,8 @@ import pytest
 
 from detectors.cohorts import CohortScopes
 from detectors.join import JoinStore
-from detectors.monitor.outcome_monitor import Gates, OutcomeMonitor
+from detectors.monitor.outcome_monitor import OutcomeMonitor
+from detectors.monitor.policy import Gates
 
 
 @pytest.mark.parametrize("seed", range(6))

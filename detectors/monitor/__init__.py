@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from detectors.monitor.monitor import ModelMonitor, MonitorConfig
+from detectors.monitor.config import MonitorConfig
+from detectors.monitor.monitor import ModelMonitor
+from detectors.monitor.snapshot import MonitorSnapshot
 
-__all__ = ["ModelMonitor", "MonitorConfig"]
+__all__ = ["ModelMonitor", "MonitorConfig", "MonitorSnapshot"]

@@ -12,7 +12,8 @@ reference was built on (the incumbent) is watched from its first prediction:
 - **outcomes**: trusted-label windows whose labels are mostly the new version's are
   compared with the reference's outcomes (the incumbent's). A version stays under
   suspicion until that many clean label windows cleared it, so a drop in outcomes
-  that starts with it is a rollback question first (see :class:`OutcomeMonitor`).
+  that starts with it is a rollback question first (see :class:`OutcomeMonitor` and
+  :mod:`detectors.monitor.policy`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.binning import NumericBins, scope_histograms
-from detectors.cohorts import POPULATION, CohortScopes
-from detectors.decision import Action, Decision
+from detectors.cohorts import CohortScopes
+from detectors.decision import Decision
 from detectors.divergence import g_test, psi
+from detectors.monitor.policy import CLEARED, OPENED
+from detectors.monitor.snapshot import DeploymentSnapshot
 from detectors.persistence import Persistence, announce
 
 
@@ -44,11 +47,7 @@ class VersionWatch:
     psi_history: list[list[float]] = field(default_factory=list)
     # Scopes a rollback was reported for, by the scores or by the outcomes.
     reported: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
-    clean_score_windows: int = 0
     clean_label_windows: int = 0
-
-    def cleared_by_scores(self, windows: int) -> bool:
-        return self.clean_score_windows >= windows and not self.scores.open.any()
 
     def cleared_by_labels(self, windows: int) -> bool:
         return self.clean_label_windows >= windows
@@ -175,14 +174,11 @@ class DeploymentWatch:
                 history = watch.psi_history[scope]
                 history.append(round(float(watch.psi[scope]), 6))
                 del history[: -self.windows]
-            if judged[POPULATION]:
-                clean = not hit[POPULATION]
-                watch.clean_score_windows = watch.clean_score_windows + 1 if clean else 0
             for scope in announce(self.scopes, watch.scores, np.nan_to_num(watch.psi)):
-                decisions.append(self._decision(watch, scope, "rollback", window_end, events))
+                decisions.append(self._decision(watch, scope, window_end, events, resolved=False))
             for scope in np.flatnonzero(cleared & watch.scores.announced).tolist():
                 watch.scores.announced[scope] = False
-                decisions.append(self._decision(watch, scope, "hold", window_end, events))
+                decisions.append(self._decision(watch, scope, window_end, events, resolved=True))
             watch.current[judged] = 0
         return decisions
 
@@ -219,13 +215,23 @@ class DeploymentWatch:
         """Versions with a score regression reported and not cleared."""
         return tuple(sorted(v for v, w in self.versions.items() if w.scores.announced.any()))
 
+    def snapshot(self) -> DeploymentSnapshot:
+        return DeploymentSnapshot(
+            incumbent=self.incumbent,
+            watched=tuple(sorted(self.versions)),
+            suspects=self.suspects(),
+            regressed=self.regressed(),
+            unwatched_events=self.unwatched_events,
+        )
+
     def _decision(
         self,
         watch: VersionWatch,
         scope: int,
-        action: Action,
         window_end: FloatArray,
         events: IntArray,
+        *,
+        resolved: bool,
     ) -> Decision:
         condition = watch.scores
         evidence: dict[str, Any] = {
@@ -243,7 +249,7 @@ class DeploymentWatch:
             "window_events": int(events[scope]),
             "reference_events": int(self.reference[scope].sum()),
         }
-        if action == "hold":
+        if resolved:
             evidence["resolved"] = True
             evidence["clean_windows"] = int(condition.clean_streak[scope])
         end = float(window_end[scope])
@@ -251,7 +257,7 @@ class DeploymentWatch:
         return Decision(
             model=self.model,
             model_version=watch.version,
-            action=action,
+            action=CLEARED if resolved else OPENED["score_regression"],
             cause="deployment_regression",
             feature=None,
             cohort=self.scopes.labels[scope] or None,

@@ -4,7 +4,8 @@ Windows count joined labels. Each window is judged three ways, each with its own
 persistence: trusted-label performance (``concept_drift``: ``retrain``, unless a gate
 holds it), the positive rate of untrusted labels moving alone (``label_quality``) and
 the override rate rising (``trust_decay``). A scope with too few labels is not judged:
-missing labels never become a verdict.
+missing labels never become a verdict. The action each condition asks for is chosen by
+:mod:`detectors.monitor.policy`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import compress
 from typing import Any
 
@@ -23,6 +23,9 @@ from detectors.arrays import BoolArray, FloatArray
 from detectors.cohorts import POPULATION, CohortScopes
 from detectors.decision import Action, Cause, Decision
 from detectors.join import Joined
+from detectors.monitor import policy
+from detectors.monitor.policy import CLEARED, OPENED, Gates
+from detectors.monitor.snapshot import OutcomeSnapshot
 from detectors.outcomes import (
     CalibrationShift,
     OutcomeStats,
@@ -32,18 +35,6 @@ from detectors.outcomes import (
     ScopedLossADWIN,
 )
 from detectors.persistence import Persistence, announce
-
-
-@dataclass(frozen=True)
-class Gates:
-    """What the rest of the monitor knows when outcomes are judged."""
-
-    broken_inputs: tuple[str, ...] = ()
-    drifting_inputs: tuple[str, ...] = ()
-    # New model versions not yet cleared by their own outcomes, and those whose scores
-    # regressed (see detectors.deployment).
-    suspect_versions: tuple[str, ...] = ()
-    regressed_versions: tuple[str, ...] = ()
 
 
 def _counts(rows: NDArray[np.intp], weights: FloatArray, n_scopes: int) -> FloatArray:
@@ -191,7 +182,6 @@ class OutcomeMonitor:
         self.last_stats: OutcomeStats | None = None
         self.last_override_rate = np.full(n, np.nan)
         self.last_untrusted_rate = np.full(n, np.nan)
-        self.last_trusted_rate = np.full(n, np.nan)
         self.enough_labels = np.zeros(n, dtype=bool)
         # River's ADWIN on each trusted label's log loss, per scope (for metrics).
         self.loss_changes = ScopedLossADWIN(n)
@@ -244,7 +234,6 @@ class OutcomeMonitor:
         overrides = self.rates.judge(ref.overrides, ref.feedback_n, cur.overrides, cur.feedback_n)
         self.last_override_rate = overrides.current_rate
         self.last_untrusted_rate = untrusted.current_rate
-        self.last_trusted_rate = trusted_rate.current_rate
         start = np.full(self.scopes.n_scopes, cur.start)
         decisions: list[Decision] = []
 
@@ -275,11 +264,11 @@ class OutcomeMonitor:
             for scope in np.flatnonzero(cleared & condition.announced).tolist():
                 condition.announced[scope] = False
                 opened = (routes[scope][1], routes[scope][2]) if routes is not None else reported
-                decisions.append(self._decision(condition, scope, "hold", cause, opened, True))
+                decisions.append(self._decision(condition, scope, CLEARED, cause, opened, True))
 
         # The version most of the window's trusted labels were predicted by.
         main_version = max(cur.versions, key=lambda v: (cur.versions[v], v), default=None)
-        after_deployment = main_version in gates.suspect_versions
+        concept = policy.concept_route(gates, main_version, version)
 
         def concept_evidence(scope: int) -> dict[str, Any]:
             details = performance.evidence(scope)
@@ -288,26 +277,9 @@ class OutcomeMonitor:
             details["labels_by_version"] = dict(sorted(cur.versions.items()))
             if gates.drifting_inputs:
                 details["drifting_inputs"] = list(gates.drifting_inputs)
-            if gates.broken_inputs:
-                details["gate"] = "upstream_condition_active"
-                details["broken_inputs"] = list(gates.broken_inputs)
-            elif after_deployment:
-                # Compared with the reference's outcomes, which are the previous
-                # version's: the drop came with the new version.
-                details["detector"] = "outcomes_of_new_version_against_incumbent"
-            elif gates.regressed_versions:
-                details["gate"] = "deployment_under_suspicion"
-                details["regressed_versions"] = list(gates.regressed_versions)
+            details.update(concept.why)
             return details
 
-        # Retraining on broken inputs bakes the fault in, and a drop that came with a new
-        # version is the version's: hold (saying which gate) or roll back instead.
-        concept_action: Action = "retrain"
-        concept_route: tuple[Cause, str | None] = ("concept_drift", version)
-        if gates.broken_inputs or (gates.regressed_versions and not after_deployment):
-            concept_action = "hold"
-        elif after_deployment:
-            concept_action, concept_route = "rollback", ("deployment_regression", main_version)
         judge(
             self.concept,
             "concept_drift",
@@ -315,9 +287,9 @@ class OutcomeMonitor:
             concept_hit,
             performance.log_loss_increase,
             concept_evidence,
-            concept_action,
+            concept.action,
             self.concept_route,
-            concept_route,
+            (concept.cause, concept.version),
         )
         self.version_verdicts.append(
             (
@@ -327,7 +299,7 @@ class OutcomeMonitor:
             )
         )
         quality_hit = untrusted.shifted & ~trusted_rate.shifted & ~concept_hit
-        if gates.drifting_inputs or gates.broken_inputs:
+        if not policy.label_quality_judged(gates):
             quality_hit = np.zeros_like(quality_hit)
         judge(
             self.label_quality,
@@ -340,7 +312,7 @@ class OutcomeMonitor:
                 | _rate_evidence("trusted_positive_rate", trusted_rate, s)
                 | {"untrusted_sources": sorted(self.untrusted_sources)}
             ),
-            "investigate",
+            OPENED["label_quality"],
         )
         judge(
             self.trust,
@@ -349,12 +321,33 @@ class OutcomeMonitor:
             overrides.shifted & (overrides.direction > 0),
             overrides.effect,
             lambda s: _rate_evidence("override_rate", overrides, s),
-            "investigate",
+            OPENED["trust_decay"],
         )
         # A scope with too few labels keeps them for the next window instead of being
         # judged on too few (or never, for a small cohort).
         self.current.carry(cur.feedback_n >= self.min_labels)
         return decisions
+
+    def snapshot(self) -> OutcomeSnapshot:
+        stats = self.last_stats
+        unmeasured = np.full(self.scopes.n_scopes, np.nan)
+        return OutcomeSnapshot(
+            reported=(
+                ("concept_drift", int(self.concept.announced.sum())),
+                ("label_quality", int(self.label_quality.announced.sum())),
+                ("trust_decay", int(self.trust.announced.sum())),
+            ),
+            loss_changes=tuple(self.loss_changes.detections.tolist()),
+            labels=_figures(stats.n if stats is not None else unmeasured),
+            log_loss=_figures(stats.log_loss if stats is not None else unmeasured),
+            error_ratio=_figures(stats.error_rate if stats is not None else unmeasured),
+            brier=_figures(stats.brier if stats is not None else unmeasured),
+            auc=_figures(stats.auc if stats is not None else unmeasured),
+            calibration_gap=_figures(stats.calibration_gap if stats is not None else unmeasured),
+            override_ratio=_figures(self.last_override_rate),
+            untrusted_positive_ratio=_figures(self.last_untrusted_rate),
+            enough_labels=tuple(self.enough_labels.tolist()),
+        )
 
     def _decision(
         self,
@@ -403,6 +396,10 @@ def _rate_evidence(name: str, verdict: Any, scope: int) -> dict[str, Any]:
         f"{name}_pvalue": number(verdict.pvalue),
         f"{name}_effect_h": number(verdict.effect),
     }
+
+
+def _figures(values: NDArray[Any]) -> tuple[float, ...]:
+    return tuple(np.asarray(values, dtype=np.float64).tolist())
 
 
 def _with_width(joined: Joined, width: int) -> Joined:

@@ -1,0 +1,186 @@
+"""The decision policy: which action each situation asks for, chosen here and only here.
+
+The detectors say *what* changed; this module says what to *do* about it. Every rule that
+picks an action is below; the monitors call it and write the evidence. ``K`` is
+``persistence_windows``: a condition counts once it held for K judged windows in a row,
+and a decision is made once per condition, for the narrowest scope that explains it
+(:func:`detectors.persistence.announce`).
+
+==========================================================  ============  =====================
+situation                                                   action        cause
+==========================================================  ============  =====================
+an input is broken upstream for K windows: frozen or a      fix_upstream  frozen_signal,
+null spike, rescaled by one steady factor, missing or                     rescaled_signal,
+retyped (or renamed: a new name matches a vanished                        schema_change
+input's reference)
+a name the reference never had carries values in most       fix_upstream  schema_change
+events for K windows (and is no vanished input's new name)
+a feature drifted (PSI and G-test) for K windows while its  investigate   covariate_drift
+input was healthy: a broken input explains its own shift,
+and a drift is a question, not a retraining order
+a shift of two windows or more reverted before K (a         hold          transient_shift
+campaign, a short outage): worth knowing, nothing to do
+a new version's scores differ from the incumbent's for K    rollback      deployment_regression
+windows, in scopes whose inputs did not move
+outcomes dropped (performance and calibration) for K label  rollback      deployment_regression
+windows, on labels mostly of a version whose own outcomes
+have not cleared it yet
+outcomes dropped while an input is reported broken          hold          concept_drift
+outcomes dropped while another version's scores regressed   hold          concept_drift
+outcomes dropped otherwise                                  retrain       concept_drift
+the untrusted labels' positive rate moved alone (trusted    investigate   label_quality
+labels and outcomes steady), while no input drifts or is
+broken
+the share of feedback overriding the model rose for K       investigate   trust_decay
+windows
+any reported condition was clear for K windows              hold          its cause (resolved)
+==========================================================  ============  =====================
+
+A rollback of a version and scope is made once, whether its scores or its outcomes found
+the regression first (:meth:`DeploymentWatch.first_report`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from detectors.arrays import BoolArray
+from detectors.decision import Action, Cause
+from detectors.signal_health import mild_factor
+
+if TYPE_CHECKING:
+    from detectors.monitor.feature_drift import FeatureDrift
+
+# The conditions a monitor opens, each asking for one action when it is reported.
+Condition = Literal[
+    "broken_input",
+    "new_feature",
+    "covariate_drift",
+    "transient_shift",
+    "score_regression",
+    "label_quality",
+    "trust_decay",
+]
+OPENED: dict[Condition, Action] = {
+    "broken_input": "fix_upstream",
+    "new_feature": "fix_upstream",
+    "covariate_drift": "investigate",
+    "transient_shift": "hold",
+    "score_regression": "rollback",
+    "label_quality": "investigate",
+    "trust_decay": "investigate",
+}
+# A condition that cleared is reported as a hold under the cause it was reported with.
+CLEARED: Action = "hold"
+
+# Window-to-window spread (max / min) of a rescale factor that is still one factor.
+STEADY_FACTOR_RATIO = 1.25
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What the rest of the monitor knows when outcomes are judged."""
+
+    broken_inputs: tuple[str, ...] = ()
+    drifting_inputs: tuple[str, ...] = ()
+    # New model versions not yet cleared by their own outcomes, and those whose scores
+    # regressed (see detectors.monitor.deployment).
+    suspect_versions: tuple[str, ...] = ()
+    regressed_versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """What an outcome drop is reported as, and the evidence saying why."""
+
+    action: Action
+    cause: Cause
+    version: str | None
+    why: dict[str, Any] = field(default_factory=dict)
+
+
+def gates(
+    features: Iterable[FeatureDrift], suspects: Sequence[str], regressed: Sequence[str]
+) -> Gates:
+    """The gates outcomes are judged under, from the inputs' reported conditions and the
+    deployments' verdicts."""
+    states = list(features)
+    return Gates(
+        broken_inputs=tuple(sorted(f.name for f in states if f.broken)),
+        drifting_inputs=tuple(sorted(f.name for f in states if f.drifting)),
+        suspect_versions=tuple(suspects),
+        regressed_versions=tuple(regressed),
+    )
+
+
+def concept_route(gates: Gates, main_version: str | None, version: str | None) -> Route:
+    """A drop in outcomes on labels mostly of ``main_version``, the monitor's current
+    ``version`` being the one a retrain would replace. Retraining on broken inputs bakes
+    the fault in, and a drop that came with a new version is the version's: hold (saying
+    which gate) or roll back instead."""
+    after_deployment = main_version in gates.suspect_versions
+    if gates.broken_inputs:
+        why = {"gate": "upstream_condition_active", "broken_inputs": list(gates.broken_inputs)}
+        return Route("hold", "concept_drift", version, why)
+    if after_deployment:
+        # Compared with the reference's outcomes, which are the previous version's: the
+        # drop came with the new version.
+        why = {"detector": "outcomes_of_new_version_against_incumbent"}
+        return Route("rollback", "deployment_regression", main_version, why)
+    if gates.regressed_versions:
+        why = {
+            "gate": "deployment_under_suspicion",
+            "regressed_versions": list(gates.regressed_versions),
+        }
+        return Route("hold", "concept_drift", version, why)
+    return Route("retrain", "concept_drift", version)
+
+
+def label_quality_judged(gates: Gates) -> bool:
+    """Untrusted labels moving while inputs drift or are broken say nothing of the labels:
+    the traffic they label changed."""
+    return not (gates.drifting_inputs or gates.broken_inputs)
+
+
+def drift_hit(drifted: BoolArray, broken: BoolArray) -> BoolArray:
+    """The scopes whose window counts as drifted: a broken input explains its own shift,
+    which is reported as upstream, not as drift."""
+    return drifted & ~broken
+
+
+def rescale_is_upstream(history: Sequence[float], factor: float, drifting: bool) -> bool:
+    """Whether a window that looks rescaled by ``factor`` (after ``history``'s factors)
+    is a broken feed to fix. A unit change has one factor; one that wanders is a drift.
+    And a unit change is a step away from the reference: a feature already in a confirmed
+    drift that then looks mildly scaled is that drift going on (the peak of a
+    multiplicative daily cycle the reference did not cover is a steady factor of 1.6 for
+    an hour, and no reason to fix the feed). A factor of 1,000 is not something the world
+    drifts into."""
+    if not _steady(history, factor):
+        return False
+    return not (drifting and mild_factor(factor))
+
+
+def _steady(history: Sequence[float], factor: float) -> bool:
+    factors = [f for f in (*history, factor) if math.isfinite(f) and f != 0]
+    if not factors:
+        return True
+    if len({math.copysign(1.0, f) for f in factors}) > 1:
+        return False
+    sizes = [abs(f) for f in factors]
+    return max(sizes) <= STEADY_FACTOR_RATIO * min(sizes)
+
+
+def inputs_moved(features: Iterable[FeatureDrift], n_scopes: int) -> BoolArray:
+    """The scopes whose inputs moved in the window (drifted or broken, now or still
+    open): a new version's scores are compared with the incumbent's only elsewhere, where
+    a score shift is the model's doing."""
+    moved = np.zeros(n_scopes, dtype=bool)
+    for state in features:
+        moved |= state.moved
+    return moved

@@ -1,0 +1,80 @@
+"""The decision policy's rules, one by one (the scenarios test them end to end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.monitor.policy import (
+    Gates,
+    concept_route,
+    label_quality_judged,
+    rescale_is_upstream,
+)
+
+
+@pytest.mark.parametrize(
+    ("gates", "main_version", "expected"),
+    [
+        (Gates(), "v1", ("retrain", "concept_drift", "v1", {})),
+        (
+            Gates(broken_inputs=("amount",), suspect_versions=("v2",)),
+            "v2",
+            (
+                "hold",
+                "concept_drift",
+                "v1",
+                {"gate": "upstream_condition_active", "broken_inputs": ["amount"]},
+            ),
+        ),
+        (
+            Gates(suspect_versions=("v2",), regressed_versions=("v2",)),
+            "v2",
+            (
+                "rollback",
+                "deployment_regression",
+                "v2",
+                {"detector": "outcomes_of_new_version_against_incumbent"},
+            ),
+        ),
+        (
+            Gates(suspect_versions=("v2",), regressed_versions=("v2",)),
+            "v1",
+            (
+                "hold",
+                "concept_drift",
+                "v1",
+                {"gate": "deployment_under_suspicion", "regressed_versions": ["v2"]},
+            ),
+        ),
+        (Gates(drifting_inputs=("amount",)), "v1", ("retrain", "concept_drift", "v1", {})),
+    ],
+    ids=["retrain", "broken-input", "new-version", "other-version-regressed", "drifting-input"],
+)
+def test_an_outcome_drop_is_routed_by_its_gates(
+    gates: Gates, main_version: str, expected: tuple[object, ...]
+) -> None:
+    route = concept_route(gates, main_version, "v1")
+    assert (route.action, route.cause, route.version, route.why) == expected
+
+
+def test_label_quality_is_not_judged_while_inputs_move() -> None:
+    assert label_quality_judged(Gates())
+    assert not label_quality_judged(Gates(drifting_inputs=("amount",)))
+    assert not label_quality_judged(Gates(broken_inputs=("amount",)))
+
+
+@pytest.mark.parametrize(
+    ("history", "factor", "drifting", "upstream"),
+    [
+        ([], 1000.0, False, True),  # a unit change
+        ([1000.0, 1010.0], 990.0, True, True),  # not something the world drifts into
+        ([100.0], 1000.0, False, False),  # a factor that wanders is a drift
+        ([-2.0], 2.0, False, False),
+        ([1.6, 1.6], 1.6, True, False),  # a mild factor within a drift is the drift
+        ([1.6, 1.6], 1.6, False, True),
+    ],
+)
+def test_a_rescale_is_upstream_only_with_one_factor(
+    history: list[float], factor: float, drifting: bool, upstream: bool
+) -> None:
+    assert rescale_is_upstream(history, factor, drifting) is upstream
