@@ -1,7 +1,9 @@
 """Prometheus metrics, read from the engine's state at scrape time.
 
-The detectors never touch Prometheus: this collector walks the monitors when
-Prometheus scrapes, under the service lock, so a scrape sees whole batches.
+The detectors never touch Prometheus: when Prometheus scrapes, this collector takes
+each monitor's snapshot (:meth:`ModelMonitor.snapshot`, plain read-only figures) under
+the service lock, so a scrape sees whole batches, and reads nothing else of the monitors.
+A figure that is not finite (not measured, or overflowed) is left out, not exported.
 Series per model: features x scopes for each per-feature family, where
 scopes = 1 + sum over cohort dimensions of (kept values + 1).
 """
@@ -9,10 +11,9 @@ scopes = 1 + sum over cohort dimensions of (kept values + 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import get_args
 
-import numpy as np
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from detectors.decision import Action, Cause
+from detectors.monitor import MonitorSnapshot
 from streamer.engine import FEEDBACK, PREDICTIONS
 from streamer.service import Service
 
@@ -38,8 +40,13 @@ def scope_label(cohort: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in cohort.items()) or "all"
 
 
-def _finite(value: float) -> bool:
-    return not math.isnan(value)
+def _add_finite(key: list[str], *figures: tuple[GaugeMetricFamily, float]) -> None:
+    """Add each family's figure for ``key``, unless it is not finite: NaN is a figure not
+    measured, and Prometheus would take +Inf, but a figure that overflowed is no
+    measurement either."""
+    for family, value in figures:
+        if math.isfinite(value):
+            family.add_metric(key, value)
 
 
 class EngineCollector(Collector):
@@ -100,7 +107,9 @@ class EngineCollector(Collector):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
         yield from self._join()
-        yield from self._monitors()
+        snapshots = [monitor.snapshot() for _, monitor in sorted(engine.monitors.items())]
+        yield from self._monitors(snapshots)
+        yield from self._health_and_outcomes(snapshots)
 
     def _join(self) -> Iterator[Metric]:
         store = self.service.engine.join
@@ -141,7 +150,7 @@ class EngineCollector(Collector):
         )
         yield delay
 
-    def _monitors(self) -> Iterator[Metric]:
+    def _monitors(self, snapshots: Sequence[MonitorSnapshot]) -> Iterator[Metric]:
         labels = ["model", "feature", "scope"]
         psi = GaugeMetricFamily(
             "driftgate_feature_psi",
@@ -212,43 +221,38 @@ class EngineCollector(Collector):
         events = CounterMetricFamily(
             "driftgate_predictions", "Predictions processed per model.", labels=["model"]
         )
-        for model, monitor in sorted(self.service.engine.monitors.items()):
-            progress.add_metric([model], monitor.reference_progress)
-            events.add_metric([model], monitor.events)
-            if monitor.scopes is None or monitor.score_changes is None:
-                continue
-            scope_names = [scope_label(c) for c in monitor.scopes.labels]
-            if monitor.reference_end is not None and monitor.last_ts is not None:
-                age.add_metric([model], max(0.0, monitor.last_ts - monitor.reference_end))
-            for scope, name in enumerate(scope_names):
-                window.add_metric([model, name], float(monitor.scope_events[scope]))
-                score_changes.add_metric(
-                    [model, name], float(monitor.score_changes.detections[scope])
-                )
-                if monitor.score_shifts is not None:
-                    score_shifts.add_metric(
-                        [model, name], float(monitor.score_shifts.detections[scope])
-                    )
-                mean = float(monitor.score_changes.means()[scope])
-                score_mean.add_metric([model, name], mean)
-            for feature, state in sorted(monitor.features.items()):
-                wrong_type.add_metric([model, feature], state.wrong_type)
+        for snapshot in snapshots:
+            model = snapshot.model
+            progress.add_metric([model], snapshot.reference_progress)
+            events.add_metric([model], snapshot.events)
+            if snapshot.reference_age_s is not None:
+                age.add_metric([model], snapshot.reference_age_s)
+            scope_names = [scope_label(dict(s.cohort)) for s in snapshot.scopes]
+            for figures, name in zip(snapshot.scopes, scope_names):
+                window.add_metric([model, name], float(figures.window_events))
+                score_changes.add_metric([model, name], float(figures.score_changes))
+                score_shifts.add_metric([model, name], float(figures.score_shifts))
+                score_mean.add_metric([model, name], figures.score_mean)
+            for feature in snapshot.features:
+                wrong_type.add_metric([model, feature.name], feature.wrong_type_values)
                 for scope, name in enumerate(scope_names):
-                    if not _finite(state.psi[scope]):
+                    if math.isnan(feature.psi[scope]):  # never judged in this scope
                         continue
-                    key = [model, feature, name]
-                    psi.add_metric(key, float(state.psi[scope]))
-                    js.add_metric(key, float(state.js[scope]))
-                    pvalue.add_metric(key, float(state.pvalue[scope]))
-                    drifted.add_metric(key, float(state.drift.last[scope]))
-                    open_condition.add_metric(key, float(state.drift.announced[scope]))
-            for feature, n in sorted(monitor.new_features.totals.items()):
-                unknown.add_metric([model, feature], n)
+                    key = [model, feature.name, name]
+                    _add_finite(
+                        key,
+                        (psi, feature.psi[scope]),
+                        (js, feature.js_distance[scope]),
+                        (pvalue, feature.g_test_pvalue[scope]),
+                    )
+                    drifted.add_metric(key, float(feature.drifted[scope]))
+                    open_condition.add_metric(key, float(feature.drift_reported[scope]))
+            for name, n in snapshot.unknown_features:
+                unknown.add_metric([model, name], n)
         yield from (events, progress, age, window, score_changes, score_shifts, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)
-        yield from self._health_and_outcomes()
 
-    def _health_and_outcomes(self) -> Iterator[Metric]:
+    def _health_and_outcomes(self, snapshots: Sequence[MonitorSnapshot]) -> Iterator[Metric]:
         labels = ["model", "feature", "scope"]
         upstream = GaugeMetricFamily(
             "driftgate_feature_upstream_open",
@@ -305,61 +309,42 @@ class EngineCollector(Collector):
             "Changes in the trusted labels' log loss found by ADWIN.",
             labels=outcome_labels,
         )
-        for model, monitor in sorted(self.service.engine.monitors.items()):
-            unused_labels.add_metric([model], monitor.labels_before_reference)
-            if monitor.scopes is None:
-                continue
-            names = [scope_label(c) for c in monitor.scopes.labels]
-            counts: dict[str, int] = {}
-            for feature, state in sorted(monitor.features.items()):
-                if state.upstream is not None:
-                    for scope in np.flatnonzero(state.upstream.announced).tolist():
-                        cause = state.upstream_cause[scope] or "frozen_signal"
-                        upstream.add_metric([model, feature, names[scope], cause], 1.0)
-                        counts[cause] = counts.get(cause, 0) + 1
-                counts["covariate_drift"] = counts.get("covariate_drift", 0) + int(
-                    state.drift.announced.sum()
-                )
-                health, window = state.last_health, state.window_stats
+        for snapshot in snapshots:
+            model = snapshot.model
+            unused_labels.add_metric([model], snapshot.labels_before_reference)
+            names = [scope_label(dict(s.cohort)) for s in snapshot.scopes]
+            for feature in snapshot.features:
                 for scope, name in enumerate(names):
-                    key = [model, feature, name]
-                    if health is not None and _finite(health.rescale_factor[scope]):
-                        factor.add_metric(key, float(health.rescale_factor[scope]))
-                    if window is not None and window.events[scope] > 0:
-                        nulls.add_metric(key, float(window.null_rate[scope]))
-                        if window.pairs[scope] > 0:
-                            repeats.add_metric(key, float(window.repeat_rate[scope]))
-            outcomes = monitor.outcomes
-            if outcomes is not None:
-                for cause, condition in (
-                    ("concept_drift", outcomes.concept),
-                    ("label_quality", outcomes.label_quality),
-                    ("trust_decay", outcomes.trust),
-                ):
-                    counts[cause] = int(condition.announced.sum())
-                stats = outcomes.last_stats
-                for scope, name in enumerate(names):
-                    loss_changes.add_metric(
-                        [model, name], float(outcomes.loss_changes.detections[scope])
+                    key = [model, feature.name, name]
+                    cause = feature.upstream_reported[scope]
+                    if cause:
+                        upstream.add_metric([*key, cause], 1.0)
+                    _add_finite(
+                        key,
+                        (factor, feature.rescale_factor[scope]),
+                        (nulls, feature.null_ratio[scope]),
+                        (repeats, feature.repeat_ratio[scope]),
                     )
-                    figures = {
-                        "override_ratio": outcomes.last_override_rate[scope],
-                        "untrusted_positive_ratio": outcomes.last_untrusted_rate[scope],
-                        "enough_labels": float(outcomes.enough_labels[scope]),
-                    }
-                    if stats is not None:
-                        figures.update(
-                            labels=stats.n[scope],
-                            log_loss=stats.log_loss[scope],
-                            error_ratio=stats.error_rate[scope],
-                            brier=stats.brier[scope],
-                            auc=stats.auc[scope],
-                            calibration_gap=stats.calibration_gap[scope],
-                        )
-                    for metric, value in figures.items():
-                        if _finite(float(value)):
-                            families[metric].add_metric([model, name], float(value))
-            for cause, n in sorted(counts.items()):
+            outcomes = snapshot.outcomes
+            if outcomes is not None:
+                for scope, name in enumerate(names):
+                    loss_changes.add_metric([model, name], float(outcomes.loss_changes[scope]))
+                    _add_finite(
+                        [model, name],
+                        (families["override_ratio"], outcomes.override_ratio[scope]),
+                        (
+                            families["untrusted_positive_ratio"],
+                            outcomes.untrusted_positive_ratio[scope],
+                        ),
+                        (families["enough_labels"], float(outcomes.enough_labels[scope])),
+                        (families["labels"], outcomes.labels[scope]),
+                        (families["log_loss"], outcomes.log_loss[scope]),
+                        (families["error_ratio"], outcomes.error_ratio[scope]),
+                        (families["brier"], outcomes.brier[scope]),
+                        (families["auc"], outcomes.auc[scope]),
+                        (families["calibration_gap"], outcomes.calibration_gap[scope]),
+                    )
+            for cause, n in snapshot.reported:
                 conditions.add_metric([model, cause], n)
         yield from (upstream, factor, nulls, repeats, conditions, loss_changes, unused_labels)
         yield from families.values()

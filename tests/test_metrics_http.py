@@ -118,3 +118,23 @@ def test_upstream_and_outcome_series(tmp_path):
     assert joined > 0
     delays = [s for s in samples["driftgate_label_delay_seconds"] if s.name.endswith("_count")]
     assert delays[0].value == joined
+
+
+def test_a_figure_that_is_not_finite_is_not_exported(tmp_path):
+    service = _service_after_replay(tmp_path)
+    monitor = service.engine.monitors["fraud"]
+    # an overflowed figure (values near the float maximum): no series, not +Inf
+    monitor.features["amount"].psi[0] = float("inf")
+    monitor.outcomes.last_override_rate[0] = float("-inf")
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    samples = _samples(registry)
+    psi = {(s.labels["feature"], s.labels["scope"]) for s in samples["driftgate_feature_psi"]}
+    assert ("amount", "all") not in psi and ("age_days", "all") in psi
+    # the window was judged: whether it drifted is still said
+    drifted = {
+        (s.labels["feature"], s.labels["scope"]) for s in samples["driftgate_feature_drifted"]
+    }
+    assert ("amount", "all") in drifted
+    overrides = {s.labels["scope"] for s in samples["driftgate_outcome_override_ratio"]}
+    assert "all" not in overrides and overrides
