@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.arrays import FloatArray
+from detectors.arrays import FloatArray, IndexArray
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,22 @@ class PredictionBatch:
             cohorts={k: v[start:stop] for k, v in self.cohorts.items()},
             features={k: v[start:stop] for k, v in self.features.items()},
             event_id=self.event_id[start:stop],
+        )
+
+    def take(self, rows: IndexArray) -> PredictionBatch:
+        """The given rows, in the given order (an event-time merge reorders a batch)."""
+        picked = rows.tolist()
+
+        def column(values: Sequence[object]) -> list[object]:
+            return [values[i] for i in picked]
+
+        return PredictionBatch(
+            ts=self.ts[rows],
+            score=self.score[rows],
+            model_version=column(self.model_version),  # type: ignore[arg-type]
+            cohorts={k: column(v) for k, v in self.cohorts.items()},  # type: ignore[misc]
+            features={k: column(v) for k, v in self.features.items()},
+            event_id=column(self.event_id) if self.event_id else (),  # type: ignore[arg-type]
         )
 
     @staticmethod

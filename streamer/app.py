@@ -11,17 +11,20 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detectors.decision import Decision
+from streamer.broker import create_topics
 from streamer.checkpoint import Checkpoints
-from streamer.config import Settings
-from streamer.engine import Engine
+from streamer.config import KafkaConfig, Settings
+from streamer.engine import CHUNKS, Engine
 from streamer.errors import DriftgateError
+from streamer.event_order import Position
+from streamer.forwarder import Forwarder
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.reference import load_references
+from streamer.retry import Backoff
 from streamer.service import Service
-from streamer.shards import ShardedEngine
 from streamer.sinks import JsonLinesDecisionSink, KafkaSinks, ReportingDeadLetterSink
-from streamer.sources import REPLAY_PARTITION, KafkaSource, ReplaySource
+from streamer.sources import KafkaSource, ReplaySource
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,13 @@ def new_engine(settings: Settings) -> Engine:
         path = Path(settings.reference.file)
         references = load_references(path, settings.limits, settings.monitor.min_reference_events)
         log.info("references pinned from %s: %s", path, ", ".join(sorted(references)))
-    return Engine(settings.monitor, settings.limits, settings.feedback, references)
+    return Engine(
+        settings.monitor,
+        settings.limits,
+        settings.feedback,
+        references,
+        max_buffered_events=settings.limits.max_buffered_events,
+    )
 
 
 def replay(
@@ -43,7 +52,7 @@ def replay(
     decisions_out: Path | None = None,
     dead_letters_out: Path | None = None,
     checkpoint_dir: Path | None = None,
-) -> ShardedEngine:
+) -> Engine:
     """Feed a replay file through the engine; decisions to a file or stdout.
 
     With ``checkpoint_dir``, the state is checkpointed as in ``run`` and a replay that
@@ -55,17 +64,19 @@ def replay(
     if checkpoint_dir is not None:
         config = settings.checkpoint.model_copy(update={"dir": str(checkpoint_dir), "topic": None})
         checkpoints = Checkpoints(config, f"replay.{path.name}")
-    sharded = ShardedEngine(engine)
+    if checkpoints is not None:
+        engine = checkpoints.restore(engine) or engine
     # Replay offsets are line numbers (from 1), shared by both topics of the file: the
     # next offset after line N is N + 1.
-    resume_line = max(sharded.restore([REPLAY_PARTITION], checkpoints).values(), default=1) - 1
+    resume_line = max(engine.positions.values(), default=1) - 1
     source = ReplaySource(path, batch_events=settings.kafka.max_poll_records)
     if resume_line:
         log.info("resuming %s after line %d", path, resume_line)
         source.skip(resume_line)
     sink = JsonLinesDecisionSink(decisions_out, append=bool(resume_line))
     dead = ReportingDeadLetterSink(dead_letters_out, append=bool(resume_line))
-    service = Service(sharded, source, sink, dead, checkpoints=checkpoints)
+    service = Service(engine, source, sink, dead, checkpoints=checkpoints)
+    service.has_state = True
     try:
         service.run(threading.Event())
     finally:
@@ -75,19 +86,69 @@ def replay(
     return service.engine
 
 
-def connect(settings: Settings, stop: threading.Event) -> tuple[KafkaSource, KafkaSinks] | None:
+def connect(settings: Settings, stop: threading.Event) -> Connections | None:
     """Connect to Kafka, retrying with backoff while the broker is unreachable."""
-    backoff = 0.5
+    backoff = Backoff()
     while not stop.is_set():
         try:
-            return KafkaSource(settings.kafka), KafkaSinks(settings.kafka)
+            return Connections.open(settings.kafka)
         except DriftgateError as exc:
             if not exc.retriable:
                 raise
-            log.warning("%s; retrying in %.1fs", exc, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+            backoff.wait(stop, str(exc))
     return None
+
+
+class Connections:
+    """A member's Kafka clients: its ingest (input topics, in the group), its judge
+    (the internal topic, in ``<group>.judge``) and a producer for each."""
+
+    def __init__(
+        self,
+        inputs: KafkaSource,
+        ingest_sinks: KafkaSinks,
+        judge: KafkaSource,
+        sinks: KafkaSinks,
+        internal_topic: str,
+        expected: frozenset[Position],
+    ) -> None:
+        self.inputs = inputs
+        self.ingest_sinks = ingest_sinks
+        self.judge = judge
+        self.sinks = sinks
+        self.internal_topic = internal_topic
+        self.expected = expected
+
+    @staticmethod
+    def open(kafka: KafkaConfig) -> Connections:
+        internal = kafka.internal_topic or f"{kafka.group_id}.events"
+        try:
+            # One partition: one member judges; decoding scales with the input partitions.
+            create_topics(kafka.bootstrap_servers, [internal], partitions=1)
+        except Exception as exc:  # kafka-python raises several unrelated types here
+            raise DriftgateError(
+                f"cannot create the internal topic {internal}: {exc}", retriable=True
+            ) from exc
+        opened: list[KafkaSource | KafkaSinks] = []
+        try:
+            inputs = KafkaSource(kafka)
+            opened.append(inputs)
+            topics = (kafka.topics.predictions, kafka.topics.feedback)
+            expected = frozenset((t, p) for t in topics for p in inputs.partitions_of(t))
+            ingest_sinks = KafkaSinks(kafka)
+            opened.append(ingest_sinks)
+            judge = KafkaSource(kafka, {internal: CHUNKS}, f"{kafka.group_id}.judge")
+            opened.append(judge)
+            sinks = KafkaSinks(kafka)
+        except DriftgateError:
+            for client in opened:
+                client.close()
+            raise
+        return Connections(inputs, ingest_sinks, judge, sinks, internal, expected)
+
+    def close(self) -> None:
+        for client in (self.inputs, self.ingest_sinks, self.judge, self.sinks):
+            client.close()
 
 
 def run(
@@ -97,12 +158,18 @@ def run(
     exit_when_idle_s: float | None = None,
     on_decisions: Callable[[Sequence[Decision]], None] | None = None,
     on_metrics_port: Callable[[int], None] | None = None,
-) -> ShardedEngine:
-    """The long-running service: Kafka in, decisions and dead letters out, /metrics."""
+) -> Engine:
+    """The long-running service: Kafka in, decisions and dead letters out, /metrics.
+
+    Two loops share the engine: the ingest (``Forwarder``, a thread) decodes this
+    member's input partitions and forwards them to the internal topic; the judge (the
+    ``Service``, this thread) runs the monitors on the internal topic when this member
+    owns it, so that every model is judged once whatever the partitioning.
+    """
     engine = new_engine(settings)
+    kafka = settings.kafka
     checkpoints = None
     if settings.checkpoint.dir is not None or settings.checkpoint.topic is not None:
-        kafka = settings.kafka
         # The group and the topic are in the name: deployments may share a volume.
         name = f"{kafka.group_id}.{kafka.topics.predictions}"
         checkpoints = Checkpoints(settings.checkpoint, name, kafka=kafka)
@@ -110,18 +177,20 @@ def run(
     registry = CollectorRegistry()
 
     def readiness() -> dict[str, bool]:
-        source = state.get("source")
+        connections = state.get("connections")
         service = state.get("service")
-        assigned = isinstance(source, KafkaSource) and bool(source.assignment)
+        assigned = isinstance(connections, Connections) and bool(connections.inputs.assignment)
         reachable = (
             isinstance(service, Service)
-            and isinstance(source, KafkaSource)
+            and isinstance(connections, Connections)
             and service.healthy_io
-            and source.reachable()
+            and connections.inputs.reachable()
         )
         # The service's engine: a checkpoint may have replaced the one it started with.
         monitors = service.engine.monitors if isinstance(service, Service) else {}
-        warm = bool(monitors) and all(m.warm for m in monitors.values())
+        judging = isinstance(connections, Connections) and bool(connections.judge.assignment)
+        # A member that does not judge has no monitors: its readiness is its ingest's.
+        warm = not judging or (bool(monitors) and all(m.warm for m in monitors.values()))
         return {
             "partitions_assigned": assigned,
             "broker_reachable": reachable,
@@ -135,26 +204,46 @@ def run(
         on_metrics_port(server.port)
     log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
     try:
-        connected = connect(settings, stop)
-        if connected is None:
-            return ShardedEngine(engine)
-        source, sinks = connected
+        connections = connect(settings, stop)
+        if connections is None:
+            return engine
         service = Service(
             engine,
-            source,
-            sinks.decisions,
-            sinks.dead_letters,
+            connections.judge,
+            connections.sinks.decisions,
+            connections.sinks.dead_letters,
             on_decisions=on_decisions,
             checkpoints=checkpoints,
         )
-        source.handler = service
-        state.update(source=source, service=service)
+        service.expected_sources = connections.expected
+        engine.order.expect(connections.expected)
+        connections.judge.handler = service
+        forwarder = Forwarder(
+            connections.inputs,
+            connections.ingest_sinks,
+            connections.internal_topic,
+            service,
+            kafka.idle_ms,
+        )
+        connections.inputs.handler = forwarder
+        service.caught_up = lambda: forwarder.caught_up
+        state.update(connections=connections, service=service)
         registry.register(EngineCollector(service))
+        ingest = threading.Thread(target=forwarder.run, args=(stop,), name="ingest", daemon=True)
+
+        def stop_ingest() -> None:
+            stop.set()
+            ingest.join()
+            if forwarder.failure is not None:
+                raise forwarder.failure
+
+        service.before_final_checkpoint = stop_ingest
+        ingest.start()
         try:
             service.run(stop, exit_when_idle_s=exit_when_idle_s)
         finally:
-            sinks.close()
-            source.close()
+            stop_ingest()
+            connections.close()
         return service.engine
     finally:
         server.stop()

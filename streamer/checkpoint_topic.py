@@ -35,10 +35,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from streamer.checkpoint import Loaded, Position, decode, encode
+from streamer.checkpoint_format import Loaded, decode, encode
 from streamer.config import KafkaConfig
 from streamer.engine import Engine
 from streamer.errors import DriftgateError
+from streamer.event_order import Position
 
 log = logging.getLogger(__name__)
 

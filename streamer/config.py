@@ -134,6 +134,21 @@ class KafkaConfig(_Section):
     request_timeout_ms: int = Field(
         30_000, ge=1_000, description="Milliseconds to wait for a broker's answer to a request."
     )
+    internal_topic: str | None = Field(
+        None,
+        description=(
+            "The topic that carries decoded events from every member to the one that judges "
+            "(one partition, created when missing); default: <group_id>.events."
+        ),
+    )
+    idle_ms: int = Field(
+        1_000,
+        ge=0,
+        description=(
+            "Milliseconds a caught-up input partition stays quiet before the event-time merge "
+            "stops waiting for it."
+        ),
+    )
     reconnect_backoff_max_ms: int = Field(
         10_000, ge=50, description="Longest wait, in milliseconds, between reconnects to a broker."
     )
@@ -174,6 +189,14 @@ class LimitsConfig(_Section):
         ge=1,
         description="Models watched; predictions of further models are rejected as "
         "too_many_models.",
+    )
+    max_buffered_events: int = Field(
+        500_000,
+        ge=1,
+        description=(
+            "Events the event-time merge may hold while it waits for a lagging partition; "
+            "past it, all are judged (and the lagging partition's events count as late)."
+        ),
     )
 
 

@@ -18,10 +18,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from detectors.arrays import IntArray
 from detectors.batch import PredictionBatch
 from detectors.decision import Decision
 from detectors.join import Joined, JoinStore
 from detectors.monitor import ModelMonitor, MonitorConfig
+from streamer import chunk_codec
 from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.decode import (
     Prediction,
@@ -30,10 +32,15 @@ from streamer.decode import (
     decode_prediction_envelopes,
     invalid_feature_rows,
 )
+from streamer.event_order import NO_LABELS, Chunk, EventOrder, Labels, Position
 from streamer.events import FeedbackEvent, epoch_seconds_column
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
+# Chunks of decoded events on the internal topic, from ingest to the judge (Forwarder).
+CHUNKS = "chunks"
+# A replay file is one partition: its line numbers are the offsets of both topics.
+REPLAY_PARTITION = -1
 
 
 class InputRecord(NamedTuple):
@@ -127,7 +134,13 @@ def prediction_batch(
 
 
 class Engine:
-    """Decodes records, feeds each model's monitor, counts what it saw."""
+    """Decodes records, merges them into event-time order, feeds each model's monitor.
+
+    Two halves, so that decoding can scale with the input partitions while each model is
+    judged in one place: :meth:`ingest` turns records into per-source :class:`Chunk`\\ s
+    (and dead letters), :meth:`judge` merges chunks from every source (:class:`EventOrder`)
+    and runs the monitors. :meth:`process` does both, for a replay and for tests.
+    """
 
     def __init__(
         self,
@@ -135,10 +148,12 @@ class Engine:
         limits: LimitsConfig,
         feedback: FeedbackConfig | None = None,
         references: Mapping[str, PredictionBatch] | None = None,
+        max_buffered_events: int = 500_000,
     ) -> None:
         self.monitor_config = monitor_config
         self.limits = limits
         self.feedback = feedback or FeedbackConfig()
+        self.max_buffered_events = max_buffered_events
         # Per model, a reference pinned instead of one built from its first events.
         self.references: Mapping[str, PredictionBatch] = references or {}
         # In the checkpoint fingerprint: a state fitted on other references is not resumed.
@@ -161,43 +176,69 @@ class Engine:
             grace_s=self.feedback.join_grace_s,
             max_pending=self.feedback.join_max_pending,
         )
+        self.order = EventOrder(self.max_buffered_events)
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
+        # The models ingested so far: at most limits.max_models of them.
+        self._models: set[str] = set()
         # Next offset to read per (topic, partition) of the records in the state: what a
         # checkpoint of this state resumes from.
         self.positions: dict[tuple[str, int], int] = {}
 
-    def process(self, records: Sequence[InputRecord], peers: Sequence[Engine] = ()) -> BatchResult:
-        """Decode, validate and judge a batch. A label whose prediction is stored by one
-        of ``peers`` (the engines of this instance's other partitions) joins there."""
-        dead: list[DeadLetter] = []
-        by_model: dict[str, list[Prediction]] = {}
-        sources: dict[str, list[InputRecord]] = {}
-        feedback: list[FeedbackEvent] = []
+    def process(self, records: Sequence[InputRecord], final: bool = False) -> BatchResult:
+        """Ingest and judge a batch; with ``final``, release every buffered event.
+
+        Records of kind CHUNKS are another member's ingest, already decoded.
+        """
+        inputs = [r for r in records if r.kind != CHUNKS]
+        chunks, dead = self.ingest(inputs) if inputs else ([], [])
+        if len(inputs) < len(records):
+            for record in records:
+                if record.kind != CHUNKS:
+                    continue
+                self.positions[(record.topic, record.partition)] = record.offset + 1
+                try:
+                    chunks.append(chunk_codec.decode(record.value))
+                except ValueError as exc:
+                    self.counters.rejected[(CHUNKS, "invalid_record")] += 1
+                    dead.append(DeadLetter(record, Rejected("invalid_record", str(exc))))
+        return BatchResult(self.judge(chunks, final), dead)
+
+    def flush(self) -> list[Decision]:
+        """Judge every event still buffered (the end of a replay)."""
+        return self.judge([], final=True)
+
+    def ingest(self, records: Sequence[InputRecord]) -> tuple[list[Chunk], list[DeadLetter]]:
+        """Decode and validate a batch into one chunk per source; the rest dead-lettered."""
+        dead: list[tuple[int, DeadLetter]] = []
+        predictions: dict[tuple[Position, str], list[tuple[int, Prediction]]] = {}
+        labels: dict[Position, list[tuple[int, FeedbackEvent]]] = {}
+        ends: dict[Position, int] = {}
         counters = self.counters
         counters.consumed.update(map(attrgetter("kind"), records))
         positions = self.positions
         for record in records:
             positions[(record.topic, record.partition)] = record.offset + 1
-        predictions = [r for r in records if r.kind == PREDICTIONS]
+            source = source_of(record)
+            ends[source] = max(ends.get(source, 0), record.offset + 1)
+        models = self._models
         envelopes = iter(
             decode_prediction_envelopes(
-                [r.value for r in predictions], [r.parsed for r in predictions], self.limits
+                [r.value for r in records if r.kind == PREDICTIONS],
+                [r.parsed for r in records if r.kind == PREDICTIONS],
+                self.limits,
             )
         )
-        for record in records:
+        for row, record in enumerate(records):
             event: Prediction | FeedbackEvent | Rejected
             if record.kind == PREDICTIONS:
                 event = next(envelopes)
                 if isinstance(event, dict):
                     model = event["model"]
-                    known = model in self.monitors or model in by_model
-                    if (
-                        known
-                        or len(self.monitors.keys() | by_model.keys()) < self.limits.max_models
-                    ):
-                        by_model.setdefault(model, []).append(event)
-                        sources.setdefault(model, []).append(record)
+                    if model in models or len(models) < self.limits.max_models:
+                        models.add(model)
+                        key = (source_of(record), model)
+                        predictions.setdefault(key, []).append((row, event))
                         continue
                     event = Rejected(
                         "too_many_models", f"limits.max_models={self.limits.max_models} reached"
@@ -205,66 +246,63 @@ class Engine:
             elif record.kind == FEEDBACK:
                 event = decode_feedback(record.value, self.limits, record.parsed)
                 if isinstance(event, FeedbackEvent):
-                    feedback.append(event)
+                    labels.setdefault(source_of(record), []).append((row, event))
                     continue
             else:
                 event = Rejected("invalid_record", f"not a record of a known topic: {record.kind}")
-            counters.rejected[(record.kind, event.reason)] += 1
-            dead.append(DeadLetter(record, event))
-        decisions: list[Decision] = []
-        for model, events in by_model.items():
-            batch = prediction_batch(events, self.max_columns)
+            dead.append((row, DeadLetter(record, event)))
+        chunks: dict[Position, dict[str, tuple[PredictionBatch, IntArray]]] = {}
+        for (source, model), rows in predictions.items():
+            batch = prediction_batch([e for _, e in rows], self.max_columns)
             bad = invalid_feature_rows(batch.features, self.limits)
             if bad:
-                for row, rejected in sorted(bad.items()):
-                    counters.rejected[(PREDICTIONS, rejected.reason)] += 1
-                    dead.append(DeadLetter(sources[model][row], rejected))
-                events = [e for i, e in enumerate(events) if i not in bad]
-                if not events:
+                dead.extend(
+                    (rows[i][0], DeadLetter(records[rows[i][0]], r)) for i, r in bad.items()
+                )
+                rows = [pair for i, pair in enumerate(rows) if i not in bad]
+                if not rows:
                     continue
-                batch = prediction_batch(events, self.max_columns)
+                batch = prediction_batch([e for _, e in rows], self.max_columns)
+            offsets = np.fromiter((records[i].offset for i, _ in rows), np.int64, len(rows))
+            chunks.setdefault(source, {})[model] = (batch, offsets)
+        dead.sort(key=itemgetter(0))
+        for _, letter in dead:
+            counters.rejected[(letter.record.kind, letter.rejected.reason)] += 1
+        out = []
+        for source in sorted(ends):
+            feedback = labels.get(source, [])
+            out.append(
+                Chunk(
+                    source,
+                    chunks.get(source, {}),
+                    _label_columns([f for _, f in feedback]),
+                    np.fromiter((records[i].offset for i, _ in feedback), np.int64, len(feedback)),
+                    ends[source],
+                )
+            )
+        return out, [letter for _, letter in dead]
+
+    def judge(self, chunks: Sequence[Chunk], final: bool = False) -> list[Decision]:
+        """Merge chunks into event-time order and judge what every source has passed."""
+        for chunk in chunks:
+            self.order.add(chunk)
+        released = self.order.release(final)
+        decisions: list[Decision] = []
+        for model, batch in released.predictions.items():
             monitor = self.monitors.get(model)
             if monitor is None:
                 monitor = self.monitors[model] = ModelMonitor(model, self.monitor_config)
                 if model in self.references:
                     monitor.pin_reference(self.references[model])
             decisions.extend(monitor.update(batch, self.join))
-        if feedback:
-            decisions.extend(self._feedback(feedback, peers))
-        for decision in decisions:
-            counters.decisions[(decision.action, decision.cause)] += 1
-        return BatchResult(decisions, dead)
-
-    def _feedback(self, feedback: list[FeedbackEvent], peers: Sequence[Engine]) -> list[Decision]:
-        """Join labels in the store that holds their prediction: this engine's, or a
-        peer's when the feedback topic is not partitioned like the predictions. A label
-        no store holds yet waits here."""
-        owners = np.zeros(len(feedback), dtype=np.intp)  # 0: this engine, i: peers[i - 1]
-        if peers:
-            ids = [f.event_id for f in feedback]
-            unheld = ~self.join.holds(ids)
-            for number, peer in enumerate(peers, 1):
-                if not unheld.any():
-                    break
-                rows = np.flatnonzero(unheld)
-                held = rows[peer.join.holds([ids[i] for i in rows.tolist()])]
-                owners[held] = number
-                unheld[held] = False
-        decisions: list[Decision] = []
-        for number in np.unique(owners).tolist():
-            engine = self if number == 0 else peers[number - 1]
-            labels = [feedback[i] for i in np.flatnonzero(owners == number).tolist()]
-            decisions.extend(
-                engine._labels(
-                    engine.join.join(
-                        [f.event_id for f in labels],
-                        epoch_seconds_column([f.ts for f in labels]),
-                        np.array([f.label for f in labels]),
-                        [f.source for f in labels],
-                        np.array([f.override for f in labels], dtype=np.bool_),
-                    )
-                )
+        labels = released.labels
+        if len(labels):
+            joined = self.join.join(
+                labels.event_id, labels.ts, labels.label, labels.source, labels.override
             )
+            decisions.extend(self._labels(joined))
+        for decision in decisions:
+            self.counters.decisions[(decision.action, decision.cause)] += 1
         return decisions
 
     def fresh(self) -> Engine:
@@ -284,3 +322,23 @@ class Engine:
             if monitor is not None:
                 decisions.extend(monitor.update_labels(joined.take(models == model)))
         return decisions
+
+
+def source_of(record: InputRecord) -> Position:
+    """The source whose order a record keeps: its topic partition; a replay file is one
+    source for both of its topics (its lines are in one order)."""
+    if record.partition == REPLAY_PARTITION:
+        return ("replay", REPLAY_PARTITION)
+    return (record.topic, record.partition)
+
+
+def _label_columns(feedback: Sequence[FeedbackEvent]) -> Labels:
+    if not feedback:
+        return NO_LABELS
+    return Labels(
+        [f.event_id for f in feedback],
+        epoch_seconds_column([f.ts for f in feedback]),
+        np.array([f.label for f in feedback], dtype=np.float64),
+        [f.source for f in feedback],
+        np.array([f.override for f in feedback], dtype=np.bool_),
+    )

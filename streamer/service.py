@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from detectors.decision import Decision
-from streamer.checkpoint import Checkpoints, Position
+from streamer.checkpoint import Checkpoints
 from streamer.engine import BatchResult, DeadLetter, Engine
 from streamer.errors import DriftgateError
-from streamer.shards import ShardedEngine
+from streamer.event_order import Position
+from streamer.retry import Backoff
 from streamer.sinks import DeadLetterSink, DecisionSink
 from streamer.sources import Source
 
@@ -78,7 +79,7 @@ class Service:
 
     def __init__(
         self,
-        engine: Engine | ShardedEngine,
+        engine: Engine,
         source: Source,
         decisions: DecisionSink,
         dead_letters: DeadLetterSink,
@@ -88,14 +89,23 @@ class Service:
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # State per input partition number, so that it can move with the partition.
-        self.engine = engine if isinstance(engine, ShardedEngine) else ShardedEngine(engine)
+        self.engine = engine
+        # With checkpoints, the state comes from one (or is found missing) when the
+        # source is assigned: until then there is none, and nothing is checkpointed over
+        # a checkpoint that failed to load.
+        self.has_state = checkpoints is None
         self.source = source
         self.decisions = decisions
         self.dead_letters = dead_letters
         self.on_decisions = on_decisions
         self.checkpoints = checkpoints
-        self.engine.restored_only = checkpoints is not None
+        # Every partition of the input topics: the event-time merge waits to hear from
+        # each before it releases anything (set by app.run from the cluster's metadata).
+        self.expected_sources: frozenset[Position] = frozenset()
+        # Whether this member's input is read to its end (its ingest's, see app.run): an
+        # idle member exits only then, not while its group join is still under way.
+        self.caught_up: Callable[[], bool] = lambda: True
+        self.before_final_checkpoint: Callable[[], None] = lambda: None
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.lock = threading.Lock()
@@ -114,40 +124,54 @@ class Service:
     def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
         """Process until ``stop`` is set, the source ends, or it has been idle that long."""
         self._stop = stop
-        backoff = 0.5
+        backoff = Backoff(max_s=self.max_backoff_s)
         while not stop.is_set():
             try:
                 more = self.step()
-                backoff = 0.5
+                backoff.reset()
                 self.healthy_io = True
             except DriftgateError as exc:
                 if not exc.retriable:
                     raise
                 self.healthy_io = False
-                log.warning("%s; retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                backoff.wait(stop, str(exc))
                 continue
             if not more:
                 break
             idle = self.clock() - self.last_event_at
-            if exit_when_idle_s is not None and idle >= exit_when_idle_s:
+            if exit_when_idle_s is not None and idle >= exit_when_idle_s and self.caught_up():
                 log.info("no new event for %.1fs: exiting as asked", idle)
                 break
+        # This member's ingest stops first, so that what it counted is in the checkpoint.
+        self.before_final_checkpoint()
         self._final_checkpoint()
+
+    def touch(self) -> None:
+        """Something arrived (also from this member's ingest): not idle."""
+        self.last_event_at = self.clock()
 
     def step(self) -> bool:
         """One poll-process-publish-commit round; False once the source is exhausted."""
         records = self.source.poll()
         if records is None:
+            # The end of a replay: what the event-time merge still holds is judged now.
+            with self._batch:
+                with self.lock:
+                    decisions = self.engine.flush()
+                self._publish(BatchResult(decisions, []))
             return False
         if records:
             with self._batch:
                 started = time.perf_counter()
                 with self.lock:
+                    if not self.has_state:
+                        raise DriftgateError(
+                            "records arrived for a state whose checkpoint could not be loaded "
+                            "(see the log); stopping rather than writing a new state over it"
+                        )
                     result = self.engine.process(records)
                 self.latency.observe(time.perf_counter() - started)
-                self.last_event_at = self.clock()
+                self.touch()
                 self.batches += 1
                 self._publish(result)
         if self.checkpoints is None:
@@ -163,14 +187,14 @@ class Service:
     def _checkpoint(self) -> None:
         """Checkpoint the state, then commit the offsets the checkpoint reflects.
 
-        Only partitions with an engine are saved: an engine exists once its partition's
-        checkpoint was loaded (or found missing), so an empty state never overwrites one.
+        Only a state that came from its checkpoint (or found none) is saved, so an empty
+        state never overwrites one.
         """
-        if self.checkpoints is None:
+        if self.checkpoints is None or not self.has_state:
             return
         with self._batch:
             with self.lock:
-                positions = self.checkpoints.save(self.engine.engines)
+                positions = self.checkpoints.save(self.engine)
             self.source.commit(positions)
 
     def _final_checkpoint(self) -> None:
@@ -183,33 +207,38 @@ class Service:
             log.warning("final checkpoint: %s", exc)
 
     def partitions_revoked(self, partitions: set[tuple[str, int]]) -> None:
-        """A rebalance starts: checkpoint the revoked partitions' state and let it go, for
-        whichever member gets them next. (No commit: this runs on the consumer's I/O
-        thread, which cannot wait for a broker round trip; the checkpoint's offsets are
-        what the next owner resumes from anyway.) Without checkpoints the state stays:
-        it could not move, and the partitions usually come back after a rebalance."""
+        """A rebalance starts: checkpoint the state and let it go, for whichever member
+        gets the source next. (No commit: this runs on the consumer's I/O thread, which
+        cannot wait for a broker round trip; the checkpoint's offsets are what the next
+        owner resumes from anyway.) Without checkpoints the state stays: it could not
+        move, and the source usually comes back after a rebalance."""
         if self.checkpoints is None:
             return
-        numbers = {partition for _, partition in partitions}
         with self._batch, self.lock:
-            leaving = {p: e for p, e in self.engine.engines.items() if p in numbers}
-            self.checkpoints.save(leaving)
-            self.engine.drop(leaving)
+            if self.has_state:
+                self.checkpoints.save(self.engine)
+            self.engine = self.engine.fresh()
+            self.has_state = False
 
     def partitions_assigned(self, partitions: set[tuple[str, int]]) -> dict[Position, int]:
-        """Partitions arrive: their state comes back from their checkpoints. Returns
-        where to resume each partition the state has seen."""
-        numbers = {p for _, p in partitions}
-        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
-        with self._batch, self.lock:
-            if self.checkpoints is not None:
-                # The whole new assignment: state of any other partition (one whose save
-                # failed at the revocation) belongs to another member now, and must
-                # never be checkpointed over that member's.
-                self.engine.drop(set(self.engine.engines) - numbers)
-            resume = self.engine.restore(numbers, self.checkpoints)
+        """The source arrives: the state comes back from its checkpoint. Returns where
+        to resume each partition the state has seen."""
+        log.info("judging %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
         if self.checkpoints is None:
+            self.engine.order.expect(self.expected_sources)
             return {}  # offsets are committed after every batch: resume from those
+        with self._batch, self.lock:
+            try:
+                restored = self.checkpoints.restore(self.engine)
+            except DriftgateError as exc:
+                # Left without a state: its records stop the loop (see step()).
+                log.error("cannot load the checkpoint: %s", exc)
+                return {}
+            if restored is not None:
+                self.engine = restored
+            self.engine.order.expect(self.expected_sources)
+            self.has_state = True
+            resume = dict(self.engine.positions)
         return {tp: offset for tp, offset in resume.items() if tp in partitions}
 
     def _publish(self, result: BatchResult) -> None:
@@ -224,7 +253,7 @@ class Service:
             self.on_decisions(result.decisions)
 
     def _flush_until_durable(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(max_s=self.max_backoff_s)
         while True:
             try:
                 self.dead_letters.flush()
@@ -235,8 +264,6 @@ class Service:
                 if not exc.retriable:
                     raise
                 self.healthy_io = False
-                log.warning("%s; retrying the flush in %.1fs", exc, backoff)
-                if self._stop.wait(backoff):
+                if backoff.wait(self._stop, f"{exc} (flushing the decisions)"):
                     # Stopping without a commit: the batch is delivered again on restart.
                     raise DriftgateError("stopped before the decisions were flushed") from exc
-                backoff = min(backoff * 2, self.max_backoff_s)

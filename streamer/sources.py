@@ -13,7 +13,7 @@ import orjson
 from kafka import ConsumerRebalanceListener
 
 from streamer.config import KafkaConfig
-from streamer.engine import FEEDBACK, PREDICTIONS, InputRecord
+from streamer.engine import FEEDBACK, PREDICTIONS, REPLAY_PARTITION, InputRecord
 from streamer.errors import DriftgateError
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,6 @@ class Source(Protocol):
         """Records behind the end of each assigned (topic, partition)."""
 
     def close(self) -> None: ...
-
-
-# A replay file is one partition: its line numbers are the offsets of both topics.
-REPLAY_PARTITION = -1
 
 
 def replay_record(line: bytes, line_number: int) -> InputRecord:
@@ -116,24 +112,33 @@ class RebalanceHandler(Protocol):
 
 
 class KafkaSource:
-    """A consumer-group member on the predictions and feedback topics.
+    """A consumer-group member on some topics: by default the predictions and feedback
+    topics in ``config.group_id``; ``kinds`` (topic -> record kind) and ``group_id`` say
+    otherwise (the judge's internal topic).
 
     Offsets are committed only by :meth:`commit`, which the service calls after the
     records are reflected in state and the decisions they caused are on the broker:
     at-least-once delivery.
     """
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        kinds: Mapping[str, str] | None = None,
+        group_id: str | None = None,
+    ) -> None:
         from kafka import KafkaConsumer
         from kafka.coordinator.assignors.range import RangePartitionAssignor
         from kafka.errors import KafkaError
 
         self.config = config
-        self._kinds = {config.topics.predictions: PREDICTIONS, config.topics.feedback: FEEDBACK}
+        self._kinds = dict(
+            kinds or {config.topics.predictions: PREDICTIONS, config.topics.feedback: FEEDBACK}
+        )
         try:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=config.bootstrap_servers.split(","),
-                group_id=config.group_id,
+                group_id=group_id or config.group_id,
                 client_id=config.client_id,
                 enable_auto_commit=False,
                 auto_offset_reset=config.auto_offset_reset,
@@ -215,6 +220,21 @@ class KafkaSource:
             if end is not None:
                 lag[(tp.topic, tp.partition)] = max(0, end - self._consumer.position(tp))
         return lag
+
+    def caught_up(self) -> set[tuple[str, int]]:
+        """The assigned partitions read to their end as of the last fetch (the high
+        watermark of a fetch response: no broker round trip)."""
+        done = set()
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is not None and self._consumer.position(tp) >= end:
+                done.add((tp.topic, tp.partition))
+        return done
+
+    def partitions_of(self, topic: str) -> set[int]:
+        """The topic's partitions as the cluster's metadata knows them (none when the
+        topic does not exist yet)."""
+        return set(self._consumer.partitions_for_topic(topic) or ())
 
     def reachable(self) -> bool:
         """Whether a connection to any broker of the cluster is up.

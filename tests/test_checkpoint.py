@@ -10,7 +10,9 @@ import orjson
 import pytest
 
 from evaluation.simulate import SCENARIOS, generate
-from streamer.checkpoint import MAGIC, CheckpointDirectory, Checkpoints, config_fingerprint
+from streamer.checkpoint import Checkpoints
+from streamer.checkpoint_directory import CheckpointDirectory
+from streamer.checkpoint_format import MAGIC, config_fingerprint
 from streamer.config import CheckpointConfig, load_settings
 from streamer.engine import PREDICTIONS, Engine, InputRecord
 from streamer.errors import DriftgateError
@@ -133,14 +135,14 @@ def test_checkpoints_are_due_by_records_or_by_time(tmp_path: Path) -> None:
     assert not checkpoints.due(999)
     assert checkpoints.due(1)
     engine = _engine()
-    assert checkpoints.save({0: engine}) == {}
+    assert checkpoints.restore(engine) is None
+    assert checkpoints.save(engine) == {}
     assert not checkpoints.due(10)
     now[0] = 60.0
     assert checkpoints.due(0)
-    restored = checkpoints.restore(0, engine)
+    restored = checkpoints.restore(engine)
     assert restored is not None and restored.positions == {}
-    assert (tmp_path / "g.p.p0.ckpt").exists()  # one checkpoint per partition number
-    assert checkpoints.restore(1, engine) is None
+    assert (tmp_path / "g.p.ckpt").exists()  # one checkpoint for the group's one judge
 
 
 def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from kafka import KafkaProducer
 
 from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics, free_port
-from streamer.checkpoint import CheckpointDirectory, Checkpoints, config_fingerprint
+from streamer.checkpoint import Checkpoints
+from streamer.checkpoint_directory import CheckpointDirectory
+from streamer.checkpoint_format import config_fingerprint
 from streamer.checkpoint_topic import CHUNK_BYTES, CheckpointTopic
 from streamer.config import CheckpointConfig, KafkaConfig, load_settings
 from streamer.engine import Engine, InputRecord
 from streamer.errors import DriftgateError
-from streamer.shards import ShardedEngine
 from tests.test_checkpoint import _engine, _fingerprint, _records, _state
 from tests.test_kafka_e2e import _read_all
 from tests.test_recovery import _env, _final_state, _start, _summary, _topics, _wait_for
@@ -229,7 +230,7 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
     }
     settings = load_settings()
     fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
-    name = f"{stopped}-group.{topics['predictions']}.p0"
+    name = f"{stopped}-group.{topics['predictions']}"
     reader = CheckpointTopic(KafkaConfig(bootstrap_servers=bootstrap), checkpoint_topic)
 
     def checkpointed() -> int:
@@ -259,10 +260,8 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
     loaded = reader.load(name, fingerprint)
     reader.close()
     assert loaded is not None
-    resumed = ShardedEngine(Engine(settings.monitor, settings.limits, settings.feedback))
-    resumed.engines[0] = loaded.engine
-    whole_stream = _final_state(
-        tmp_path / "straight", f"{straight}-group", topics["predictions"], partitions=1
-    )
-    assert _summary(resumed)["consumed"] == {"predictions": len(predictions)}
+    resumed = loaded.engine
+    whole_stream = _final_state(tmp_path / "straight", f"{straight}-group", topics["predictions"])
+    assert resumed.counters.consumed == {"predictions": len(predictions)}
+    assert _summary(resumed)["fraud"]["events"] == len(predictions)
     assert _summary(resumed) == _summary(whole_stream)

@@ -20,10 +20,10 @@ from kafka import KafkaProducer
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.broker import EmbeddedBroker, create_topics, free_port
-from streamer.checkpoint import MAGIC, CheckpointDirectory, config_fingerprint
+from streamer.checkpoint_directory import CheckpointDirectory
+from streamer.checkpoint_format import MAGIC, config_fingerprint
 from streamer.config import load_settings
 from streamer.engine import Engine
-from streamer.shards import ShardedEngine
 from tests.conftest import ROOT
 from tests.test_kafka_e2e import _read_all
 
@@ -63,21 +63,22 @@ def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def _final_state(state: Path, group: str, topic: str, partitions: int = 2) -> ShardedEngine:
-    """The checkpoints of every partition number, as the one state they make up."""
+def _final_state(state: Path, group: str, topic: str) -> Engine:
+    """The judge's final checkpoint: the state of every model of the group."""
     settings = load_settings()
     fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
-    sharded = ShardedEngine(Engine(settings.monitor, settings.limits, settings.feedback))
-    for partition in range(partitions):
-        loaded = CheckpointDirectory(state).load(f"{group}.{topic}.p{partition}", fingerprint)
-        assert loaded is not None, f"no final checkpoint of partition {partition} in {state}"
-        sharded.engines[partition] = loaded.engine
-    return sharded
+    loaded = CheckpointDirectory(state).load(f"{group}.{topic}", fingerprint)
+    assert loaded is not None, f"no final checkpoint in {state}"
+    return loaded.engine
 
 
-def _summary(engine: ShardedEngine) -> dict[str, object]:
-    """Per-feature counts and statistics of every model."""
-    out: dict[str, object] = {"consumed": dict(engine.counters.consumed)}
+def _summary(engine: Engine) -> dict[str, object]:
+    """Per-feature counts and statistics of every model, and what the merge holds.
+
+    (Not the consumed counts: they are the ingest's metrics, counted again for records
+    a member read but had not committed when it was killed.)
+    """
+    out: dict[str, object] = {"buffered": engine.order.buffered}
     for model, monitor in engine.monitors.items():
         out[model] = {
             "events": monitor.events,
@@ -131,22 +132,12 @@ def test_kill_9_at_five_points_changes_nothing(broker: EmbeddedBroker, topic_pre
             len(decisions),
         )
     straight, killed = runs["straight"], runs["killed"]
-    assert straight[0]["consumed"] == {"predictions": EVENTS}
+    assert straight[0]["fraud"]["events"] == EVENTS
     assert killed[0] == straight[0]
     assert straight[1], "the shift gave no decision"
     assert killed[1] == straight[1]
     # decisions made again after a crash carry the same ids: at least once, deduplicable
     assert killed[2] >= straight[2]
-
-
-SCALE_EVENTS = 100_000
-
-
-def _partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for a key."""
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _consumed(port: int) -> float:
@@ -159,83 +150,6 @@ def _consumed(port: int) -> float:
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("driftgate_events_consumed_total{")
-    )
-
-
-def test_two_instances_split_the_partitions_and_the_survivor_takes_over(
-    broker: EmbeddedBroker, topic_prefix, tmp_path
-):
-    """Two members of one group, one killed midway: the survivor picks its partition up
-    from its checkpoint, and the final state equals one instance's alone."""
-    bootstrap = broker.bootstrap_servers
-    topics = _topics(topic_prefix)
-    create_topics(bootstrap, list(topics.values()), partitions=2)
-    first_on = {}
-    for i in range(100):
-        first_on.setdefault(_partition_of(f"model-{i}".encode(), 2), f"model-{i}")
-    models = [first_on[0], first_on[1]]
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
-    for seed, model in enumerate(models, 30):
-        spec, incidents = SCENARIOS["covariate_shift"](SCALE_EVENTS)
-        for record in generate(spec, SCALE_EVENTS, seed=seed, incidents=incidents):
-            value = {**record["value"], "event_id": f"{model}-{record['value']['event_id']}"}
-            if record["topic"] == "predictions":
-                value["model"] = model
-            # labels keyed like their predictions: the same partition number
-            producer.send(topics[record["topic"]], orjson.dumps(value), key=model.encode())
-    producer.flush()
-    producer.close()
-
-    runs = {}
-    name = f"{topic_prefix}-alone"
-    done = _start(
-        _env(bootstrap, topics, name, tmp_path / "alone"),
-        tmp_path / "alone.log",
-        "--exit-when-idle",
-        "15",
-    )
-    assert done.wait(timeout=300) == 0, (tmp_path / "alone.log").read_text()[-3000:]
-    runs["alone"] = _outcome(bootstrap, name, tmp_path / "alone", topics)
-
-    name = f"{topic_prefix}-pair"
-    state = tmp_path / "pair"
-    logs = {member: tmp_path / f"{member}.log" for member in ("survivor", "victim")}
-    survivor = _start(
-        _env(bootstrap, topics, name, state), logs["survivor"], "--exit-when-idle", "30"
-    )
-    _wait_for(lambda: "partitions assigned" in logs["survivor"].read_text(), 60, "a member")
-    port = free_port()
-    victim = _start(_env(bootstrap, topics, name, state, port), logs["victim"])
-    try:
-        _wait_for(lambda: "partitions assigned" in logs["victim"].read_text(), 60, "the split")
-        _wait_for(lambda: _consumed(port) >= 40_000, 120, "the second member to work")
-    finally:
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-    assert survivor.wait(timeout=300) == 0, logs["survivor"].read_text()[-3000:]
-    assigned = [
-        line.split("partitions assigned: ", 1)[1]
-        for line in logs["victim"].read_text().splitlines()
-        if "partitions assigned: " in line
-    ]
-    taken = {int(part.split("[")[1].rstrip("]")) for part in assigned[-1].split(", ")}
-    assert len(taken) == 1, f"the group did not split the partitions: {assigned}"
-    (lost,) = taken
-    # the survivor took the victim's partition over from the victim's checkpoint
-    assert f".p{lost} restored from its checkpoint" in logs["survivor"].read_text()
-    runs["pair"] = _outcome(bootstrap, name, state, topics)
-    alone, pair = runs["alone"], runs["pair"]
-    assert alone[0]["consumed"] == pair[0]["consumed"]
-    assert pair[0] == alone[0]
-    assert alone[1], "the shifts gave no decision"
-    assert pair[1] == alone[1]
-
-
-def _outcome(bootstrap: str, name: str, state: Path, topics: dict[str, str]):
-    decisions = _read_all(bootstrap, f"{name}-decisions")
-    return (
-        _summary(_final_state(state, f"{name}-group", topics["predictions"])),
-        {orjson.loads(m.value)["decision_id"] for m in decisions},
     )
 
 

@@ -1,0 +1,157 @@
+"""Ingest: every member decodes the input partitions it is given and forwards them.
+
+Kafka is the shuffle (as in Kafka Streams): a member of the consumer group reads its
+share of the predictions and feedback partitions, however they are keyed, decodes and
+validates them (dead letters go out from here), and sends the valid events as
+:class:`Chunk`\\ s to one internal topic. The member that owns that topic's partition
+(the judge, see ``app.run``) merges the chunks of every source into event-time order and
+judges each model once. Decoding, the costly part, scales with the input partitions.
+
+Input offsets are committed once the chunks that hold their records are on the broker:
+a member that dies before committing has its records forwarded again by the next owner,
+and the judge drops the rows it already has (by source offset).
+
+A source that is caught up and has had no record for ``idle_ms`` is reported idle with an
+empty chunk, so that the judge's merge does not wait for a partition with nothing to say.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from streamer import chunk_codec
+from streamer.engine import InputRecord
+from streamer.errors import DriftgateError
+from streamer.event_order import Chunk, Position
+from streamer.retry import Backoff
+from streamer.service import ReasonLog, Service
+from streamer.sinks import KafkaSinks
+from streamer.sources import KafkaSource
+
+log = logging.getLogger(__name__)
+
+# Input bytes per chunk: a chunk's JSON is about as large as its records, and Kafka's
+# default message size limit is 1 MB.
+CHUNK_INPUT_BYTES = 512 * 1024
+
+
+class Forwarder:
+    """One member's ingest loop: poll, decode, forward, commit."""
+
+    def __init__(
+        self,
+        source: KafkaSource,
+        sinks: KafkaSinks,
+        topic: str,
+        service: Service,
+        idle_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.sinks = sinks
+        self.topic = topic
+        self.service = service
+        self.idle_s = idle_ms / 1000.0
+        self.clock = clock
+        self.reason_log = ReasonLog(clock=clock)
+        self.forwarded = 0
+        self._last_record_at: dict[Position, float] = {}
+        self._caught_up = False
+        self.failure: BaseException | None = None
+        self._reported_idle: set[Position] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Forward until ``stop``; a failure that retrying cannot fix stops the member
+        too (``failure`` holds it, for the main thread to raise)."""
+        backoff = Backoff()
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                    backoff.reset()
+                except DriftgateError as exc:
+                    if not exc.retriable:
+                        raise
+                    backoff.wait(stop, f"ingest: {exc}")
+        except BaseException as exc:  # re-raised by the main thread: see app.run
+            log.error("ingest stopped: %s", exc)
+            self.failure = exc
+            stop.set()
+
+    def step(self) -> None:
+        records = self.source.poll()
+        now = self.clock()
+        chunks: list[Chunk] = []
+        for part in _by_size(records):
+            for record in part:
+                self._last_record_at[(record.topic, record.partition)] = now
+            with self.service.lock:  # the counters are read by scrapes
+                ingested, dead = self.service.engine.ingest(part)
+            for letter in dead:
+                self.reason_log.record(letter)
+            self.sinks.dead_letters.write(dead)
+            chunks.extend(ingested)
+        done = self.source.caught_up()
+        self._caught_up = bool(self.source.assignment) and done >= self.source.assignment
+        idle = {tp for tp in done if now - self._last_record_at.get(tp, -math.inf) >= self.idle_s}
+        with_data: set[Position] = set()
+        for chunk in chunks:
+            flagged = Chunk(
+                chunk.source,
+                chunk.predictions,
+                chunk.labels,
+                chunk.label_offsets,
+                chunk.end_offset,
+                chunk.source in idle,
+            )
+            self._send(flagged)
+            with_data.add(chunk.source)
+        # An idle source with nothing to send says so once, until it has records again.
+        quiet = sorted(idle - self._reported_idle - with_data)
+        for tp in quiet:
+            self._send(Chunk(tp, idle=True))
+        self._reported_idle = (self._reported_idle - with_data) | idle
+        if chunks or quiet:
+            self.sinks.flush()
+        if records:
+            self.forwarded += len(records)
+            self.service.touch()
+            self.source.commit()
+
+    def _send(self, chunk: Chunk) -> None:
+        key = f"{chunk.source[0]}/{chunk.source[1]}".encode()
+        self.sinks.send(self.topic, chunk_codec.encode(chunk), key, [])
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every partition this member reads was read to its end at the last poll
+        (False before the first assignment)."""
+        return self._caught_up
+
+    def partitions_revoked(self, partitions: set[Position]) -> None:
+        """Nothing to hand over: every batch is forwarded and committed before the next
+        poll, which is where kafka-python runs a rebalance."""
+
+    def partitions_assigned(self, partitions: set[Position]) -> dict[Position, int]:
+        """Report the idle state of every partition afresh; resume from the committed
+        offsets."""
+        log.info("reading %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
+        self._reported_idle.clear()
+        return {}
+
+
+def _by_size(records: Sequence[InputRecord]) -> list[Sequence[InputRecord]]:
+    parts: list[Sequence[InputRecord]] = []
+    start, size = 0, 0
+    for i, record in enumerate(records):
+        size += len(record.value or b"")
+        if size >= CHUNK_INPUT_BYTES:
+            parts.append(records[start : i + 1])
+            start, size = i + 1, 0
+    if start < len(records):
+        parts.append(records[start:])
+    return parts

@@ -1,0 +1,193 @@
+"""One model, one verdict, against a real broker and real `driftgate run` processes.
+
+One log of four models, each with its own incident (a unit change, a cohort's covariate
+drift, a cohort's concept drift with labels hours late, a release that regresses), is
+replayed with `driftgate replay` and produced to Kafka with 1, 3 and 6 partitions keyed
+by event id, and with 3 partitions unkeyed: every run gives the replay's decisions, one
+each, and every label joins its prediction.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from evaluation.simulate import SCENARIOS, generate, write_replay
+from streamer import cli
+from streamer.broker import EmbeddedBroker, create_topics, free_port
+from streamer.checkpoint_directory import CheckpointDirectory
+from streamer.checkpoint_format import config_fingerprint
+from streamer.config import load_settings
+from streamer.engine import Engine
+from tests.conftest import ROOT
+from tests.test_kafka_e2e import _read_all
+from tests.test_recovery import _consumed, _wait_for
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 60_000
+INCIDENTS = {
+    "rescaled": "fix_upstream",
+    "cohort_covariate_shift": "investigate",
+    "cohort_concept": "retrain",
+    "deployment_regression": "rollback",
+}
+
+
+def _model_log(scenario: str, seed: int) -> list[dict[str, object]]:
+    spec, incidents = SCENARIOS[scenario](EVENTS)
+    out = []
+    for record in generate(spec, EVENTS, seed, incidents):
+        value = dict(record["value"])
+        value["event_id"] = f"{scenario}-{value['event_id']}"
+        if record["topic"] == "predictions":
+            value["model"] = scenario
+        out.append({"topic": record["topic"], "value": value})
+    return out
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory) -> tuple[list[dict[str, object]], list[tuple[str, ...]]]:
+    """The log in time order, and `driftgate replay`'s verdicts on it."""
+    logs = [_model_log(scenario, seed) for seed, scenario in enumerate(INCIDENTS, 40)]
+    merged = list(heapq.merge(*logs, key=lambda r: r["value"]["ts"]))
+    folder = tmp_path_factory.mktemp("replay")
+    write_replay(folder / "log.jsonl", merged)
+    out = folder / "decisions.jsonl"
+    assert cli.main(["replay", str(folder / "log.jsonl"), "--decisions", str(out)]) == 0
+    replayed = _verdicts([orjson.loads(line) for line in out.read_bytes().splitlines()])
+    # the replay itself is right: one order per incident, the incident's action
+    assert {(v[0], v[2]) for v in replayed} >= set(INCIDENTS.items()), replayed
+    return merged, replayed
+
+
+def _verdicts(decisions: list[dict]) -> list[tuple[str, ...]]:
+    """What a decision orders, and where: its id and evidence may differ in time."""
+    return sorted(
+        (d["model"], d["model_version"], d["action"], d["cause"], json.dumps(d["scope"]))
+        for d in decisions
+        if d["action"] != "hold"
+    )
+
+
+def _produce(bootstrap: str, topics: dict[str, str], log, partitions: int, keyed: bool) -> None:
+    create_topics(bootstrap, topics.values(), partitions=partitions)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
+    for record in log:
+        value = record["value"]
+        key = value["event_id"].encode() if keyed else None
+        producer.send(topics[record["topic"]], orjson.dumps(value), key=key)
+    producer.flush()
+    producer.close()
+
+
+def _env(bootstrap: str, topics: dict[str, str], run: str, state: Path, port: int = 0):
+    return {
+        **os.environ,
+        "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTGATE_KAFKA__GROUP_ID": f"{run}-group",
+        "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "6000",
+        "DRIFTGATE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
+        "DRIFTGATE_KAFKA__TOPICS__PREDICTIONS": topics["predictions"],
+        "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
+        "DRIFTGATE_KAFKA__TOPICS__DECISIONS": f"{run}-decisions",
+        "DRIFTGATE_METRICS__HOST": "127.0.0.1",
+        "DRIFTGATE_METRICS__PORT": str(port),
+        "DRIFTGATE_CHECKPOINT__DIR": str(state),
+        "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "20000",
+    }
+
+
+def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def _judged(state: Path, run: str, topics: dict[str, str]) -> Engine:
+    settings = load_settings()
+    fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
+    loaded = CheckpointDirectory(state).load(f"{run}-group.{topics['predictions']}", fingerprint)
+    assert loaded is not None, f"no final checkpoint in {state}"
+    return loaded.engine
+
+
+@pytest.mark.parametrize(
+    ("partitions", "keyed"),
+    [(1, True), (3, True), (6, True), (3, False)],
+    ids=["1", "3-keyed-by-event-id", "6-keyed-by-event-id", "3-unkeyed"],
+)
+def test_the_replays_decisions_however_the_topics_are_partitioned(
+    broker: EmbeddedBroker, topic_prefix, tmp_path, stream, partitions, keyed
+):
+    log, replayed = stream
+    bootstrap = broker.bootstrap_servers
+    topics = {name: f"{topic_prefix}-{name}" for name in ("predictions", "feedback")}
+    _produce(bootstrap, topics, log, partitions, keyed)
+    run = f"{topic_prefix}-run"
+    process = _start(
+        _env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
+    )
+    assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, f"{run}-decisions")]
+    assert _verdicts(decisions) == replayed
+    engine = _judged(tmp_path, run, topics)
+    labels = sum(r["topic"] == "feedback" for r in log)
+    assert engine.join.unknown == 0 and engine.join.joined == labels
+    assert engine.order.late == 0 and engine.order.buffered == 0
+
+
+def test_two_members_judge_as_one_and_a_kill_changes_nothing(
+    broker: EmbeddedBroker, topic_prefix, tmp_path, stream
+):
+    """Six partitions keyed by event id read by two members, one killed with SIGKILL
+    midway: the decisions of one member alone."""
+    log, replayed = stream
+    bootstrap = broker.bootstrap_servers
+    topics = {name: f"{topic_prefix}-{name}" for name in ("predictions", "feedback")}
+    _produce(bootstrap, topics, log, 6, keyed=True)
+
+    run = f"{topic_prefix}-pair"
+    state = tmp_path / "pair"
+    logs = {member: tmp_path / f"{member}.log" for member in ("survivor", "victim")}
+    port = free_port()
+    survivor = _start(
+        _env(bootstrap, topics, run, state), logs["survivor"], "--exit-when-idle", "20"
+    )
+    victim = _start(_env(bootstrap, topics, run, state, port), logs["victim"])
+    try:
+        # both read their share of the input partitions, then the victim dies mid-stream
+        _wait_for(lambda: "reading " in logs["victim"].read_text(), 60, "the victim's share")
+        _wait_for(lambda: _consumed(port) >= 30_000, 120, "the victim to work")
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    assert survivor.wait(timeout=300) == 0, logs["survivor"].read_text()[-3000:]
+    shares = [
+        line.split("reading ", 1)[1].count("[")
+        for line in logs["victim"].read_text().splitlines()
+        if " reading " in line
+    ]
+    assert shares and shares[-1] < 12, f"the victim read every partition alone: {shares}"
+    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, f"{run}-decisions")]
+    # decisions made again after the kill carry the same ids: count each once
+    unique = list({d["decision_id"]: d for d in decisions}.values())
+    assert _verdicts(unique) == replayed
+    engine = _judged(state, run, topics)
+    assert engine.join.unknown == 0
+    assert sum(m.events for m in engine.monitors.values()) == sum(
+        r["topic"] == "predictions" for r in log
+    )
