@@ -142,6 +142,14 @@ class EventOrder:
         return self._buffered
 
     @property
+    def buffered_labels(self) -> int:
+        return sum(map(len, self._labels))
+
+    @property
+    def buffered_predictions(self) -> int:
+        return self._buffered - self.buffered_labels
+
+    @property
     def watermarks(self) -> dict[Position, float]:
         return dict(self._watermark)
 
