@@ -12,6 +12,7 @@ from typing import IO, Protocol
 import orjson
 
 from detectors.decision import Decision
+from streamer.cloud_events import decision_headers
 from streamer.config import KafkaConfig
 from streamer.engine import DeadLetter
 from streamer.errors import DriftgateError
@@ -159,9 +160,14 @@ class _KafkaDecisions:
         self._sinks = sinks
 
     def write(self, decisions: Sequence[Decision]) -> None:
-        topic = self._sinks.config.topics.decisions
+        config = self._sinks.config
         for decision in decisions:
-            self._sinks.send(topic, decision_json(decision), decision.model.encode(), [])
+            self._sinks.send(
+                config.topics.decisions,
+                decision_json(decision),
+                decision.model.encode(),
+                decision_headers(decision, config.group_id),
+            )
 
     def flush(self) -> None:
         self._sinks.flush()
