@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histogra
 from detectors.cohorts import OTHER
 from detectors.divergence import g_test, js_distance, psi
 from detectors.monitor.policy import drift_hit, rescale_is_upstream
-from detectors.monitor.snapshot import FeatureSnapshot
+from detectors.monitor.snapshot import DistributionSnapshot, FeatureSnapshot
 from detectors.persistence import Persistence
 from detectors.seasonal import matched_reference
 from detectors.segments import SegmentStats, segment_order, stacked_segment_stats
@@ -80,6 +81,9 @@ class FeatureDrift:
     # The code and text of the last value seen outside a categorical's reference
     # categories: a window frozen on it names it (e.g. "unknown").
     last_unseen: tuple[float, str] | None = None
+    # The last judged window's histogram per scope (``current`` restarts when a window
+    # closes): what a decision's reader is shown beside the reference.
+    last_window: IntArray | None = None
 
     @property
     def kind(self) -> str:
@@ -220,6 +224,9 @@ class FeatureDrift:
             history = self.psi_history[scope]
             history.append(round(float(self.psi[scope]), 6))
             del history[:-windows]
+        if self.last_window is None:
+            self.last_window = np.zeros_like(self.current)
+        self.last_window[judged] = self.current[judged]
         self.current[judged] = 0
         self.window_wrong_type[judged] = 0
         return cleared, up_cleared
@@ -240,6 +247,17 @@ class FeatureDrift:
             shifted = self.psi_history[scope][-1 - int(condition.reverted[scope]) : -1]
             peak[scope] = max(shifted, default=0.0)
         return peak
+
+    def distribution(self, scope: int, cohort: dict[str, str]) -> DistributionSnapshot:
+        """The reference's and the last judged window's histograms of one scope."""
+        window = () if self.last_window is None else tuple(self.last_window[scope].tolist())
+        return DistributionSnapshot(
+            feature=self.name,
+            cohort=tuple(cohort.items()),
+            bins=bin_labels(self.bins),
+            reference=tuple(self.reference[scope].tolist()),
+            window=window,
+        )
 
     def snapshot(self) -> FeatureSnapshot:
         n = len(self.psi)
@@ -266,6 +284,23 @@ class FeatureDrift:
             null_ratio=tuple(np.asarray(nulls, dtype=np.float64).tolist()),
             repeat_ratio=tuple(np.asarray(repeats, dtype=np.float64).tolist()),
         )
+
+
+def bin_labels(bins: Bins) -> tuple[str, ...]:
+    """Each bin's label, in bin order.
+
+    >>> bin_labels(NumericBins(edges=np.array([1.0, 2.5])))
+    ('< 1', '[1, 2.5)', '>= 2.5', 'null')
+    >>> bin_labels(CategoricalBins(categories=("DE", "FR")))
+    ('DE', 'FR', 'other', 'null')
+    """
+    if isinstance(bins, CategoricalBins):
+        return (*bins.categories, "other", "null")
+    edges = [f"{edge:.4g}" for edge in bins.edges.tolist()]
+    if not edges:
+        return ("values", "null")
+    inner = [f"[{low}, {high})" for low, high in pairwise(edges)]
+    return (f"< {edges[0]}", *inner, f">= {edges[-1]}", "null")
 
 
 def _psi_of_present_values(

@@ -19,6 +19,7 @@ monitor says of itself, for the metrics).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from detectors.monitor.feature_drift import FeatureDrift, upstream_checks, windo
 from detectors.monitor.input_decisions import InputDecisions, grouped
 from detectors.monitor.outcome_monitor import OutcomeMonitor
 from detectors.monitor.reference import ReferenceCollector, fit_reference
-from detectors.monitor.snapshot import MonitorSnapshot, ScopeSnapshot
+from detectors.monitor.snapshot import DistributionSnapshot, MonitorSnapshot, ScopeSnapshot
 from detectors.monitor.windows import ScopeWindows, WindowClock
 from detectors.new_features import NewFeatures
 from detectors.outcomes import band_edges_from_reference
@@ -190,6 +191,20 @@ class ModelMonitor:
         self.outcomes.version_verdicts.clear()
         # A regression the scores already reported is not reported again by the labels.
         return [d for d in decisions if deployments.first_report(d)]
+
+    def distribution(
+        self, feature: str, cohort: Mapping[str, str] | None
+    ) -> DistributionSnapshot | None:
+        """A feature's reference and last judged window in one scope (``None`` for the
+        population), or None when the reference has no such feature or scope."""
+        state = self.features.get(feature)
+        if state is None or self.scopes is None:
+            return None
+        wanted = dict(cohort or {})
+        for scope, label in enumerate(self.scopes.labels):
+            if label == wanted:
+                return state.distribution(scope, label)
+        return None
 
     def snapshot(self) -> MonitorSnapshot:
         """What the monitor says of itself now, for whoever reports on it."""

@@ -43,6 +43,18 @@ class FeatureSnapshot:
 
 
 @dataclass(frozen=True)
+class DistributionSnapshot:
+    """One feature's histogram in one scope, bin by bin: the reference's and the last
+    judged window's (empty before the first), for a reader to show side by side."""
+
+    feature: str
+    cohort: tuple[tuple[str, str], ...]
+    bins: tuple[str, ...]  # each bin's label, e.g. "[1.5, 2.7)", "other", "null"
+    reference: tuple[int, ...]
+    window: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class OutcomeSnapshot:
     """The label side: the last closed label window per scope, and its conditions."""
 
