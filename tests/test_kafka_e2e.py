@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
+import confluent_kafka
 import jsonschema
 import orjson
 import pytest
@@ -15,7 +17,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics
+from streamer.cloud_events import event_subject
 from tests.conftest import ROOT
+from tests.test_cloud_events import parse_decision_message
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +54,61 @@ def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
             quiet_since = time.monotonic()
     consumer.close()
     return messages
+
+
+CLOUDEVENT_HEADERS = sorted(
+    ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type"]
+)
+
+
+def read_decisions(bootstrap: str, topic: str, group_id: str, idle_s: float = 3.0) -> list[dict]:
+    """Every decision of a topic, read by an independent librdkafka client, each checked
+    to be a binary-mode CloudEvent (every ce_* header, right values, parsed by the
+    CloudEvents SDK to the same data as its JSON body); returns the bodies."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-cloudevents-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    beginning = confluent_kafka.OFFSET_BEGINNING
+    consumer.assign([confluent_kafka.TopicPartition(topic, p, beginning) for p in partitions])
+    messages = []
+    quiet_since = time.monotonic()  # until nothing new came for idle_s, as _read_all
+    while time.monotonic() - quiet_since < idle_s:
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        assert message.error() is None, message.error()
+        messages.append(message)
+        quiet_since = time.monotonic()
+    consumer.close()
+
+    decisions = []
+    for message in messages:
+        headers = message.headers() or []
+        assert sorted(name for name, _ in headers) == CLOUDEVENT_HEADERS, headers
+        body = orjson.loads(message.value())
+        assert message.key() == body["model"].encode()
+        event = parse_decision_message(headers, message.key(), message.value())
+        scope = body["scope"]
+        assert event.get_specversion() == "1.0"
+        assert event.get_id() == body["decision_id"]
+        assert event.get_source() == f"/driftgate/{group_id}"
+        assert event.get_type() == f"io.driftgate.decision.{body['action']}"
+        assert event.get_subject() == event_subject(
+            body["model"], body["model_version"], scope["feature"], scope["cohort"]
+        )
+        moment = event.get_time()
+        assert moment is not None and moment.utcoffset() == timedelta(0)
+        assert dict(headers)["ce_time"].endswith(b"Z")
+        assert abs(body["ts"] - moment.timestamp()) < 1e-3  # to the millisecond
+        assert event.get_datacontenttype() == "application/json"
+        assert event.get_data() == body
+        decisions.append(body)
+    return decisions
 
 
 def test_run_consumes_decides_dead_letters_and_commits(
@@ -103,7 +162,7 @@ def test_run_consumes_decides_dead_letters_and_commits(
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, topics["decisions"])]
+    decisions = read_decisions(bootstrap, topics["decisions"], group)
     schema = json.loads((ROOT / "deploy/schemas/decision.json").read_text())
     for decision in decisions:
         jsonschema.validate(decision, schema)
