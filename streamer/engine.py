@@ -69,6 +69,9 @@ class DeadLetter:
 class BatchResult:
     decisions: list[Decision]
     dead_letters: list[DeadLetter]
+    # Input records the batch stood for: a chunk from another member's ingest counts the
+    # records it carries, so that checkpoints come every interval_events of input.
+    records: int = 0
 
 
 @dataclass
@@ -192,17 +195,20 @@ class Engine:
         """
         inputs = [r for r in records if r.kind != CHUNKS]
         chunks, dead = self.ingest(inputs) if inputs else ([], [])
-        if len(inputs) < len(records):
-            for record in records:
-                if record.kind != CHUNKS:
-                    continue
-                self.positions[(record.topic, record.partition)] = record.offset + 1
-                try:
-                    chunks.append(chunk_codec.decode(record.value))
-                except ValueError as exc:
-                    self.counters.rejected[(CHUNKS, "invalid_record")] += 1
-                    dead.append(DeadLetter(record, Rejected("invalid_record", str(exc))))
-        return BatchResult(self.judge(chunks, final), dead)
+        forwarded = self._decode_chunks([r for r in records if r.kind == CHUNKS], dead)
+        carried = len(inputs) + sum(chunk.events for chunk in forwarded)
+        return BatchResult(self.judge([*chunks, *forwarded], final), dead, carried)
+
+    def _decode_chunks(self, records: Sequence[InputRecord], dead: list[DeadLetter]) -> list[Chunk]:
+        chunks = []
+        for record in records:
+            self.positions[(record.topic, record.partition)] = record.offset + 1
+            try:
+                chunks.append(chunk_codec.decode(record.value))
+            except ValueError as exc:
+                self.counters.rejected[(CHUNKS, "invalid_record")] += 1
+                dead.append(DeadLetter(record, Rejected("invalid_record", str(exc))))
+        return chunks
 
     def flush(self) -> list[Decision]:
         """Judge every event still buffered (the end of a replay)."""

@@ -160,6 +160,7 @@ class Service:
                     decisions = self.engine.flush()
                 self._publish(BatchResult(decisions, []))
             return False
+        carried = 0
         if records:
             with self._batch:
                 started = time.perf_counter()
@@ -173,10 +174,11 @@ class Service:
                 self.latency.observe(time.perf_counter() - started)
                 self.touch()
                 self.batches += 1
+                carried = result.records
                 self._publish(result)
         if self.checkpoints is None:
             self.source.commit()
-        elif self.checkpoints.due(len(records)):
+        elif self.checkpoints.due(carried):
             self._checkpoint()
         if self.clock() - self._lag_at >= LAG_REFRESH_S:
             # Asked here, on the loop's thread: a Kafka consumer is not thread-safe.
