@@ -19,6 +19,7 @@ from streamer.errors import DriftgateError
 from streamer.event_order import Position
 from streamer.forwarder import Forwarder
 from streamer.http import MetricsServer
+from streamer.incidents import IncidentStore
 from streamer.metrics import EngineCollector
 from streamer.reference import load_references
 from streamer.retry import Backoff
@@ -197,8 +198,9 @@ def run(
             "reference_warm": warm,
         }
 
+    incidents = IncidentStore(settings.metrics.incidents_kept)
     server = MetricsServer(
-        registry, readiness, settings.metrics.host, settings.metrics.port
+        registry, readiness, settings.metrics.host, settings.metrics.port, incidents
     ).start()
     if on_metrics_port:
         on_metrics_port(server.port)
@@ -207,12 +209,19 @@ def run(
         connections = connect(settings, stop)
         if connections is None:
             return engine
+
+        def published(decisions: Sequence[Decision]) -> None:
+            # On the judge's thread, which alone updates the monitors read here.
+            incidents.record(decisions, service.engine.monitors)
+            if on_decisions:
+                on_decisions(decisions)
+
         service = Service(
             engine,
             connections.judge,
             connections.sinks.decisions,
             connections.sinks.dead_letters,
-            on_decisions=on_decisions,
+            on_decisions=published,
             checkpoints=checkpoints,
         )
         service.expected_sources = connections.expected

@@ -164,6 +164,13 @@ class MetricsConfig(_Section):
         le=65_535,
         description="The TCP port of /metrics, /healthz and /readyz; 0 picks a free port.",
     )
+    incidents_kept: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Decisions kept for the incident page, /incidents on the same port (each "
+        "with its scope's histograms, a few KB): the oldest are dropped first.",
+    )
 
 
 class LimitsConfig(_Section):
