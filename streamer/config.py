@@ -205,6 +205,13 @@ class LimitsConfig(_Section):
             "past it, all are judged (and the lagging partition's events count as late)."
         ),
     )
+    max_future_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="Seconds an event time may be ahead of the newest one its partition (or "
+        "replay file) has shown; later ones are rejected as invalid_value rather than move the "
+        "clock of the join store, the windows and the event-time merge.",
+    )
 
 
 class FeedbackConfig(_Section):

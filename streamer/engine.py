@@ -34,6 +34,7 @@ from streamer.decode import (
 )
 from streamer.event_order import NO_LABELS, Chunk, EventOrder, Labels, Position
 from streamer.events import FeedbackEvent, epoch_seconds_column
+from streamer.source_clock import Rows, SourceClocks
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -180,6 +181,7 @@ class Engine:
             max_pending=self.feedback.join_max_pending,
         )
         self.order = EventOrder(self.max_buffered_events)
+        self.clocks = SourceClocks(self.limits.max_future_s)
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
         # The models ingested so far: at most limits.max_models of them.
@@ -257,7 +259,7 @@ class Engine:
             else:
                 event = Rejected("invalid_record", f"not a record of a known topic: {record.kind}")
             dead.append((row, DeadLetter(record, event)))
-        chunks: dict[Position, dict[str, tuple[PredictionBatch, IntArray]]] = {}
+        batches: dict[Position, dict[str, Rows[PredictionBatch]]] = {}
         for (source, model), rows in predictions.items():
             batch = prediction_batch([e for _, e in rows], self.max_columns)
             bad = invalid_feature_rows(batch.features, self.limits)
@@ -269,23 +271,36 @@ class Engine:
                 if not rows:
                     continue
                 batch = prediction_batch([e for _, e in rows], self.max_columns)
-            offsets = np.fromiter((records[i].offset for i, _ in rows), np.int64, len(rows))
-            chunks.setdefault(source, {})[model] = (batch, offsets)
-        dead.sort(key=itemgetter(0))
-        for _, letter in dead:
-            counters.rejected[(letter.record.kind, letter.rejected.reason)] += 1
+            batches.setdefault(source, {})[model] = Rows(batch, [i for i, _ in rows])
         out = []
         for source in sorted(ends):
             feedback = labels.get(source, [])
+            found = Rows(_label_columns([f for _, f in feedback]), [i for i, _ in feedback])
+            by_model = batches.get(source, {})
+            rejected = self.clocks.admit_rows(source, [*by_model.values(), found])
+            if rejected:
+                by_model = {model: part.without(rejected) for model, part in by_model.items()}
+                found = found.without(rejected)
+                dead.extend(
+                    (row, DeadLetter(records[row], Rejected("invalid_value", detail)))
+                    for row, detail in rejected.items()
+                )
             out.append(
                 Chunk(
                     source,
-                    chunks.get(source, {}),
-                    _label_columns([f for _, f in feedback]),
-                    np.fromiter((records[i].offset for i, _ in feedback), np.int64, len(feedback)),
+                    {
+                        model: (part.events, _offsets(records, part.rows))
+                        for model, part in by_model.items()
+                        if part.rows
+                    },
+                    found.events,
+                    _offsets(records, found.rows),
                     ends[source],
                 )
             )
+        dead.sort(key=itemgetter(0))
+        for _, letter in dead:
+            counters.rejected[(letter.record.kind, letter.rejected.reason)] += 1
         return out, [letter for _, letter in dead]
 
     def judge(self, chunks: Sequence[Chunk], final: bool = False) -> list[Decision]:
@@ -336,6 +351,10 @@ def source_of(record: InputRecord) -> Position:
     if record.partition == REPLAY_PARTITION:
         return ("replay", REPLAY_PARTITION)
     return (record.topic, record.partition)
+
+
+def _offsets(records: Sequence[InputRecord], rows: Sequence[int]) -> IntArray:
+    return np.fromiter((records[i].offset for i in rows), np.int64, len(rows))
 
 
 def _label_columns(feedback: Sequence[FeedbackEvent]) -> Labels:

@@ -1,0 +1,94 @@
+"""A bounded clock: an event dated far ahead of its source is dead-lettered, not obeyed."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import orjson
+import pytest
+
+from evaluation.simulate import SCENARIOS, generate
+from streamer.config import LimitsConfig, load_settings
+from streamer.engine import PREDICTIONS, REPLAY_PARTITION, Engine, InputRecord
+from streamer.source_clock import SourceClocks
+
+EVENTS = 40_000
+YEAR_S = 365 * 86_400.0
+BATCH = 5_000
+
+
+@cache
+def concept_stream() -> tuple[dict[str, object], ...]:
+    """Predictions and their labels; the model gets worse half-way (a retrain)."""
+    spec, incidents = SCENARIOS["concept"](EVENTS)
+    return tuple(generate(spec, EVENTS, seed=3, incidents=incidents))
+
+
+def _with_predictions_a_year_ahead(at: int, count: int) -> list[dict[str, object]]:
+    stream = list(concept_stream())
+    template = dict(stream[at]["value"])  # type: ignore[arg-type]
+    hostile = [
+        {
+            "topic": PREDICTIONS,
+            "value": {**template, "event_id": f"future-{i}", "ts": template["ts"] + YEAR_S},  # type: ignore[operator]
+        }
+        for i in range(count)
+    ]
+    return stream[:at] + hostile + stream[at:]
+
+
+def _run(stream: list[dict[str, object]], limits: LimitsConfig | None = None):
+    settings = load_settings()
+    engine = Engine(settings.monitor, limits or settings.limits, settings.feedback)
+    records = [
+        InputRecord(r["topic"], orjson.dumps(r["value"]), r["topic"], REPLAY_PARTITION, line)  # type: ignore[arg-type]
+        for line, r in enumerate(stream, 1)
+    ]
+    decisions, dead = [], []
+    for start in range(0, len(records), BATCH):
+        result = engine.process(records[start : start + BATCH])
+        decisions += result.decisions
+        dead += result.dead_letters
+    decisions += engine.flush()
+    return engine, decisions, dead
+
+
+def test_predictions_a_year_ahead_are_dead_lettered_and_expire_nothing() -> None:
+    straight, straight_decisions, straight_dead = _run(list(concept_stream()))
+    assert straight_decisions, "the stream gave no decision"
+    assert straight_dead == []
+    # Three of them, in one batch: the join store's own guard lets a second one move its clock.
+    stream = _with_predictions_a_year_ahead(EVENTS // 3, 3)
+    engine, decisions, dead = _run(stream)
+    assert [letter.rejected.reason for letter in dead] == ["invalid_value"] * 3
+    assert [letter.record.offset for letter in dead] == [EVENTS // 3 + 1 + i for i in range(3)]
+    assert "ahead of its partition's newest event time" in dead[0].rejected.detail
+    assert "limits.max_future_s=86400" in dead[0].rejected.detail
+    assert engine.join.expired_entries == straight.join.expired_entries
+    assert engine.join.size == straight.join.size
+    assert engine.counters.rejected == {(PREDICTIONS, "invalid_value"): 3}
+    assert [d.decision_id for d in decisions] == [d.decision_id for d in straight_decisions]
+    # Without the bound (a horizon of ten years), the same predictions expire the waiting ones.
+    unbounded = LimitsConfig(max_future_s=10 * YEAR_S)
+    engine, _, dead = _run(stream, unbounded)
+    assert dead == []
+    assert engine.join.expired_entries > straight.join.expired_entries
+
+
+def test_the_bound_follows_the_source_not_the_batch() -> None:
+    clocks = SourceClocks(max_future_s=10.0)
+    # a backfill whose batch spans more than the horizon, step by step: all admitted
+    assert clocks.admit("a", np.arange(0.0, 100.0, 5.0)) == {}
+    assert clocks.newest("a") == 95.0
+    # another source has its own clock, set by its first event
+    assert clocks.admit("b", np.array([1_000.0, 1_005.0])) == {}
+    rejected = clocks.admit("a", np.array([96.0, 500.0, 104.0, 115.0]))
+    assert list(rejected) == [1, 3]  # 115 is measured from 104, not from 500
+    assert clocks.newest("a") == 104.0
+
+
+@pytest.mark.parametrize("horizon", [0.0, -1.0, float("nan")])
+def test_the_horizon_must_be_positive(horizon: float) -> None:
+    with pytest.raises(ValueError, match="max_future_s"):
+        SourceClocks(horizon)
