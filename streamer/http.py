@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -59,7 +60,7 @@ def _handler(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
@@ -70,7 +71,8 @@ def _handler(
                 body = json.dumps({"ready": status == 200, "checks": checks}).encode()
                 self._send(status, body + b"\n", "application/json")
             elif path == "/incidents":
-                self._send(200, list_page(incidents.recent()).encode(), HTML)
+                wanted = {k: v[-1] for k, v in parse_qs(query).items() if k in ("action", "cause")}
+                self._send(200, list_page(incidents.recent(**wanted), wanted).encode(), HTML)
             elif path.startswith("/incidents/"):
                 incident = incidents.get(path.removeprefix("/incidents/"))
                 if incident is None:

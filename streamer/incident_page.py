@@ -87,8 +87,10 @@ class _Series:
     what: str
 
 
-def list_page(incidents: Sequence[Incident]) -> str:
-    """The kept decisions, newest first, each linking to its page."""
+def list_page(incidents: Sequence[Incident], where: Mapping[str, str] | None = None) -> str:
+    """The kept decisions, newest first, each linking to its page; ``where`` names the
+    filter they were chosen by (e.g. ``{"action": "retrain"}``)."""
+    only = ", ".join(f"{k} {v}" for k, v in sorted((where or {}).items()))
     rows = "".join(
         "<tr>"
         f"<td>{_time(i.decision.ts)}</td>"
@@ -102,7 +104,8 @@ def list_page(incidents: Sequence[Incident]) -> str:
     )
     body = (
         "<h1>driftgate incidents</h1>"
-        f'<p class="muted">The last {len(incidents)} decisions kept, newest first.</p>'
+        f'<p class="muted">The last {len(incidents)} decisions kept'
+        f"{escape(f' ({only})' if only else '')}, newest first.</p>"
         "<table><tr><th>time (UTC)</th><th>action</th><th>cause</th><th>model</th>"
         f"<th>scope</th></tr>{rows}</table>"
     )

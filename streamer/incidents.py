@@ -76,10 +76,17 @@ class IncidentStore:
             while len(self._incidents) > self.capacity:
                 self._incidents.popitem(last=False)
 
-    def recent(self) -> list[Incident]:
-        """Newest first."""
+    def recent(self, action: str | None = None, cause: str | None = None) -> list[Incident]:
+        """Newest first; only those of ``action`` and ``cause`` when given (the Grafana
+        dashboard's decision annotations link to these)."""
         with self._lock:
-            return list(reversed(self._incidents.values()))
+            kept = list(reversed(self._incidents.values()))
+        return [
+            incident
+            for incident in kept
+            if action in (None, incident.decision.action)
+            and cause in (None, incident.decision.cause)
+        ]
 
     def get(self, decision_id: str) -> Incident | None:
         with self._lock:

@@ -3,6 +3,7 @@ browser draws it (Debian's chromium, headless: .ci/run installs it)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -28,7 +29,7 @@ from streamer.incident_page import (
     list_page,
 )
 from streamer.incidents import Incident, IncidentStore
-from tests.conftest import replay_service
+from tests.conftest import ROOT, replay_service
 
 EVIDENCE = {
     "psi": 2.5,
@@ -132,11 +133,27 @@ def test_the_store_keeps_the_last_n_and_the_server_serves_them():
             assert f'href="/incidents/{kept.decision_id}"' in listing
             with urllib.request.urlopen(f"{base}/incidents/{kept.decision_id}") as response:
                 assert "<h2>timeline</h2>" in response.read().decode()
+        # The dashboard's decision annotations link to the list of their action and cause.
+        store.record([_decision("hold", ts=1_763_713_000.0, resolved=True)], {})
+        link = (
+            _annotation_link().replace("{{action}}", "hold").replace("{{cause}}", "covariate_drift")
+        )
+        path = link.removeprefix("http://localhost:9108")
+        with urllib.request.urlopen(f"{base}{path}") as response:
+            holds = response.read().decode()
+        assert "(action hold, cause covariate_drift)" in holds
+        assert holds.count('href="/incidents/') == 1 and ">hold</a>" in holds
         with pytest.raises(urllib.error.HTTPError) as gone:
             urllib.request.urlopen(f"{base}/incidents/{decisions[0].decision_id}")
         assert gone.value.code == 404
     finally:
         server.stop()
+
+
+def _annotation_link() -> str:
+    dashboard = json.loads((ROOT / "deploy/grafana/driftgate.json").read_text())
+    (decisions,) = [a for a in dashboard["annotations"]["list"] if a["name"] == "Decisions"]
+    return decisions["textFormat"].split('href="')[1].split('"')[0]
 
 
 def read_png(path: Path) -> np.ndarray:
