@@ -89,8 +89,14 @@ class IncidentStore:
         ]
 
     def get(self, decision_id: str) -> Incident | None:
+        """The decision of this id, or of the one kept id it begins with (the demo and
+        the logs print the first 12 characters)."""
         with self._lock:
-            return self._incidents.get(decision_id)
+            found = self._incidents.get(decision_id)
+            if found is not None or len(decision_id) < 8:
+                return found
+            matches = [i for key, i in self._incidents.items() if key.startswith(decision_id)]
+        return matches[0] if len(matches) == 1 else None
 
     def timeline(self, incident: Incident) -> list[Incident]:
         """The kept decisions of the same incident (model, cause, scope), oldest first."""

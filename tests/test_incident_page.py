@@ -4,6 +4,7 @@ browser draws it (Debian's chromium, headless: .ci/run installs it)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -131,7 +132,8 @@ def test_the_store_keeps_the_last_n_and_the_server_serves_them():
         assert decisions[0].decision_id not in listing
         for kept in decisions[1:]:
             assert f'href="/incidents/{kept.decision_id}"' in listing
-            with urllib.request.urlopen(f"{base}/incidents/{kept.decision_id}") as response:
+            short = kept.decision_id[:12]  # as the demo prints it
+            with urllib.request.urlopen(f"{base}/incidents/{short}") as response:
                 assert "<h2>timeline</h2>" in response.read().decode()
         # The dashboard's decision annotations link to the list of their action and cause.
         store.record([_decision("hold", ts=1_763_713_000.0, resolved=True)], {})
@@ -248,6 +250,8 @@ def test_a_replayed_decision_renders_with_its_charts_in_headless_chromium(tmp_pa
         )
     finally:
         server.stop()
+    if os.environ.get("INCIDENT_SCREENSHOT"):  # the README's picture
+        shutil.copyfile(shot, os.environ["INCIDENT_SCREENSHOT"])
     image = read_png(shot)
     assert image.shape[:2] == (1600, 1200)
     reference = _pixels_of(image, REFERENCE_COLOR)
