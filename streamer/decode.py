@@ -178,9 +178,9 @@ def _fast_prediction(obj: object, limits: LimitsConfig, strict_parser: bool = Tr
         and min(map(len, ids)) > 0
         and max(map(len, ids)) <= _ID_LIMIT
         and type(ts) in _NUMBERS
-        and 0 <= ts <= _FLOAT_MAX  # type: ignore[operator]
+        and 0 <= ts <= (_FLOAT_MAX if type(ts) is float else _LARGEST_INT)  # type: ignore[operator]
         and type(score) in _NUMBERS
-        and -_FLOAT_MAX <= score <= _FLOAT_MAX  # type: ignore[operator]
+        and _exact(score)  # type: ignore[arg-type]
         and type(features) is dict
         and len(features) <= limits.max_features_per_event
         and (
@@ -199,6 +199,14 @@ def _fast_prediction(obj: object, limits: LimitsConfig, strict_parser: bool = Tr
         )
         and (strict_parser or _utf8_envelope(ids, cohort))
     )
+
+
+def _exact(number: float) -> bool:
+    """A number a double holds exactly: an integer past 2**53 is left to pydantic, which
+    reads it as the nearest double (or rejects it), so the fast path never differs."""
+    if type(number) is int:
+        return -_LARGEST_INT <= number <= _LARGEST_INT
+    return -_FLOAT_MAX <= number <= _FLOAT_MAX
 
 
 def _utf8_envelope(ids: tuple[str, ...], cohort: dict[str, str] | None) -> bool:
@@ -276,6 +284,8 @@ def _fast_predictions(objects: list[Any], limits: LimitsConfig, strict_parser: b
         if not types <= _NUMBER_TYPES or not _finite_sum(column, types):
             return False
         if min(column) < low or max(column) > _FLOAT_MAX:
+            return False
+        if int in types and not all(map(_exact, column)):
             return False
     if set(map(type, features)) != {dict}:
         return False
