@@ -220,9 +220,13 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_cmd_replay)
 
-    demo = commands.add_parser("demo", help="embedded broker, synthetic model, live decisions")
-    demo.add_argument("--duration", type=float, metavar="SECONDS", help="default: until Ctrl-C")
-    demo.add_argument("--rate", type=float, default=5_000.0, help="events per second")
+    demo = commands.add_parser("demo", help="embedded broker, five model stories, live decisions")
+    demo.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="at most; default: until all decided"
+    )
+    demo.add_argument(
+        "--rate", type=float, default=5_000.0, help="predictions per second, all models"
+    )
     demo.add_argument("--metrics-port", type=int, default=9108)
     demo.set_defaults(handler=_cmd_demo)
 
