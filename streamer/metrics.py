@@ -107,9 +107,42 @@ class EngineCollector(Collector):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
         yield from self._join()
+        yield from self._merge()
         snapshots = [monitor.snapshot() for _, monitor in sorted(engine.monitors.items())]
         yield from self._monitors(snapshots)
         yield from self._health_and_outcomes(snapshots)
+
+    def _merge(self) -> Iterator[Metric]:
+        """The event-time merge of the input partitions (streamer/event_order.py)."""
+        order = self.service.engine.order
+        buffered = GaugeMetricFamily(
+            "driftgate_merge_buffered_events",
+            "Events the event-time merge holds until every input partition has passed them.",
+        )
+        buffered.add_metric([], order.buffered)
+        yield buffered
+        for name, value, text in (
+            ("late", order.late, "Events that arrived after later ones were judged."),
+            ("duplicate", order.duplicates, "Rows forwarded again and dropped by offset."),
+        ):
+            family = CounterMetricFamily(f"driftgate_merge_{name}_events", text)
+            family.add_metric([], value)
+            yield family
+        forced = CounterMetricFamily(
+            "driftgate_merge_forced_releases",
+            "Times the merge released everything because limits.max_buffered_events waited.",
+        )
+        forced.add_metric([], order.forced)
+        yield forced
+        watermark = GaugeMetricFamily(
+            "driftgate_merge_watermark_seconds",
+            "The newest event time each input partition delivered (epoch seconds).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), seconds in sorted(order.watermarks.items()):
+            if math.isfinite(seconds):
+                watermark.add_metric([topic, str(partition)], seconds)
+        yield watermark
 
     def _join(self) -> Iterator[Metric]:
         store = self.service.engine.join

@@ -4,10 +4,12 @@ import json
 import urllib.error
 import urllib.request
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
+from streamer.engine import PREDICTIONS, InputRecord
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
@@ -138,3 +140,31 @@ def test_a_figure_that_is_not_finite_is_not_exported(tmp_path):
     assert ("amount", "all") in drifted
     overrides = {s.labels["scope"] for s in samples["driftgate_outcome_override_ratio"]}
     assert "all" not in overrides and overrides
+
+
+def test_the_event_time_merge_is_exported(tmp_path):
+    service = _service_after_replay(tmp_path, events=5_000)
+    engine = service.engine
+    newest = max(engine.order.watermarks.values())
+    late = {**generate_one_prediction(), "ts": newest - 3_600.0}
+    engine.process([InputRecord(PREDICTIONS, orjson.dumps(late), "predictions", -1, 10**6)])
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    samples = _samples(registry)
+
+    def value(name: str) -> float:
+        (sample,) = [s for s in samples[name] if not s.name.endswith("_created")]
+        return sample.value
+
+    assert value("driftgate_merge_late_events") == 1
+    assert value("driftgate_merge_buffered_events") == 0  # a late event goes out at once
+    assert value("driftgate_merge_duplicate_events") == 0
+    assert value("driftgate_merge_forced_releases") == 0
+    (watermark,) = samples["driftgate_merge_watermark_seconds"]
+    assert watermark.labels == {"topic": "replay", "partition": "-1"}
+    assert watermark.value == newest
+
+
+def generate_one_prediction() -> dict:
+    spec, _ = SCENARIOS["stationary"](10)
+    return next(r["value"] for r in generate(spec, 10, seed=3) if r["topic"] == "predictions")
