@@ -154,8 +154,8 @@ def _distributions(incident: Incident) -> str:
     if series is None:
         return (
             "<h2>distributions</h2>"
-            '<p class="muted">Nothing to compare: this scope has no histogram and its '
-            "evidence no reference and current figures.</p>"
+            '<p class="muted">Nothing to compare: the decision concerns no feature kept in '
+            "the reference, and its evidence has no reference and current figures.</p>"
         )
     charts = "".join(
         _bars_svg(f"{side}: {series.what}", series.labels, heights, texts, color, css)
