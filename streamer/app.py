@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detectors.decision import Decision
+from streamer.backfill import EXIT_TIMEOUT_S, Finish, Left, committed_behind
 from streamer.broker import create_topics
 from streamer.checkpoint import Checkpoints
 from streamer.config import KafkaConfig, Settings
@@ -122,7 +123,7 @@ class Connections:
 
     @staticmethod
     def open(kafka: KafkaConfig) -> Connections:
-        internal = kafka.internal_topic or f"{kafka.group_id}.events"
+        internal = internal_topic(kafka)
         try:
             # One partition: one member judges; decoding scales with the input partitions.
             create_topics(kafka.bootstrap_servers, [internal], partitions=1)
@@ -138,7 +139,7 @@ class Connections:
             expected = frozenset((t, p) for t in topics for p in inputs.partitions_of(t))
             ingest_sinks = KafkaSinks(kafka)
             opened.append(ingest_sinks)
-            judge = KafkaSource(kafka, {internal: CHUNKS}, f"{kafka.group_id}.judge")
+            judge = KafkaSource(kafka, {internal: CHUNKS}, judge_group(kafka))
             opened.append(judge)
             sinks = KafkaSinks(kafka)
         except DriftgateError:
@@ -152,15 +153,50 @@ class Connections:
             client.close()
 
 
+def internal_topic(kafka: KafkaConfig) -> str:
+    return kafka.internal_topic or f"{kafka.group_id}.events"
+
+
+def judge_group(kafka: KafkaConfig) -> str:
+    return f"{kafka.group_id}.judge"
+
+
+def group_left(
+    kafka: KafkaConfig, connections: Connections, service: Service
+) -> dict[Position, Left]:
+    """What the group has not finished: the input partitions not committed to their end,
+    and the internal topic not judged to its end: read to it by this member, its merge
+    empty, when this member judges (it commits at its final checkpoint); else committed
+    to it by the judge group."""
+    left = committed_behind(
+        kafka, kafka.group_id, (kafka.topics.predictions, kafka.topics.feedback)
+    )
+    internal = (connections.internal_topic, 0)
+    if internal in connections.judge.assignment:
+        position, end = connections.judge.progress().get(internal, (0, None))
+        with service.lock:
+            held = service.engine.order.buffered
+        if end is None or position < end or held:
+            left[internal] = Left(position, end, held)
+    else:
+        left.update(committed_behind(kafka, judge_group(kafka), [connections.internal_topic]))
+    return left
+
+
 def run(
     settings: Settings,
     stop: threading.Event,
     *,
     exit_when_idle_s: float | None = None,
+    exit_timeout_s: float = EXIT_TIMEOUT_S,
     on_decisions: Callable[[Sequence[Decision]], None] | None = None,
     on_metrics_port: Callable[[int], None] | None = None,
 ) -> Engine:
     """The long-running service: Kafka in, decisions and dead letters out, /metrics.
+
+    With ``exit_when_idle_s``, it returns once its input was idle that long and its group
+    finished every partition (``streamer.backfill``), or raises after ``exit_timeout_s``
+    without progress by the group.
 
     Two loops share the engine: the ingest (``Forwarder``, a thread) decodes this
     member's input partitions and forwards them to the internal topic; the judge (the
@@ -249,7 +285,8 @@ def run(
         service.before_final_checkpoint = stop_ingest
         ingest.start()
         try:
-            service.run(stop, exit_when_idle_s=exit_when_idle_s)
+            finish = Finish(lambda: group_left(kafka, connections, service), exit_timeout_s)
+            service.run(stop, exit_when_idle_s=exit_when_idle_s, finish=finish)
         finally:
             stop_ingest()
             connections.close()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.backfill import EXIT_TIMEOUT_S
 from streamer.config import Settings, load_settings
 from streamer.errors import DriftgateError
 
@@ -27,7 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(settings.log_level)
     stop = threading.Event()
     app.stop_on_signals(stop)
-    app.run(settings, stop, exit_when_idle_s=args.exit_when_idle)
+    app.run(settings, stop, exit_when_idle_s=args.exit_when_idle, exit_timeout_s=args.exit_timeout)
     return 0
 
 
@@ -204,7 +205,17 @@ def parser() -> argparse.ArgumentParser:
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
-        help="exit cleanly once no new event arrived for that long (backfills, benchmarks)",
+        help="exit once no new event arrived for that long and the whole consumer group has "
+        "committed every input partition to its end and judged all it forwarded (backfills, "
+        "benchmarks)",
+    )
+    run.add_argument(
+        "--exit-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=EXIT_TIMEOUT_S,
+        help="with --exit-when-idle: exit with status 2, naming the partitions left, once the "
+        f"group made no progress for that long (default {EXIT_TIMEOUT_S:g})",
     )
     run.set_defaults(handler=_cmd_run)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from detectors.decision import Decision
+from streamer.backfill import Finish
 from streamer.checkpoint import Checkpoints
 from streamer.engine import BatchResult, DeadLetter, Engine
 from streamer.errors import DriftgateError
@@ -121,10 +122,20 @@ class Service:
         self._lag_at = -LAG_REFRESH_S
         self._stop = threading.Event()
 
-    def run(self, stop: threading.Event, exit_when_idle_s: float | None = None) -> None:
-        """Process until ``stop`` is set, the source ends, or it has been idle that long."""
+    def run(
+        self,
+        stop: threading.Event,
+        exit_when_idle_s: float | None = None,
+        finish: Finish | None = None,
+    ) -> None:
+        """Process until ``stop`` is set, the source ends, or it has been idle that long
+        (and, with ``finish``, the rest of its group is done too: a backfill).
+
+        Raises once the final checkpoint is written when ``finish`` gave up waiting.
+        """
         self._stop = stop
         backoff = Backoff(max_s=self.max_backoff_s)
+        unfinished: DriftgateError | None = None
         while not stop.is_set():
             try:
                 more = self.step()
@@ -138,13 +149,25 @@ class Service:
                 continue
             if not more:
                 break
+            if exit_when_idle_s is None:
+                continue
             idle = self.clock() - self.last_event_at
-            if exit_when_idle_s is not None and idle >= exit_when_idle_s and self.caught_up():
-                log.info("no new event for %.1fs: exiting as asked", idle)
+            if idle < exit_when_idle_s or not self.caught_up():
+                if finish is not None:
+                    finish.busy()
+                continue
+            try:
+                if finish is None or finish.check():
+                    log.info("no new event for %.1fs: exiting as asked", idle)
+                    break
+            except DriftgateError as exc:
+                unfinished = exc
                 break
         # This member's ingest stops first, so that what it counted is in the checkpoint.
         self.before_final_checkpoint()
         self._final_checkpoint()
+        if unfinished is not None:
+            raise unfinished
 
     def touch(self) -> None:
         """Something arrived (also from this member's ingest): not idle."""

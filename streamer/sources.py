@@ -208,28 +208,26 @@ class KafkaSource:
             raise DriftgateError(f"offset commit failed: {exc}", retriable=True) from exc
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Records behind the end of each assigned partition.
+        """Records behind the end of each assigned partition."""
+        return {tp: max(0, end - position) for tp, (position, end) in self.progress().items()}
+
+    def caught_up(self) -> set[tuple[str, int]]:
+        """The assigned partitions read to their end as of the last fetch."""
+        return {tp for tp, (position, end) in self.progress().items() if position >= end}
+
+    def progress(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """The next offset to read and the end of each assigned partition fetched from.
 
         The end is the high watermark of the last fetch response, which costs no broker
         round trip (and is right on brokers whose ListOffsets answer lags, as Tansu's
         does: it reports the last batch's base offset).
         """
-        lag = {}
+        progress = {}
         for tp in self._consumer.assignment():
             end = self._consumer.highwater(tp)
             if end is not None:
-                lag[(tp.topic, tp.partition)] = max(0, end - self._consumer.position(tp))
-        return lag
-
-    def caught_up(self) -> set[tuple[str, int]]:
-        """The assigned partitions read to their end as of the last fetch (the high
-        watermark of a fetch response: no broker round trip)."""
-        done = set()
-        for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
-            if end is not None and self._consumer.position(tp) >= end:
-                done.add((tp.topic, tp.partition))
-        return done
+                progress[(tp.topic, tp.partition)] = (self._consumer.position(tp), end)
+        return progress
 
     def partitions_of(self, topic: str) -> set[int]:
         """The topic's partitions as the cluster's metadata knows them (none when the

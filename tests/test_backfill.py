@@ -1,0 +1,186 @@
+"""`driftgate run --exit-when-idle`: a backfill ends when the whole group is done."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+from evaluation.simulate import SCENARIOS, generate
+from streamer.app import internal_topic, judge_group
+from streamer.backfill import Finish, Left, committed_behind
+from streamer.broker import EmbeddedBroker, create_topics
+from streamer.config import KafkaConfig
+from streamer.errors import DriftgateError
+from tests.test_kafka_e2e import _read_all
+from tests.test_recovery import _env, _final_state, _start, _summary, _topics
+
+EVENTS = 100_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_finish_waits_for_the_group_and_gives_up_only_without_progress() -> None:
+    clock = Clock()
+    answers = [
+        {("p", 0): Left(10, 50)},
+        {("p", 0): Left(10, 50)},
+        {("p", 0): Left(30, 50)},  # progress: the wait starts again
+        {("p", 0): Left(30, 50)},
+        {("p", 0): Left(30, 50)},
+    ]
+    finish = Finish(lambda: answers.pop(0), timeout_s=10.0, clock=clock, check_every_s=2.0)
+    assert finish.check() is False  # t=0
+    clock.now = 1.0
+    assert finish.check() is False and len(answers) == 4  # too soon to look again
+    clock.now = 8.0
+    assert finish.check() is False
+    clock.now = 9.0
+    assert finish.check() is False  # too soon after the look at t=8
+    clock.now = 10.0
+    assert finish.check() is False  # progress at t=10
+    clock.now = 19.0
+    assert finish.check() is False
+    clock.now = 21.0  # 11 s without progress
+    with pytest.raises(DriftgateError, match=r"p\[0\] at 30 of 50"):
+        finish.check()
+
+
+def test_finish_is_done_when_nothing_is_left_and_starts_afresh_when_busy() -> None:
+    clock = Clock()
+    left = {("p", 1): Left(0, None, held=7)}
+    finish = Finish(lambda: dict(left), timeout_s=5.0, clock=clock, check_every_s=0.0)
+    assert finish.check() is False
+    clock.now = 4.0
+    finish.busy()  # records came in: the member was not waiting
+    assert finish.check() is False
+    clock.now = 8.0
+    assert finish.check() is False  # 4 s since the wait began again
+    assert str(left[("p", 1)]) == "at 0 of unknown, 7 events held in the merge"
+    left.clear()
+    assert finish.check() is True
+
+
+def _produce(bootstrap: str, topics: dict[str, str], seed: int) -> None:
+    create_topics(bootstrap, [topics["predictions"]], partitions=2)
+    create_topics(bootstrap, [topics["feedback"]])
+    spec, incidents = SCENARIOS["covariate_shift"](EVENTS)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
+    for i, record in enumerate(generate(spec, EVENTS, seed=seed, incidents=incidents)):
+        if record["topic"] == "predictions":
+            # both partitions, so that a killed member holds some of the input
+            producer.send(topics["predictions"], orjson.dumps(record["value"]), partition=i % 2)
+    producer.flush()
+    producer.close()
+
+
+def _kafka(bootstrap: str, topics: dict[str, str], group: str) -> KafkaConfig:
+    return KafkaConfig(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        topics={"predictions": topics["predictions"], "feedback": topics["feedback"]},
+    )
+
+
+@pytest.mark.slow
+def test_a_backfill_killed_and_restarted_finishes_every_partition(
+    broker: EmbeddedBroker, topic_prefix, tmp_path
+):
+    bootstrap = broker.bootstrap_servers
+    topics = _topics(topic_prefix)
+    _produce(bootstrap, topics, seed=12)
+    runs = {}
+    for run, kill in (("straight", False), ("killed", True)):
+        name = f"{topic_prefix}-{run}"
+        state = tmp_path / run
+        # A session longer than the idle time: a dead member holds its partitions past it.
+        env = {
+            **_env(bootstrap, topics, name, state),
+            "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "20000",
+        }
+        log = tmp_path / f"{run}.log"
+        members = [_start(env, log, "--exit-when-idle", "8")]
+        if kill:
+            members.append(_start(env, log, "--exit-when-idle", "8"))
+            time.sleep(10.0)  # joined (~3 s) and part way through the backfill
+            members[0].send_signal(signal.SIGKILL)
+            members[0].wait()
+            # started again at once: the killed member holds its partitions for 20 s, while
+            # the other one runs out of its own input
+            members[0] = _start(env, log, "--exit-when-idle", "8")
+        for member in members:
+            assert member.wait(timeout=300) == 0, log.read_text()[-3000:]
+        kafka = _kafka(bootstrap, topics, f"{name}-group")
+        inputs = (topics["predictions"], topics["feedback"])
+        assert committed_behind(kafka, kafka.group_id, inputs) == {}
+        assert committed_behind(kafka, judge_group(kafka), [internal_topic(kafka)]) == {}
+        decisions = _read_all(bootstrap, f"{name}-decisions")
+        runs[run] = (
+            _summary(_final_state(state, kafka.group_id, topics["predictions"])),
+            {orjson.loads(m.value)["decision_id"] for m in decisions},
+        )
+    straight, killed = runs["straight"], runs["killed"]
+    assert straight[0]["fraud"]["events"] == EVENTS
+    assert straight[0]["buffered"] == 0
+    assert killed[0] == straight[0]
+    assert straight[1], "the shift gave no decision"
+    assert killed[1] == straight[1]
+
+
+@pytest.mark.slow
+def test_a_partition_nobody_commits_ends_the_wait_with_its_name(
+    broker: EmbeddedBroker, topic_prefix, tmp_path
+):
+    bootstrap = broker.bootstrap_servers
+    topics = _topics(topic_prefix)
+    _produce(bootstrap, topics, seed=13)
+    group = f"{topic_prefix}-group"
+    # A member of the group that reads its share and never commits it.
+    stuck = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        partition_assignment_strategy=[RangePartitionAssignor],
+    )
+    stuck.subscribe([topics["predictions"], topics["feedback"]])
+    stop = threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            stuck.poll(timeout_ms=200)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not stuck.assignment() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stuck.assignment(), "the stuck member did not join"
+        log = tmp_path / "run.log"
+        env = _env(bootstrap, topics, topic_prefix, tmp_path / "state")
+        started = time.monotonic()
+        process = _start(env, log, "--exit-when-idle", "3", "--exit-timeout", "10")
+        assert process.wait(timeout=120) == 2, log.read_text()[-3000:]
+        assert time.monotonic() - started < 90
+        message = log.read_text().splitlines()[-1]
+        assert "no progress for 10 s (--exit-timeout)" in message
+        held = {(tp.topic, tp.partition) for tp in stuck.assignment()}
+        for topic, partition in held:
+            assert f"{topic}[{partition}] at 0 of " in message
+    finally:
+        stop.set()
+        holder.join()
+        stuck.close(autocommit=False)
