@@ -29,7 +29,7 @@ from streamer.checkpoint_format import config_fingerprint
 from streamer.config import load_settings
 from streamer.engine import Engine
 from tests.conftest import ROOT
-from tests.test_kafka_e2e import _read_all
+from tests.test_kafka_e2e import read_decisions
 from tests.test_recovery import _consumed, _wait_for
 
 pytestmark = pytest.mark.slow
@@ -142,7 +142,7 @@ def test_the_replays_decisions_however_the_topics_are_partitioned(
         _env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
     )
     assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
-    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, f"{run}-decisions")]
+    decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     assert _verdicts(decisions) == replayed
     engine = _judged(tmp_path, run, topics)
     labels = sum(r["topic"] == "feedback" for r in log)
@@ -182,7 +182,7 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
         if " reading " in line
     ]
     assert shares and shares[-1] < 12, f"the victim read every partition alone: {shares}"
-    decisions = [orjson.loads(m.value) for m in _read_all(bootstrap, f"{run}-decisions")]
+    decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     # decisions made again after the kill carry the same ids: count each once
     unique = list({d["decision_id"]: d for d in decisions}.values())
     assert _verdicts(unique) == replayed
