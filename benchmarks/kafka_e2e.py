@@ -2,16 +2,19 @@
 
     python benchmarks/kafka_e2e.py [--events 500000] [--paced-events 200000] [--rate 20000]
 
-One run, on the embedded broker (Tansu, in memory) and one stream (20 numeric and 4
-categorical features, cohorts region x 8 and channel x 5, 20% of the predictions
-labelled later on the feedback topic, a covariate shift of `amount` at 90% of the stream):
+One run, on the embedded broker (Tansu, in memory) and one stream of one model (20 numeric
+and 4 categorical features, cohorts region x 8 and channel x 5, 20% of the predictions
+labelled later on the feedback topic, a covariate shift of `amount` at 90% of the
+stream), keyed by event id over `--partitions` partitions:
 
 - throughput: the stream is produced as fast as possible, then (a) a bare kafka-python
   consumer that only reads every message of both topics and (b) `driftgate run` (all
   detectors, checkpoints at their default interval, /metrics served) each read all of it
   in their own consumer group; events/s from process start (the group join included) and
   from the first record consumed, the ratio b/a and the peak RSS of driftgate after
-  each fifth of the records (`--events 5000000`: from 1M to 5M predictions);
+  each fifth of the records (`--events 5000000`: from 1M to 5M predictions); then (c) two
+  `driftgate run` instances in one group (the scale-out: ingest splits the partitions, one
+  of them judges);
 - latency: a second stream on new topics is produced at a fixed offered rate while
   `driftgate run` consumes it; for every decision, the time it arrived on the decisions
   topic minus the wall time the last event of its window was produced.
@@ -85,11 +88,9 @@ def serialized(
     )
     for record in generate(SPEC, events, seed=seed, incidents=[incident]):
         value = record["value"]
-        if record["topic"] == "predictions":
-            # keyed by model: one model's predictions stay in order on one partition
-            yield "predictions", value["model"].encode(), orjson.dumps(value)
-        else:
-            yield "feedback", None, orjson.dumps(value)
+        # Keyed by event id, as most producers do: one model spread over every partition,
+        # each label in the partition number of its prediction.
+        yield record["topic"], value["event_id"].encode(), orjson.dumps(value)
 
 
 def build_stream(events: int, seed: int, shift_at: float) -> Stream:
@@ -275,42 +276,56 @@ def _ends(samples: list[tuple[float, int]], total: int) -> tuple[float, float]:
     return first, last
 
 
-def driftgate_consume(bootstrap: str, topics: dict[str, str], total: int, tmp: Path) -> RunFigures:
-    port = free_port()
-    env = driftgate_env(bootstrap, topics, "bulk-decisions", tmp / "bulk-state", port)
+def driftgate_consume(
+    bootstrap: str, topics: dict[str, str], total: int, tmp: Path, instances: int = 1
+) -> RunFigures:
+    """``instances`` members of one group read the stream; records/s is the group's, and
+    memory the judge's (the member with the most)."""
+    ports = [free_port() for _ in range(instances)]
+    name = f"bulk{instances}"
     started = time.perf_counter()
-    process = start_driftgate(env, tmp / "bulk.log")
+    processes = [
+        start_driftgate(
+            driftgate_env(bootstrap, topics, f"{name}-decisions", tmp / f"{name}-state", port),
+            tmp / f"{name}-{i}.log",
+        )
+        for i, port in enumerate(ports)
+    ]
     samples: list[tuple[float, int]] = []
     fifths: list[float] = []
     try:
         deadline = time.monotonic() + 1_800
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"driftgate exited with {process.returncode}: see {tmp}")
-            seen = scrape(port)
-            if seen:
-                samples.append((time.perf_counter(), seen[0]))
-                while len(fifths) < 4 and seen[0] >= total * (len(fifths) + 1) // 5:
-                    fifths.append(peak_rss_mib(process.pid))
-            if seen and seen[0] >= total:
-                peak = peak_rss_mib(process.pid)
-                first, ended = _ends(samples, total)
-                first = max(first, started)
-                return RunFigures(
-                    total / (ended - started),
-                    total / (ended - first),
-                    first - started,
-                    peak,
-                    seen[1],
-                    fifths,
-                )
+            for process in processes:
+                if process.poll() is not None:
+                    raise SystemExit(f"driftgate exited with {process.returncode}: see {tmp}")
+            seen = [scrape(port) for port in ports]
+            if all(seen):
+                consumed = sum(s[0] for s in seen if s)
+                decided = sum(s[1] for s in seen if s)
+                samples.append((time.perf_counter(), consumed))
+                peak = max(peak_rss_mib(p.pid) for p in processes)
+                while len(fifths) < 4 and consumed >= total * (len(fifths) + 1) // 5:
+                    fifths.append(peak)
+                if consumed >= total:
+                    first, ended = _ends(samples, total)
+                    first = max(first, started)
+                    return RunFigures(
+                        total / (ended - started),
+                        total / (ended - first),
+                        first - started,
+                        peak,
+                        decided,
+                        fifths,
+                    )
             # Once a second: a scrape of this state takes driftgate ~20 ms of work (every
             # series of every feature and scope), so ten a second would cost it ~20% of
             # its throughput where Prometheus, every 15 s, costs ~0.1%.
             time.sleep(1.0)
         raise SystemExit("driftgate did not consume the whole stream in 30 minutes")
     finally:
-        stop(process)
+        for process in processes:
+            stop(process)
 
 
 def read_decisions(
@@ -397,7 +412,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000, help="predictions, throughput")
     parser.add_argument("--paced-events", type=int, default=200_000, help="predictions, latency")
     parser.add_argument("--rate", type=float, default=20_000, help="offered predictions/s")
-    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
 
     broker = EmbeddedBroker()
@@ -408,7 +423,7 @@ def main() -> None:
         try:
             topics = {"predictions": "bench-predictions", "feedback": "bench-feedback"}
             create_topics(broker.bootstrap_servers, list(topics.values()), args.partitions)
-            create_topics(broker.bootstrap_servers, ["bulk-decisions"])
+            create_topics(broker.bootstrap_servers, ["bulk1-decisions", "bulk2-decisions"])
             records = serialized(args.events, seed=1, shift_at=0.9)
             total, produced = produce_all(broker.bootstrap_servers, topics, records)
             print(f"{total:,} records generated and produced at {produced:,.0f}/s", flush=True)
@@ -416,6 +431,8 @@ def main() -> None:
             print(f"bare consumer: {bare:,.0f} records/s", flush=True)
             run = driftgate_consume(broker.bootstrap_servers, topics, total, tmp)
             print(f"driftgate run: {run.from_start:,.0f} records/s", flush=True)
+            pair = driftgate_consume(broker.bootstrap_servers, topics, total, tmp, instances=2)
+            print(f"driftgate run, 2 instances: {pair.from_start:,.0f} records/s", flush=True)
             paced = build_stream(args.paced_events, seed=2, shift_at=0.9)
             latencies, paced_n, achieved, behind = paced_latency(
                 broker.bootstrap_servers, paced, args.rate, tmp
@@ -433,6 +450,12 @@ def main() -> None:
             f"{run.from_first:,.0f} records/s",
             f"start + group join {run.join_s:.1f}s",
         ),
+        (
+            "(c) driftgate run, 2 instances",
+            f"{pair.from_first:,.0f} records/s",
+            f"from the first record; {pair.from_start:,.0f}/s from start",
+        ),
+        ("ratio c/b, first record on", f"{pair.from_first / run.from_first:.2f}", "scale-out"),
         ("ratio b/a", f"{run.from_start / bare:.2f}", "from start"),
         ("ratio b/a, first record on", f"{run.from_first / bare_first:.2f}", ""),
         ("driftgate peak RSS", f"{run.peak_mib:.0f} MiB", f"{run.decisions} decisions"),
