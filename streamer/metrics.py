@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from detectors.decision import Action, Cause
 from detectors.monitor import MonitorSnapshot
 from streamer.engine import FEEDBACK, PREDICTIONS
+from streamer.event_order import EventOrder
 from streamer.service import Service
 
 # Counters that alerts and rates are computed from are exported at 0 before their first
@@ -107,42 +108,10 @@ class EngineCollector(Collector):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
         yield from self._join()
-        yield from self._merge()
+        yield from _merge(engine.order)
         snapshots = [monitor.snapshot() for _, monitor in sorted(engine.monitors.items())]
         yield from self._monitors(snapshots)
         yield from self._health_and_outcomes(snapshots)
-
-    def _merge(self) -> Iterator[Metric]:
-        """The event-time merge of the input partitions (streamer/event_order.py)."""
-        order = self.service.engine.order
-        buffered = GaugeMetricFamily(
-            "driftgate_merge_buffered_events",
-            "Events the event-time merge holds until every input partition has passed them.",
-        )
-        buffered.add_metric([], order.buffered)
-        yield buffered
-        for name, value, text in (
-            ("late", order.late, "Events that arrived after later ones were judged."),
-            ("duplicate", order.duplicates, "Rows forwarded again and dropped by offset."),
-        ):
-            family = CounterMetricFamily(f"driftgate_merge_{name}_events", text)
-            family.add_metric([], value)
-            yield family
-        forced = CounterMetricFamily(
-            "driftgate_merge_forced_releases",
-            "Times the merge released everything because limits.max_buffered_events waited.",
-        )
-        forced.add_metric([], order.forced)
-        yield forced
-        watermark = GaugeMetricFamily(
-            "driftgate_merge_watermark_seconds",
-            "The newest event time each input partition delivered (epoch seconds).",
-            labels=["topic", "partition"],
-        )
-        for (topic, partition), seconds in sorted(order.watermarks.items()):
-            if math.isfinite(seconds):
-                watermark.add_metric([topic, str(partition)], seconds)
-        yield watermark
 
     def _join(self) -> Iterator[Metric]:
         store = self.service.engine.join
@@ -381,3 +350,35 @@ class EngineCollector(Collector):
                 conditions.add_metric([model, cause], n)
         yield from (upstream, factor, nulls, repeats, conditions, loss_changes, unused_labels)
         yield from families.values()
+
+
+def _merge(order: EventOrder) -> Iterator[Metric]:
+    """The event-time merge of the input partitions (streamer/event_order.py)."""
+    buffered = GaugeMetricFamily(
+        "driftgate_merge_buffered_events",
+        "Events the event-time merge holds until every input partition has passed them.",
+    )
+    buffered.add_metric([], order.buffered)
+    yield buffered
+    for name, value, text in (
+        ("late", order.late, "Events that arrived after later ones were judged."),
+        ("duplicate", order.duplicates, "Rows forwarded again and dropped by offset."),
+    ):
+        family = CounterMetricFamily(f"driftgate_merge_{name}_events", text)
+        family.add_metric([], value)
+        yield family
+    forced = CounterMetricFamily(
+        "driftgate_merge_forced_releases",
+        "Times the merge released everything because limits.max_buffered_events waited.",
+    )
+    forced.add_metric([], order.forced)
+    yield forced
+    watermark = GaugeMetricFamily(
+        "driftgate_merge_watermark_seconds",
+        "The newest event time each input partition delivered (epoch seconds).",
+        labels=["topic", "partition"],
+    )
+    for (topic, partition), seconds in sorted(order.watermarks.items()):
+        if math.isfinite(seconds):
+            watermark.add_metric([topic, str(partition)], seconds)
+    yield watermark
