@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,8 +19,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.cloud_events import event_subject
+from streamer.config import KafkaConfig, TopicsConfig
+from streamer.sinks import KafkaSinks, decision_json
 from tests.conftest import ROOT
-from tests.test_cloud_events import parse_decision_message
+from tests.test_cloud_events import _decision, parse_decision_message
 
 pytestmark = pytest.mark.slow
 
@@ -190,3 +193,48 @@ def test_run_consumes_decides_dead_letters_and_commits(
         committed = {p: checker.committed(TopicPartition(topic, p)) for p in ends}
         assert committed == ends, topic
     checker.close()
+
+
+def test_the_documented_consumer_routes_by_type_and_deduplicates_by_id(
+    broker: EmbeddedBroker, topic_prefix: str, capsys
+):
+    """docs/event-contract.md's example consumer, run as written against decisions that
+    driftgate's Kafka sink published: one retrain sent three times acts once, investigate
+    is not routed, rollback pages."""
+    doc = (ROOT / "docs/event-contract.md").read_text()
+    example = re.search(r"## CloudEvents\n.*?```python\n(.*?)```", doc, re.S)
+    assert example is not None
+    topic = f"{topic_prefix}-decisions"
+    create_topics(broker.bootstrap_servers, [topic])
+    sinks = KafkaSinks(
+        KafkaConfig(
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=f"{topic_prefix}-g",
+            topics=TopicsConfig(decisions=topic),
+        )
+    )
+    retrain = _decision(action="retrain")
+    rollback = _decision(action="rollback", cause="deployment_regression", feature=None)
+    sinks.decisions.write([retrain, retrain, _decision(action="investigate"), retrain, rollback])
+    sinks.flush()
+    sinks.close()
+
+    # as written, but on the test's broker and topic, and over once both orders are handled
+    code = example.group(1)
+    for written, here in [
+        ("127.0.0.1:9092", broker.bootstrap_servers),
+        ('"retraining"', f'"{topic_prefix}-retraining"'),
+        ('["decisions"]', f'["{topic}"]'),
+        ("while True:", "while len(handled) < 2 and time.monotonic() < deadline:"),
+    ]:
+        assert written in code, written
+        code = code.replace(written, here)
+    exec(
+        compile(code, "event-contract.md", "exec"),
+        {"time": time, "deadline": time.monotonic() + 90},
+    )
+    scopes = [orjson.loads(decision_json(d))["scope"] for d in (retrain, rollback)]
+    assert capsys.readouterr().out.splitlines() == [
+        f"retrain fraud {scopes[0]}",
+        f"page rollback deployment_regression {scopes[1]}",
+    ]
