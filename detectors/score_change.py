@@ -89,7 +89,7 @@ class ScopedADWIN:
             # calls in the same order, on river's own objects, so pickling (checkpoints)
             # and ScopedLossADWIN.to_dict are unchanged. It leans on river 0.26's private
             # _helper and _drift_detected (river is pinned to 0.26.x);
-            # tests/test_score_change.py holds it to river's per-event update.
+            # tests/unit/test_score_change.py holds it to river's per-event update.
             pending = values[chunk].tolist()
             remaining = iter(pending)
             while True:
@@ -122,7 +122,7 @@ class ScopedPageHinkley:
     attribute lookups (about 3x this class per value) for a state of six floats. So the
     state is kept as plain floats per scope, and one loop per scope chunk replays river's
     arithmetic, the same floating-point operations in the same order, quirks included;
-    tests/test_score_change.py holds its detections, means and sums to river's, bit for bit.
+    tests/unit/test_score_change.py holds its detections, means and sums to river's, bit for bit.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(3)

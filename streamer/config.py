@@ -25,7 +25,7 @@ from streamer.errors import DriftgateError
 DetectionConfig = pydantic_dataclass(MonitorConfig, config=ConfigDict(extra="forbid"), frozen=True)
 
 # The detection fields' descriptions live here, not in detectors/ (which knows nothing of
-# configuration files); tests/test_config_docs.py keeps them in step with MonitorConfig.
+# configuration files); tests/unit/test_config_docs.py keeps them in step with MonitorConfig.
 DETECTION_DESCRIPTIONS = {
     "reference_events": "Predictions per model kept as its reference (its first ones), "
     "unless reference_span_s of event time fits in reference_max_events.",

@@ -2,7 +2,7 @@
 
 Every key's type, default and description come from ``streamer/config.py`` (the detection
 keys' from ``DETECTION_DESCRIPTIONS`` there), so the reference cannot fall behind the code:
-``driftgate config-docs`` rewrites it and ``tests/test_config_docs.py`` fails when the
+``driftgate config-docs`` rewrites it and ``tests/unit/test_config_docs.py`` fails when the
 checked-in file differs.
 
 >>> "| `kafka.bootstrap_servers` | string | `127.0.0.1:9092` |" in render()
@@ -62,7 +62,7 @@ is in [operations](operations.md#operations), and pinning a reference file
 Every key below, with its type, default and meaning, comes from the models in
 `streamer/config.py` (the `detection` section is the detectors' own `MonitorConfig`, which
 checks its bounds itself). `driftgate config-docs` writes this file, and
-`tests/test_config_docs.py` fails when it is out of date.
+`tests/unit/test_config_docs.py` fails when it is out of date.
 """
 
 _SCALARS = {int: "integer", float: "number", str: "string", bool: "true or false"}

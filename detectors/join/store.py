@@ -44,7 +44,7 @@ event id ``str`` (49 bytes + its length for ASCII ids), its dict slot (about 40 
 bytes depending on the dict's fill), its sequence number (32 bytes) and 8 bytes in the
 id deque. Measured with 9 scope columns (tracemalloc): about 180 bytes an entry for
 short ids (``p-123456``) and 205 bytes for 36-character UUIDs at 1,000,000 entries, i.e.
-180-210 MB, linear in ``max_entries`` (tests/test_join.py checks it). The pending buffer
+180-210 MB, linear in ``max_entries`` (tests/unit/test_join.py checks it). The pending buffer
 adds a few hundred bytes a row (bounded by ``max_pending``).
 
 Deterministic: no clock, no randomness; the same calls give the same state and

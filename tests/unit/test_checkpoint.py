@@ -5,72 +5,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import orjson
 import pytest
 
-from evaluation.simulate import SCENARIOS, generate
 from streamer.checkpoint import Checkpoints
 from streamer.checkpoint_directory import CheckpointDirectory
-from streamer.checkpoint_format import MAGIC, config_fingerprint
-from streamer.config import CheckpointConfig, load_settings
-from streamer.engine import PREDICTIONS, Engine, InputRecord
+from streamer.checkpoint_format import MAGIC
+from streamer.config import CheckpointConfig
+from streamer.engine import Engine
 from streamer.errors import DriftgateError
-
-
-def _engine(**detection: object) -> Engine:
-    settings = load_settings(None, detection={"reference_events": 2_000, **detection})
-    return Engine(settings.monitor, settings.limits, settings.feedback)
-
-
-def _records(n: int, partition: int = 0) -> list[InputRecord]:
-    spec, incidents = SCENARIOS["covariate_shift"](n)
-    predictions = [r["value"] for r in generate(spec, n, 1, incidents) if r["topic"] == PREDICTIONS]
-    return [
-        InputRecord(PREDICTIONS, orjson.dumps(v), "p", partition, offset)
-        for offset, v in enumerate(predictions)
-    ]
-
-
-def _fingerprint(engine: Engine) -> str:
-    return config_fingerprint(engine.monitor_config, engine.limits, engine.feedback)
-
-
-def _state(engine: Engine) -> dict[str, object]:
-    monitor = engine.monitors["fraud"]
-    return {
-        "events": monitor.events,
-        "windows": monitor.windows,
-        "positions": engine.positions,
-        "histograms": {n: f.current.tolist() for n, f in monitor.features.items()},
-        "reference": {n: f.reference.tolist() for n, f in monitor.features.items()},
-        "psi": {n: np.nan_to_num(f.psi, nan=-1).tolist() for n, f in monitor.features.items()},
-        "consumed": dict(engine.counters.consumed),
-    }
+from tests.support import engine_state, fingerprint_of, fraud_records, small_engine
 
 
 def test_a_checkpoint_restores_the_state_and_its_offsets(tmp_path: Path) -> None:
-    records = _records(12_000)
-    engine = _engine()
+    records = fraud_records(12_000)
+    engine = small_engine()
     engine.process(records[:7_000])
     directory = CheckpointDirectory(tmp_path, wall_clock=lambda: 1_700_000_000.0)
     directory.save("g.p", engine, engine.positions)
-    loaded = directory.load("g.p", _fingerprint(engine))
+    loaded = directory.load("g.p", fingerprint_of(engine))
     assert loaded is not None
     assert loaded.positions == {("p", 0): 7_000}
     assert loaded.written_at == 1_700_000_000.0
-    assert _state(loaded.engine) == _state(engine)
+    assert engine_state(loaded.engine) == engine_state(engine)
     # ...and it goes on exactly as the original does
     engine.process(records[7_000:])
     loaded.engine.process(records[7_000:])
-    assert _state(loaded.engine) == _state(engine)
+    assert engine_state(loaded.engine) == engine_state(engine)
     assert directory.saved == 1 and directory.rejected == 0
     assert [p.name for p in tmp_path.iterdir()] == ["g.p.ckpt"]  # no temporary left
 
 
 def _saved(tmp_path: Path) -> tuple[CheckpointDirectory, Engine, Path]:
-    engine = _engine()
-    engine.process(_records(3_000))
+    engine = small_engine()
+    engine.process(fraud_records(3_000))
     directory = CheckpointDirectory(tmp_path, wall_clock=lambda: 1_700_000_000.0)
     directory.save("g.p", engine, engine.positions)
     return directory, engine, tmp_path / "g.p.ckpt"
@@ -100,7 +67,7 @@ def _with_header(data: bytes, **changes: object) -> bytes:
 def test_an_unusable_checkpoint_is_set_aside_not_loaded(tmp_path: Path, damage, caplog) -> None:
     directory, engine, path = _saved(tmp_path)
     path.write_bytes(damage(path.read_bytes()))
-    assert directory.load("g.p", _fingerprint(engine)) is None
+    assert directory.load("g.p", fingerprint_of(engine)) is None
     assert directory.rejected == 1
     assert not path.exists()
     (aside,) = tmp_path.glob("g.p.ckpt.rejected-*")
@@ -110,8 +77,8 @@ def test_an_unusable_checkpoint_is_set_aside_not_loaded(tmp_path: Path, damage, 
 
 def test_a_checkpoint_made_under_other_settings_is_not_loaded(tmp_path: Path, caplog) -> None:
     directory, _, _ = _saved(tmp_path)
-    other = _engine(window_events=1_000)
-    assert directory.load("g.p", _fingerprint(other)) is None
+    other = small_engine(window_events=1_000)
+    assert directory.load("g.p", fingerprint_of(other)) is None
     assert "other detection" in caplog.text
 
 
@@ -120,8 +87,8 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(tmp_path: Path) ->
     before = path.read_bytes()
     # what a process killed halfway through a write leaves behind
     (tmp_path / "g.p.ckpt.tmp-4242").write_bytes(before[: len(before) // 2])
-    loaded = directory.load("g.p", _fingerprint(engine))
-    assert loaded is not None and _state(loaded.engine) == _state(engine)
+    loaded = directory.load("g.p", fingerprint_of(engine))
+    assert loaded is not None and engine_state(loaded.engine) == engine_state(engine)
 
 
 def test_no_checkpoint_is_no_state(tmp_path: Path) -> None:
@@ -134,7 +101,7 @@ def test_checkpoints_are_due_by_records_or_by_time(tmp_path: Path) -> None:
     checkpoints = Checkpoints(config, "g.p", clock=lambda: now[0])
     assert not checkpoints.due(999)
     assert checkpoints.due(1)
-    engine = _engine()
+    engine = small_engine()
     assert checkpoints.restore(engine) is None
     assert checkpoints.save(engine) == {}
     assert not checkpoints.due(10)

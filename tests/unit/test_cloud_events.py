@@ -7,38 +7,11 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
-from cloudevents.core.formats.json import JSONFormat
 
-from detectors.decision import Decision
 from streamer.cloud_events import decision_headers
 from streamer.config import KafkaConfig
 from streamer.sinks import _KafkaDecisions, decision_json
-
-
-def _decision(**overrides: object) -> Decision:
-    fields: dict[str, object] = {
-        "model": "fraud",
-        "model_version": "v1",
-        "action": "retrain",
-        "cause": "concept_drift",
-        "feature": "amount",
-        "cohort": {"region": "eu", "channel": "web"},
-        "ts": 1763714123.577,
-        "window_start": 1763714084.8,
-        "window_end": 1763714123.6,
-        "window_events": 233,
-        "confirmed_at": 1763714123.6,
-        "evidence": {"psi": 3.29, "psi_history": [3.1, 3.4, 3.29]},
-    }
-    fields.update(overrides)
-    return Decision(**fields)  # type: ignore[arg-type]
-
-
-def parse_decision_message(headers, key: bytes | None, value: bytes):
-    """A decision message as the CloudEvents SDK reads it (shared with the Kafka tests)."""
-    message = KafkaMessage(headers=dict(headers), key=key, value=value)
-    return from_binary(message, JSONFormat())
+from tests.support import parse_decision_message, sample_decision
 
 
 class _RecordingSinks:
@@ -57,7 +30,7 @@ class _RecordingSinks:
 
 @pytest.mark.parametrize("action", ["retrain", "rollback", "fix_upstream", "investigate", "hold"])
 def test_the_sdk_reads_every_attribute_back(action):
-    decision = _decision(action=action)
+    decision = sample_decision(action=action)
     body = decision_json(decision)
     event = parse_decision_message(
         decision_headers(decision, "prod-eu"), decision.model.encode(), body
@@ -74,7 +47,7 @@ def test_the_sdk_reads_every_attribute_back(action):
 
 
 def test_subject_and_source_keep_separators_inside_names_apart():
-    decision = _decision(
+    decision = sample_decision(
         model="risk/eu", model_version=None, feature="a=b", cohort={"seg": "x:y,z"}
     )
     event = parse_decision_message(
@@ -85,7 +58,7 @@ def test_subject_and_source_keep_separators_inside_names_apart():
 
 
 def test_a_model_wide_decision_has_only_the_model_and_version_as_subject():
-    decision = _decision(feature=None, cohort=None, action="rollback")
+    decision = sample_decision(feature=None, cohort=None, action="rollback")
     event = parse_decision_message(decision_headers(decision, "g"), None, decision_json(decision))
     assert event.get_subject() == "fraud/v1"
 
@@ -96,7 +69,7 @@ def test_event_time_is_utc_whatever_the_local_zone(monkeypatch):
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     try:
-        headers = dict(decision_headers(_decision(ts=0.0), "g"))
+        headers = dict(decision_headers(sample_decision(ts=0.0), "g"))
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -105,7 +78,7 @@ def test_event_time_is_utc_whatever_the_local_zone(monkeypatch):
 
 def test_the_kafka_sink_sends_the_same_body_and_key_with_the_headers():
     sinks = _RecordingSinks(KafkaConfig(group_id="prod-eu"))
-    decisions = [_decision(), _decision(action="hold", feature=None)]
+    decisions = [sample_decision(), sample_decision(action="hold", feature=None)]
     _KafkaDecisions(sinks).write(decisions)  # type: ignore[arg-type]
     assert [(t, v, k) for t, v, k, _ in sinks.sent] == [
         (sinks.config.topics.decisions, decision_json(d), b"fraud") for d in decisions

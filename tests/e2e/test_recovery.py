@@ -13,93 +13,32 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 from kafka import KafkaProducer
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.broker import EmbeddedBroker, create_topics, free_port
-from streamer.checkpoint_directory import CheckpointDirectory
-from streamer.checkpoint_format import MAGIC, config_fingerprint
-from streamer.config import load_settings
-from streamer.engine import Engine
-from tests.conftest import ROOT
-from tests.test_kafka_e2e import _read_all
+from streamer.checkpoint_format import MAGIC
+from tests.support import (
+    ROOT,
+    final_state,
+    read_all,
+    run_env,
+    start_run,
+    state_summary,
+    topics_for,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 EVENTS = 200_000
 
 
-def _topics(prefix: str) -> dict[str, str]:
-    return {name: f"{prefix}-{name}" for name in ("predictions", "feedback")}
-
-
-def _env(bootstrap: str, topics: dict[str, str], run: str, state: Path, port: int = 0):
-    return {
-        **os.environ,
-        "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "DRIFTGATE_KAFKA__GROUP_ID": f"{run}-group",
-        "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "DRIFTGATE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "DRIFTGATE_KAFKA__TOPICS__PREDICTIONS": topics["predictions"],
-        "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
-        "DRIFTGATE_KAFKA__TOPICS__DECISIONS": f"{run}-decisions",
-        "DRIFTGATE_METRICS__HOST": "127.0.0.1",
-        "DRIFTGATE_METRICS__PORT": str(port),
-        "DRIFTGATE_CHECKPOINT__DIR": str(state),
-        "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "20000",
-    }
-
-
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
-
-
-def _final_state(state: Path, group: str, topic: str) -> Engine:
-    """The judge's final checkpoint: the state of every model of the group."""
-    settings = load_settings()
-    fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
-    loaded = CheckpointDirectory(state).load(f"{group}.{topic}", fingerprint)
-    assert loaded is not None, f"no final checkpoint in {state}"
-    return loaded.engine
-
-
-def _summary(engine: Engine) -> dict[str, object]:
-    """Per-feature counts and statistics of every model, and what the merge holds.
-
-    (Not the consumed counts: they are the ingest's metrics, counted again for records
-    a member read but had not committed when it was killed.)
-    """
-    out: dict[str, object] = {"buffered": engine.order.buffered}
-    for model, monitor in engine.monitors.items():
-        out[model] = {
-            "events": monitor.events,
-            "windows": monitor.windows,
-            "features": {
-                name: {
-                    "reference": feature.reference.tolist(),
-                    "current": feature.current.tolist(),
-                    "psi": np.round(np.nan_to_num(feature.psi, nan=-1.0), 12).tolist(),
-                    "streak": feature.drift.streak.tolist(),
-                    "open": feature.drift.open.tolist(),
-                }
-                for name, feature in monitor.features.items()
-            },
-        }
-    return out
-
-
 def test_kill_9_at_five_points_changes_nothing(broker: EmbeddedBroker, topic_prefix, tmp_path):
     bootstrap = broker.bootstrap_servers
-    topics = _topics(topic_prefix)
+    topics = topics_for(topic_prefix)
     create_topics(bootstrap, [topics["predictions"]], partitions=2)
     create_topics(bootstrap, [topics["feedback"]])
     spec, incidents = SCENARIOS["covariate_shift"](EVENTS)
@@ -114,20 +53,20 @@ def test_kill_9_at_five_points_changes_nothing(broker: EmbeddedBroker, topic_pre
     for run, kills in (("straight", 0), ("killed", 5)):
         name = f"{topic_prefix}-{run}"
         state = tmp_path / run
-        env = _env(bootstrap, topics, name, state)
+        env = run_env(bootstrap, topics, name, state)
         log = tmp_path / f"{run}.log"
         rng = random.Random(20)
         for _ in range(kills):
-            process = _start(env, log)
+            process = start_run(env, log)
             time.sleep(rng.uniform(4.0, 9.0))  # a group join takes ~3 s, then it works
             process.send_signal(signal.SIGKILL)
             process.wait()
         # idle long enough for the killed member's session to time out and a rejoin
-        done = _start(env, log, "--exit-when-idle", "15")
+        done = start_run(env, log, "--exit-when-idle", "15")
         assert done.wait(timeout=240) == 0, log.read_text()[-3000:]
-        decisions = _read_all(bootstrap, f"{name}-decisions")
+        decisions = read_all(bootstrap, f"{name}-decisions")
         runs[run] = (
-            _summary(_final_state(state, f"{name}-group", topics["predictions"])),
+            state_summary(final_state(state, f"{name}-group", topics["predictions"])),
             {orjson.loads(m.value)["decision_id"] for m in decisions},
             len(decisions),
         )
@@ -140,19 +79,6 @@ def test_kill_9_at_five_points_changes_nothing(broker: EmbeddedBroker, topic_pre
     assert killed[2] >= straight[2]
 
 
-def _consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("driftgate_events_consumed_total{")
-    )
-
-
 def _ready(port: int) -> bool | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
@@ -163,20 +89,11 @@ def _ready(port: int) -> bool | None:
         return None  # not serving (yet)
 
 
-def _wait_for(check, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_broker_outage_is_survived(topic_prefix, tmp_path):
     """Stopped for 30 seconds and started again: /readyz goes false, then true."""
     port = free_port()
     broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log").start()
-    topics = _topics(topic_prefix)
+    topics = topics_for(topic_prefix)
     process = None
     try:
 
@@ -190,17 +107,17 @@ def test_a_broker_outage_is_survived(topic_prefix, tmp_path):
             producer.close()
 
         produce(15_000, 1)
-        env = _env(broker.bootstrap_servers, topics, topic_prefix, tmp_path / "state", port)
-        process = _start(env, tmp_path / "driftgate.log")
-        _wait_for(lambda: _ready(port) is True, 60, "/readyz to be true")
+        env = run_env(broker.bootstrap_servers, topics, topic_prefix, tmp_path / "state", port)
+        process = start_run(env, tmp_path / "driftgate.log")
+        wait_for(lambda: _ready(port) is True, 60, "/readyz to be true")
         broker.stop()
-        _wait_for(lambda: _ready(port) is False, 30, "/readyz to turn false")
+        wait_for(lambda: _ready(port) is False, 30, "/readyz to turn false")
         time.sleep(30)
         assert process.poll() is None, "driftgate exited during the outage"
         assert _ready(port) is False
         broker.start()  # memory storage: the topics are gone, a producer brings them back
         produce(5_000, 2)
-        _wait_for(lambda: _ready(port) is True, 90, "/readyz to be true again")
+        wait_for(lambda: _ready(port) is True, 90, "/readyz to be true again")
         assert process.poll() is None
     finally:
         if process is not None:
@@ -239,7 +156,7 @@ def test_a_killed_replay_resumes_with_the_same_decisions(tmp_path):
     killed = replay(tmp_path / "killed.jsonl", "--checkpoint-dir", str(state))
     checkpoint = state / f"replay.{stream.name}.ckpt"
     # killed once the state reflects half of the stream, before the shift is decided
-    _wait_for(lambda: _checkpointed_line(checkpoint) >= 100_000, 300, "a checkpoint")
+    wait_for(lambda: _checkpointed_line(checkpoint) >= 100_000, 300, "a checkpoint")
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     resumed = replay(tmp_path / "killed.jsonl", "--checkpoint-dir", str(state))

@@ -28,9 +28,7 @@ from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import config_fingerprint
 from streamer.config import load_settings
 from streamer.engine import Engine
-from tests.conftest import ROOT
-from tests.test_kafka_e2e import read_decisions
-from tests.test_recovery import _consumed, _wait_for
+from tests.support import ROOT, consumed_records, read_decisions, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -170,8 +168,8 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
     victim = _start(_env(bootstrap, topics, run, state, port), logs["victim"])
     try:
         # both read their share of the input partitions, then the victim dies mid-stream
-        _wait_for(lambda: "reading " in logs["victim"].read_text(), 60, "the victim's share")
-        _wait_for(lambda: _consumed(port) >= 30_000, 120, "the victim to work")
+        wait_for(lambda: "reading " in logs["victim"].read_text(), 60, "the victim's share")
+        wait_for(lambda: consumed_records(port) >= 30_000, 120, "the victim to work")
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()

@@ -7,7 +7,7 @@ import pytest
 
 from streamer.config import load_settings
 from streamer.errors import DriftgateError
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_defaults_are_valid_and_name_the_contract_keys():

@@ -30,7 +30,7 @@ from streamer.incident_page import (
     list_page,
 )
 from streamer.incidents import Incident, IncidentStore
-from tests.conftest import ROOT, replay_service
+from tests.support import ROOT, replay_service
 
 EVIDENCE = {
     "psi": 2.5,

@@ -27,7 +27,7 @@ from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import config_fingerprint
 from streamer.config import load_settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 

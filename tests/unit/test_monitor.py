@@ -17,7 +17,7 @@ from detectors.decision import Decision
 from detectors.divergence import g_test, psi
 from detectors.monitor import ModelMonitor, MonitorConfig
 from detectors.score_change import ScopedADWIN
-from tests.test_score_change import river_changes
+from tests.support import feed, river_changes
 
 REGIONS = ("eu", "us", "apac")
 COUNTRIES = ("DE", "FR", "IT", "ES", "NL")
@@ -70,14 +70,6 @@ def make_stream(
             "country": country.tolist(),
         },
     )
-
-
-def feed(monitor: ModelMonitor, batch: PredictionBatch, cuts: list[int]) -> list[Decision]:
-    bounds = [0, *sorted(cuts), len(batch)]
-    out: list[Decision] = []
-    for a, b in itertools.pairwise(bounds):
-        out.extend(monitor.update(batch.slice(a, b)))
-    return out
 
 
 def per_event(monitor: ModelMonitor, batch: PredictionBatch) -> list[Decision]:

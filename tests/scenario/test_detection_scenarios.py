@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
-from tests.conftest import replay_service
+from tests.support import replay_service
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import pytest
 
 from detectors.decision import Decision
 from evaluation.simulate import SCENARIOS, generate, write_replay
-from tests.conftest import replay_service
+from tests.support import replay_service
 
 pytestmark = pytest.mark.slow
 

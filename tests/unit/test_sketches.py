@@ -12,9 +12,7 @@ import ast
 import itertools
 import json
 import math
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,13 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-try:
-    from detectors.sketches import CategoricalSketch, NumericSketch
-except ModuleNotFoundError:  # repo root not on sys.path (no editable install / conftest yet)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.sketches import CategoricalSketch, NumericSketch
+from tests.support import ROOT
 
-SKETCHES = Path(__file__).resolve().parents[1] / "detectors" / "sketches"
+SKETCHES = ROOT / "detectors" / "sketches"
 FAST = settings(max_examples=150, deadline=None)
 NAN, INF = math.nan, math.inf
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import replay_service
-from tests.real_data import ELEC2, INSECTS, WEATHER, open_csv
+from tests.support import ELEC2, INSECTS, WEATHER, open_csv, replay_service
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from streamer.engine import PREDICTIONS, InputRecord
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
-from tests.conftest import replay_service
+from tests.support import replay_service
 
 
 def _service_after_replay(tmp_path, scenario="covariate_shift", events=40_000) -> Service:

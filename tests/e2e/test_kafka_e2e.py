@@ -8,9 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
-import confluent_kafka
 import jsonschema
 import orjson
 import pytest
@@ -18,11 +16,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from evaluation.simulate import SCENARIOS, generate
 from streamer.broker import EmbeddedBroker, create_topics
-from streamer.cloud_events import event_subject
 from streamer.config import KafkaConfig, TopicsConfig
 from streamer.sinks import KafkaSinks, decision_json
-from tests.conftest import ROOT
-from tests.test_cloud_events import _decision, parse_decision_message
+from tests.support import ROOT, read_all, read_decisions, sample_decision
 
 pytestmark = pytest.mark.slow
 
@@ -37,81 +33,6 @@ BAD_PREDICTIONS = [
     ),
 ]
 BAD_FEEDBACK = [(b'{"event_id": "p-1", "ts": "yesterday", "label": 1}', "invalid_value")]
-
-
-def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
-    """Every message of a topic: read until nothing new came for ``idle_s``.
-
-    (Not up to end_offsets(): Tansu answers ListOffsets with the last batch's base
-    offset, so that would stop short of the last batch.)
-    """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    messages: list = []
-    quiet_since = time.monotonic()
-    while time.monotonic() - quiet_since < idle_s:
-        for batch in consumer.poll(timeout_ms=200).values():
-            messages.extend(batch)
-            quiet_since = time.monotonic()
-    consumer.close()
-    return messages
-
-
-CLOUDEVENT_HEADERS = sorted(
-    ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type"]
-)
-
-
-def read_decisions(bootstrap: str, topic: str, group_id: str, idle_s: float = 3.0) -> list[dict]:
-    """Every decision of a topic, read by an independent librdkafka client, each checked
-    to be a binary-mode CloudEvent (every ce_* header, right values, parsed by the
-    CloudEvents SDK to the same data as its JSON body); returns the bodies."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-cloudevents-reader",
-            "enable.auto.commit": False,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    beginning = confluent_kafka.OFFSET_BEGINNING
-    consumer.assign([confluent_kafka.TopicPartition(topic, p, beginning) for p in partitions])
-    messages = []
-    quiet_since = time.monotonic()  # until nothing new came for idle_s, as _read_all
-    while time.monotonic() - quiet_since < idle_s:
-        message = consumer.poll(0.2)
-        if message is None:
-            continue
-        assert message.error() is None, message.error()
-        messages.append(message)
-        quiet_since = time.monotonic()
-    consumer.close()
-
-    decisions = []
-    for message in messages:
-        headers = message.headers() or []
-        assert sorted(name for name, _ in headers) == CLOUDEVENT_HEADERS, headers
-        body = orjson.loads(message.value())
-        assert message.key() == body["model"].encode()
-        event = parse_decision_message(headers, message.key(), message.value())
-        scope = body["scope"]
-        assert event.get_specversion() == "1.0"
-        assert event.get_id() == body["decision_id"]
-        assert event.get_source() == f"/driftgate/{group_id}"
-        assert event.get_type() == f"io.driftgate.decision.{body['action']}"
-        assert event.get_subject() == event_subject(
-            body["model"], body["model_version"], scope["feature"], scope["cohort"]
-        )
-        moment = event.get_time()
-        assert moment is not None and moment.utcoffset() == timedelta(0)
-        assert dict(headers)["ce_time"].endswith(b"Z")
-        assert abs(body["ts"] - moment.timestamp()) < 1e-3  # to the millisecond
-        assert event.get_datacontenttype() == "application/json"
-        assert event.get_data() == body
-        decisions.append(body)
-    return decisions
 
 
 def test_run_consumes_decides_dead_letters_and_commits(
@@ -176,11 +97,11 @@ def test_run_consumes_decides_dead_letters_and_commits(
     assert ("investigate", "covariate_drift", "amount", "null") in found
     assert all(d["scope"]["feature"] == "amount" for d in decisions), found
 
-    dead = _read_all(bootstrap, f"{topics['predictions']}.dlq")
+    dead = read_all(bootstrap, f"{topics['predictions']}.dlq")
     assert sorted(m.value for m in dead) == sorted(raw for raw, _ in BAD_PREDICTIONS)
     reasons = {m.value: dict(m.headers)["driftgate.reason"].decode() for m in dead}
     assert reasons == {raw: reason for raw, reason in BAD_PREDICTIONS}
-    dead_feedback = _read_all(bootstrap, f"{topics['feedback']}.dlq")
+    dead_feedback = read_all(bootstrap, f"{topics['feedback']}.dlq")
     assert [dict(m.headers)["driftgate.reason"].decode() for m in dead_feedback] == [
         "invalid_value"
     ]
@@ -188,7 +109,7 @@ def test_run_consumes_decides_dead_letters_and_commits(
     checker = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     for topic in (topics["predictions"], topics["feedback"]):
         ends: dict[int, int] = {}
-        for message in _read_all(bootstrap, topic):
+        for message in read_all(bootstrap, topic):
             ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
         committed = {p: checker.committed(TopicPartition(topic, p)) for p in ends}
         assert committed == ends, topic
@@ -213,9 +134,11 @@ def test_the_documented_consumer_routes_by_type_and_deduplicates_by_id(
             topics=TopicsConfig(decisions=topic),
         )
     )
-    retrain = _decision(action="retrain")
-    rollback = _decision(action="rollback", cause="deployment_regression", feature=None)
-    sinks.decisions.write([retrain, retrain, _decision(action="investigate"), retrain, rollback])
+    retrain = sample_decision(action="retrain")
+    rollback = sample_decision(action="rollback", cause="deployment_regression", feature=None)
+    sinks.decisions.write(
+        [retrain, retrain, sample_decision(action="investigate"), retrain, rollback]
+    )
     sinks.flush()
     sinks.close()
 

@@ -17,8 +17,7 @@ from streamer.backfill import Finish, Left, committed_behind
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.config import KafkaConfig
 from streamer.errors import DriftgateError
-from tests.test_kafka_e2e import _read_all
-from tests.test_recovery import _env, _final_state, _start, _summary, _topics
+from tests.support import final_state, read_all, run_env, start_run, state_summary, topics_for
 
 EVENTS = 100_000
 
@@ -98,7 +97,7 @@ def test_a_backfill_killed_and_restarted_finishes_every_partition(
     broker: EmbeddedBroker, topic_prefix, tmp_path
 ):
     bootstrap = broker.bootstrap_servers
-    topics = _topics(topic_prefix)
+    topics = topics_for(topic_prefix)
     _produce(bootstrap, topics, seed=12)
     runs = {}
     for run, kill in (("straight", False), ("killed", True)):
@@ -106,28 +105,28 @@ def test_a_backfill_killed_and_restarted_finishes_every_partition(
         state = tmp_path / run
         # A session longer than the idle time: a dead member holds its partitions past it.
         env = {
-            **_env(bootstrap, topics, name, state),
+            **run_env(bootstrap, topics, name, state),
             "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "20000",
         }
         log = tmp_path / f"{run}.log"
-        members = [_start(env, log, "--exit-when-idle", "8")]
+        members = [start_run(env, log, "--exit-when-idle", "8")]
         if kill:
-            members.append(_start(env, log, "--exit-when-idle", "8"))
+            members.append(start_run(env, log, "--exit-when-idle", "8"))
             time.sleep(10.0)  # joined (~3 s) and part way through the backfill
             members[0].send_signal(signal.SIGKILL)
             members[0].wait()
             # started again at once: the killed member holds its partitions for 20 s, while
             # the other one runs out of its own input
-            members[0] = _start(env, log, "--exit-when-idle", "8")
+            members[0] = start_run(env, log, "--exit-when-idle", "8")
         for member in members:
             assert member.wait(timeout=300) == 0, log.read_text()[-3000:]
         kafka = _kafka(bootstrap, topics, f"{name}-group")
         inputs = (topics["predictions"], topics["feedback"])
         assert committed_behind(kafka, kafka.group_id, inputs) == {}
         assert committed_behind(kafka, judge_group(kafka), [internal_topic(kafka)]) == {}
-        decisions = _read_all(bootstrap, f"{name}-decisions")
+        decisions = read_all(bootstrap, f"{name}-decisions")
         runs[run] = (
-            _summary(_final_state(state, kafka.group_id, topics["predictions"])),
+            state_summary(final_state(state, kafka.group_id, topics["predictions"])),
             {orjson.loads(m.value)["decision_id"] for m in decisions},
         )
     straight, killed = runs["straight"], runs["killed"]
@@ -143,7 +142,7 @@ def test_a_partition_nobody_commits_ends_the_wait_with_its_name(
     broker: EmbeddedBroker, topic_prefix, tmp_path
 ):
     bootstrap = broker.bootstrap_servers
-    topics = _topics(topic_prefix)
+    topics = topics_for(topic_prefix)
     _produce(bootstrap, topics, seed=13)
     group = f"{topic_prefix}-group"
     # A member of the group that reads its share and never commits it.
@@ -170,9 +169,9 @@ def test_a_partition_nobody_commits_ends_the_wait_with_its_name(
             time.sleep(0.2)
         assert stuck.assignment(), "the stuck member did not join"
         log = tmp_path / "run.log"
-        env = _env(bootstrap, topics, topic_prefix, tmp_path / "state")
+        env = run_env(bootstrap, topics, topic_prefix, tmp_path / "state")
         started = time.monotonic()
-        process = _start(env, log, "--exit-when-idle", "3", "--exit-timeout", "10")
+        process = start_run(env, log, "--exit-when-idle", "3", "--exit-timeout", "10")
         assert process.wait(timeout=120) == 2, log.read_text()[-3000:]
         assert time.monotonic() - started < 90
         message = log.read_text().splitlines()[-1]

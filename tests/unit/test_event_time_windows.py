@@ -14,7 +14,7 @@ from detectors.batch import PredictionBatch
 from detectors.monitor import ModelMonitor, MonitorConfig
 from streamer.config import load_settings
 from streamer.errors import DriftgateError
-from tests.test_monitor import feed
+from tests.support import feed
 
 R = 2_000
 WINDOW_S = 1_000.0

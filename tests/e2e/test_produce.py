@@ -14,8 +14,7 @@ import pytest
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.config import KafkaConfig, TopicsConfig
 from streamer.produce import produce
-from tests.conftest import ROOT
-from tests.test_kafka_e2e import _read_all
+from tests.support import ROOT, read_all
 
 pytestmark = pytest.mark.slow
 
@@ -59,13 +58,13 @@ def test_records_go_to_their_topics_keyed_by_model_and_bad_lines_are_skipped(
 
     assert produced.sent == {topics.predictions: 3, topics.feedback: 1}
     assert produced.skipped == [3, 4]
-    predictions = _read_all(broker.bootstrap_servers, topics.predictions)
+    predictions = read_all(broker.bootstrap_servers, topics.predictions)
     assert [(m.key, orjson.loads(m.value) if m.key else m.value) for m in predictions] == [
         (b"fraud", PREDICTION),
         (None, MALFORMED.encode()),
         (b"churn", churn),
     ]
-    feedback = _read_all(broker.bootstrap_servers, topics.feedback)
+    feedback = read_all(broker.bootstrap_servers, topics.feedback)
     assert [orjson.loads(m.value) for m in feedback] == [FEEDBACK]
 
 
@@ -124,7 +123,7 @@ def test_cli_flag_wins_over_the_environment(broker: EmbeddedBroker, topic_prefix
 
     assert done.returncode == 0, done.stderr
     assert f"1 to {topics.predictions}" in done.stderr
-    assert [m.key for m in _read_all(broker.bootstrap_servers, topics.predictions)] == [b"fraud"]
+    assert [m.key for m in read_all(broker.bootstrap_servers, topics.predictions)] == [b"fraud"]
 
 
 def test_cli_rejects_a_rate_that_is_not_positive(tmp_path):

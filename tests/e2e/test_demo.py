@@ -14,7 +14,7 @@ import pytest
 
 from evaluation.demo_traffic import STORIES
 from streamer.broker import free_port
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,7 @@ import pytest
 
 from detectors.decision import Decision
 from evaluation.simulate import SCENARIOS, generate, write_replay
-from tests.conftest import replay_service
-from tests.real_data import ELEC2, open_csv
+from tests.support import ELEC2, open_csv, replay_service
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 from detectors.decision import Decision
 from streamer.events import EVENT_MODELS
 from streamer.schemas import render, schemas
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize("name", sorted(EVENT_MODELS))

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from streamer.config import LimitsConfig
 from streamer.decode import (
     REASONS,
-    Prediction,
     Rejected,
     _fast_feedback,
     _fast_prediction,
@@ -22,6 +21,7 @@ from streamer.decode import (
     invalid_feature_rows,
 )
 from streamer.events import FeedbackEvent, PredictionEvent
+from tests.support import decode_one
 
 LIMITS = LimitsConfig()
 GOOD = (
@@ -29,18 +29,6 @@ GOOD = (
     b' "cohort": {"region": "eu"}, "features": {"amount": 12.5, "country": "DE",'
     b' "is_new": true, "clicks": null}, "score": 0.1}'
 )
-
-
-def decode_one(
-    raw: bytes | None, limits: LimitsConfig, parsed: object = None
-) -> Prediction | Rejected:
-    """One prediction message decoded as the engine decodes its batches: the batch
-    decoder, then the feature values checked a column at a time."""
-    [event] = decode_prediction_envelopes([raw], [parsed], limits)
-    if isinstance(event, Rejected):
-        return event
-    bad = invalid_feature_rows({k: [v] for k, v in event["features"].items()}, limits)
-    return bad.get(0, event)
 
 
 def test_a_valid_prediction_keeps_its_types():

@@ -35,7 +35,7 @@ from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.config import KafkaConfig, TopicsConfig, load_settings
 from streamer.metrics import EngineCollector
 from streamer.produce import produce
-from tests.conftest import ROOT, replay_service
+from tests.support import ROOT, replay_service
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PACKAGES = ("detectors", "streamer", "evaluation")
 MAX_MODULE_LINES = 500

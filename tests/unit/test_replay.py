@@ -12,7 +12,7 @@ import pytest
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.sources import ReplaySource
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EVENTS = 60_000
 MALFORMED = [

@@ -40,7 +40,7 @@ from streamer.decode import (
     decode_prediction_envelope,
 )
 from streamer.engine import FEEDBACK, PREDICTIONS, Engine, InputRecord
-from tests.test_decode import decode_one
+from tests.support import decode_one
 
 LIMITS = LimitsConfig()
 VALID, INVALID, EITHER = "valid", "invalid", "either"

@@ -22,9 +22,19 @@ from streamer.checkpoint_topic import CHUNK_BYTES, CheckpointTopic
 from streamer.config import CheckpointConfig, KafkaConfig, load_settings
 from streamer.engine import Engine, InputRecord
 from streamer.errors import DriftgateError
-from tests.test_checkpoint import _engine, _fingerprint, _records, _state
-from tests.test_kafka_e2e import _read_all
-from tests.test_recovery import _env, _final_state, _start, _summary, _topics, _wait_for
+from tests.support import (
+    engine_state,
+    final_state,
+    fingerprint_of,
+    fraud_records,
+    read_all,
+    run_env,
+    small_engine,
+    start_run,
+    state_summary,
+    topics_for,
+    wait_for,
+)
 
 NOW = 1_700_000_000.0
 
@@ -62,7 +72,7 @@ def reopen(kafka: KafkaConfig, topic: str) -> Iterator[Callable[[], CheckpointTo
 
 def _history(kafka: KafkaConfig, topic: str) -> list[tuple[str, bytes | None]]:
     """Every record of the topic in order, tombstones included."""
-    messages = _read_all(kafka.bootstrap_servers, topic, idle_s=1.0)
+    messages = read_all(kafka.bootstrap_servers, topic, idle_s=1.0)
     return [(m.key.decode(), m.value) for m in messages]
 
 
@@ -71,28 +81,28 @@ def _manifest(kafka: KafkaConfig, topic: str, name: str) -> dict[str, object]:
 
 
 def test_a_checkpoint_in_a_topic_restores_the_state_and_its_offsets(store, kafka, topic, reopen):
-    records = _records(12_000)
-    engine = _engine()
+    records = fraud_records(12_000)
+    engine = small_engine()
     engine.process(records[:7_000])
     store.save("g.p", engine, engine.positions)
     assert store.saved == 1 and store.last_saved_at == NOW
-    loaded = reopen().load("g.p", _fingerprint(engine))
+    loaded = reopen().load("g.p", fingerprint_of(engine))
     assert loaded is not None
     assert loaded.positions == {("p", 0): 7_000}
     assert loaded.written_at == NOW
-    assert _state(loaded.engine) == _state(engine)
+    assert engine_state(loaded.engine) == engine_state(engine)
     # ...and it goes on exactly as the original does
     engine.process(records[7_000:])
     loaded.engine.process(records[7_000:])
-    assert _state(loaded.engine) == _state(engine)
+    assert engine_state(loaded.engine) == engine_state(engine)
 
 
 def _big_engine() -> Engine:
     """A real engine whose checkpoint is over 3 MB: the join store keeps 12,000
     predictions with long event ids for their labels."""
-    engine = _engine()
+    engine = small_engine()
     padded = []
-    for record in _records(12_000):
+    for record in fraud_records(12_000):
         value = orjson.loads(record.value)
         value["event_id"] = f"{value['event_id']}-{'x' * 240}"
         padded.append(InputRecord(record.kind, orjson.dumps(value), record.topic, 0, record.offset))
@@ -106,21 +116,21 @@ def test_a_checkpoint_of_several_chunks_round_trips(store, kafka, topic, reopen)
     manifest = _manifest(kafka, topic, "g.p")
     assert manifest["bytes"] > 3_000_000
     assert manifest["chunks"] == -(-manifest["bytes"] // CHUNK_BYTES) >= 6
-    loaded = reopen().load("g.p", _fingerprint(engine))
-    assert loaded is not None and _state(loaded.engine) == _state(engine)
+    loaded = reopen().load("g.p", fingerprint_of(engine))
+    assert loaded is not None and engine_state(loaded.engine) == engine_state(engine)
 
 
 def test_a_second_save_replaces_the_first_and_tombstones_its_chunks(store, kafka, topic, reopen):
-    records = _records(6_000)
-    engine = _engine()
+    records = fraud_records(6_000)
+    engine = small_engine()
     engine.process(records[:3_000])
     store.save("g.p", engine, engine.positions)
     first = _manifest(kafka, topic, "g.p")["generation"]
     engine.process(records[3_000:])
     store.save("g.p", engine, engine.positions)
-    loaded = reopen().load("g.p", _fingerprint(engine))
+    loaded = reopen().load("g.p", fingerprint_of(engine))
     assert loaded is not None and loaded.positions == {("p", 0): 6_000}
-    assert _state(loaded.engine) == _state(engine)
+    assert engine_state(loaded.engine) == engine_state(engine)
     # the first generation's chunks end with a tombstone, for compaction to free them
     latest: dict[str, bytes | None] = dict(_history(kafka, topic))
     old = [key for key in latest if key.startswith(f"g.p/{first}/")]
@@ -129,8 +139,8 @@ def test_a_second_save_replaces_the_first_and_tombstones_its_chunks(store, kafka
 
 
 def test_a_save_before_any_load_still_tombstones_the_old_chunks(store, kafka, topic, reopen):
-    engine = _engine()
-    engine.process(_records(2_000))
+    engine = small_engine()
+    engine.process(fraud_records(2_000))
     store.save("g.p", engine, engine.positions)
     first = _manifest(kafka, topic, "g.p")["generation"]
     reopened = reopen()
@@ -140,16 +150,16 @@ def test_a_save_before_any_load_still_tombstones_the_old_chunks(store, kafka, to
 
 
 def test_a_checkpoint_made_under_other_settings_is_not_loaded(store, kafka, topic, reopen, caplog):
-    engine = _engine()
-    engine.process(_records(3_000))
+    engine = small_engine()
+    engine.process(fraud_records(3_000))
     store.save("g.p", engine, engine.positions)
-    other = _engine(window_events=1_000)
+    other = small_engine(window_events=1_000)
     reopened = reopen()
-    assert reopened.load("g.p", _fingerprint(other)) is None
+    assert reopened.load("g.p", fingerprint_of(other)) is None
     assert reopened.rejected == 1
     assert "other detection" in caplog.text
     # left alone, not tombstoned: the settings rolled back, it loads again
-    assert reopened.load("g.p", _fingerprint(engine)) is not None
+    assert reopened.load("g.p", fingerprint_of(engine)) is not None
 
 
 @pytest.mark.parametrize("damage", [b"garbage", None], ids=["corrupt", "missing"])
@@ -162,13 +172,13 @@ def test_a_corrupt_or_missing_chunk_is_not_loaded(store, kafka, topic, reopen, d
     producer.flush()
     producer.close()
     reopened = reopen()
-    assert reopened.load("g.p", _fingerprint(engine)) is None
+    assert reopened.load("g.p", fingerprint_of(engine)) is None
     assert reopened.rejected == 1
     assert "not loaded" in caplog.text
     assert ("corrupt" if damage else "missing") in caplog.text
     # the next checkpoint supersedes it
     reopened.save("g.p", engine, engine.positions)
-    assert reopen().load("g.p", _fingerprint(engine)) is not None
+    assert reopen().load("g.p", fingerprint_of(engine)) is not None
 
 
 def test_no_checkpoint_is_no_state(store):
@@ -179,7 +189,7 @@ def test_no_checkpoint_is_no_state(store):
 def test_an_unreachable_broker_is_a_retriable_error():
     address = f"127.0.0.1:{free_port()}"
     store = CheckpointTopic(KafkaConfig(bootstrap_servers=address, request_timeout_ms=1_000), "c")
-    for attempt in (lambda: store.load("g.p", "x"), lambda: store.save("g.p", _engine(), {})):
+    for attempt in (lambda: store.load("g.p", "x"), lambda: store.save("g.p", small_engine(), {})):
         with pytest.raises(DriftgateError, match=f"cannot reach Kafka at {address}") as raised:
             attempt()
         assert raised.value.retriable
@@ -203,7 +213,7 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
     two halves of the stream and started again, ends with the state of a run that saw
     the whole stream at once (that one checkpoints to a directory)."""
     bootstrap = broker.bootstrap_servers
-    topics = _topics(topic_prefix)
+    topics = topics_for(topic_prefix)
     create_topics(bootstrap, topics.values())
     events = 40_000
     spec, incidents = SCENARIOS["covariate_shift"](events)
@@ -224,7 +234,7 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
     checkpoint_topic = f"{topic_prefix}-checkpoints"
     stopped = f"{topic_prefix}-stopped"
     env = {
-        **_env(bootstrap, topics, stopped, tmp_path / "no-volume"),
+        **run_env(bootstrap, topics, stopped, tmp_path / "no-volume"),
         "DRIFTGATE_CHECKPOINT__TOPIC": checkpoint_topic,
         "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "5000",
     }
@@ -239,15 +249,15 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
 
     produce(predictions[:half])
     log = tmp_path / "stopped.log"
-    first = _start(env, log)
-    _wait_for(lambda: checkpointed() == half, 60, "a checkpoint of the first half")
+    first = start_run(env, log)
+    wait_for(lambda: checkpointed() == half, 60, "a checkpoint of the first half")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0, log.read_text()[-3000:]
     produce(predictions[half:])
-    second = _start(env, log, "--exit-when-idle", "8")
+    second = start_run(env, log, "--exit-when-idle", "8")
     straight = f"{topic_prefix}-straight"
-    whole = _start(
-        _env(bootstrap, topics, straight, tmp_path / "straight"),
+    whole = start_run(
+        run_env(bootstrap, topics, straight, tmp_path / "straight"),
         tmp_path / "straight.log",
         "--exit-when-idle",
         "8",
@@ -261,7 +271,7 @@ def test_run_resumes_from_its_checkpoint_topic(broker: EmbeddedBroker, topic_pre
     reader.close()
     assert loaded is not None
     resumed = loaded.engine
-    whole_stream = _final_state(tmp_path / "straight", f"{straight}-group", topics["predictions"])
+    whole_stream = final_state(tmp_path / "straight", f"{straight}-group", topics["predictions"])
     assert resumed.counters.consumed == {"predictions": len(predictions)}
-    assert _summary(resumed)["fraud"]["events"] == len(predictions)
-    assert _summary(resumed) == _summary(whole_stream)
+    assert state_summary(resumed)["fraud"]["events"] == len(predictions)
+    assert state_summary(resumed) == state_summary(whole_stream)

@@ -7,7 +7,7 @@ import yaml
 from detectors.monitor import MonitorConfig
 from streamer.config import DETECTION_DESCRIPTIONS, Settings, load_settings
 from streamer.config_docs import render
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_checked_in_configuration_reference_matches_the_models():

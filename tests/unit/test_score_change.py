@@ -17,10 +17,9 @@ from river import drift
 from detectors.score_change import ChangePoint, ScopedADWIN, ScopedPageHinkley
 from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer.metrics import EngineCollector
-from tests.conftest import replay_service
+from tests.support import Change, replay_service, river_changes
 
 Stream = tuple[np.ndarray, np.ndarray, np.ndarray, int]
-Change = tuple[int, int, float, float]
 
 
 @st.composite
@@ -46,21 +45,6 @@ def streams(draw: st.DrawFn, max_rows: int) -> Stream:
         columns.append(n_scopes + rng.integers(0, size, n).astype(np.intp))
         n_scopes += size
     return values, np.stack(columns, axis=1), 10.0 + 0.5 * np.arange(n), n_scopes
-
-
-def river_changes(
-    detectors: list[Any], values: np.ndarray, scopes: np.ndarray, ts: np.ndarray, mean: Any
-) -> list[Change]:
-    """river's detectors fed row by row, each row's value to each of its scopes."""
-    changes = []
-    for i, value in enumerate(values.tolist()):
-        if math.isnan(value):
-            continue
-        for s in scopes[i].tolist():
-            detectors[s].update(value)
-            if detectors[s].drift_detected:
-                changes.append((s, i, float(ts[i]), mean(detectors[s])))
-    return changes
 
 
 def fired(changes: list[Change]) -> str:
