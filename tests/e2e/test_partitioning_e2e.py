@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import orjson
 import pytest
@@ -24,11 +20,15 @@ from kafka import KafkaProducer
 from evaluation.simulate import SCENARIOS, generate, write_replay
 from streamer import cli
 from streamer.broker import EmbeddedBroker, create_topics, free_port
-from streamer.checkpoint_directory import CheckpointDirectory
-from streamer.checkpoint_format import config_fingerprint
-from streamer.config import load_settings
-from streamer.engine import Engine
-from tests.support import ROOT, consumed_records, read_decisions, wait_for
+from tests.support import (
+    consumed_records,
+    final_state,
+    read_decisions,
+    run_env,
+    start_run,
+    topics_for,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -88,41 +88,6 @@ def _produce(bootstrap: str, topics: dict[str, str], log, partitions: int, keyed
     producer.close()
 
 
-def _env(bootstrap: str, topics: dict[str, str], run: str, state: Path, port: int = 0):
-    return {
-        **os.environ,
-        "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "DRIFTGATE_KAFKA__GROUP_ID": f"{run}-group",
-        "DRIFTGATE_KAFKA__SESSION_TIMEOUT_MS": "6000",
-        "DRIFTGATE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "DRIFTGATE_KAFKA__TOPICS__PREDICTIONS": topics["predictions"],
-        "DRIFTGATE_KAFKA__TOPICS__FEEDBACK": topics["feedback"],
-        "DRIFTGATE_KAFKA__TOPICS__DECISIONS": f"{run}-decisions",
-        "DRIFTGATE_METRICS__HOST": "127.0.0.1",
-        "DRIFTGATE_METRICS__PORT": str(port),
-        "DRIFTGATE_CHECKPOINT__DIR": str(state),
-        "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": "20000",
-    }
-
-
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
-
-
-def _judged(state: Path, run: str, topics: dict[str, str]) -> Engine:
-    settings = load_settings()
-    fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
-    loaded = CheckpointDirectory(state).load(f"{run}-group.{topics['predictions']}", fingerprint)
-    assert loaded is not None, f"no final checkpoint in {state}"
-    return loaded.engine
-
-
 @pytest.mark.parametrize(
     ("partitions", "keyed"),
     [(1, True), (3, True), (6, True), (3, False)],
@@ -133,16 +98,16 @@ def test_the_replays_decisions_however_the_topics_are_partitioned(
 ):
     log, replayed = stream
     bootstrap = broker.bootstrap_servers
-    topics = {name: f"{topic_prefix}-{name}" for name in ("predictions", "feedback")}
+    topics = topics_for(topic_prefix)
     _produce(bootstrap, topics, log, partitions, keyed)
     run = f"{topic_prefix}-run"
-    process = _start(
-        _env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
+    process = start_run(
+        run_env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
     )
     assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     assert _verdicts(decisions) == replayed
-    engine = _judged(tmp_path, run, topics)
+    engine = final_state(tmp_path, f"{run}-group", topics["predictions"])
     labels = sum(r["topic"] == "feedback" for r in log)
     assert engine.join.unknown == 0 and engine.join.joined == labels
     assert engine.order.late == 0 and engine.order.buffered == 0
@@ -155,17 +120,17 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
     midway: the decisions of one member alone."""
     log, replayed = stream
     bootstrap = broker.bootstrap_servers
-    topics = {name: f"{topic_prefix}-{name}" for name in ("predictions", "feedback")}
+    topics = topics_for(topic_prefix)
     _produce(bootstrap, topics, log, 6, keyed=True)
 
     run = f"{topic_prefix}-pair"
     state = tmp_path / "pair"
     logs = {member: tmp_path / f"{member}.log" for member in ("survivor", "victim")}
     port = free_port()
-    survivor = _start(
-        _env(bootstrap, topics, run, state), logs["survivor"], "--exit-when-idle", "20"
+    survivor = start_run(
+        run_env(bootstrap, topics, run, state), logs["survivor"], "--exit-when-idle", "20"
     )
-    victim = _start(_env(bootstrap, topics, run, state, port), logs["victim"])
+    victim = start_run(run_env(bootstrap, topics, run, state, port), logs["victim"])
     try:
         # both read their share of the input partitions, then the victim dies mid-stream
         wait_for(lambda: "reading " in logs["victim"].read_text(), 60, "the victim's share")
@@ -184,7 +149,7 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
     # decisions made again after the kill carry the same ids: count each once
     unique = list({d["decision_id"]: d for d in decisions}.values())
     assert _verdicts(unique) == replayed
-    engine = _judged(state, run, topics)
+    engine = final_state(state, f"{run}-group", topics["predictions"])
     assert engine.join.unknown == 0
     assert sum(m.events for m in engine.monitors.values()) == sum(
         r["topic"] == "predictions" for r in log
