@@ -25,13 +25,19 @@ The buffer is bounded (``max_buffered_events``): past it, everything buffered is
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.batch import PredictionBatch
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11 on
+
+R = TypeVar("R", bound="_Rows")
 
 # A source of events: (topic, partition), or ("replay", -1) for a replay file.
 Position = tuple[str, int]
@@ -201,21 +207,15 @@ class EventOrder:
             return Released({}, NO_LABELS)
         predictions: dict[str, PredictionBatch] = {}
         for model in sorted(self._predictions):
-            ready, rest = self._split(PredictionBatch.concat(self._predictions[model]), bound)
+            ready, kept = _older_than(self._predictions[model], bound, PredictionBatch.concat)
             if ready is not None:
                 predictions[model] = ready
-            if rest is None:
-                del self._predictions[model]
+            if kept:
+                self._predictions[model] = kept
             else:
-                self._predictions[model] = [rest]
-        labels = NO_LABELS
-        if self._labels:
-            pending = Labels.concat(self._labels)
-            ready_rows = np.flatnonzero(pending.ts < bound)
-            kept = np.flatnonzero(pending.ts >= bound)
-            ready_rows = ready_rows[_order(pending.ts[ready_rows], _pick(pending, ready_rows))]
-            labels = pending.take(ready_rows)
-            self._labels = [pending.take(kept)] if len(kept) else []
+                del self._predictions[model]
+        ready_labels, self._labels = _older_than(self._labels, bound, Labels.concat)
+        labels = NO_LABELS if ready_labels is None else ready_labels
         released = len(labels) + sum(map(len, predictions.values()))
         self._buffered -= released
         if bound != math.inf:
@@ -234,17 +234,40 @@ class EventOrder:
         active = [w for s, w in self._watermark.items() if s not in self._idle]
         return min(active) if active else math.inf
 
-    @staticmethod
-    def _split(
-        batch: PredictionBatch, bound: float
-    ) -> tuple[PredictionBatch | None, PredictionBatch | None]:
-        ready = np.flatnonzero(batch.ts < bound)
-        if not len(ready):
-            return None, batch
-        ready = ready[_order(batch.ts[ready], [batch.event_id[i] for i in ready.tolist()])]
-        rest = np.flatnonzero(batch.ts >= bound)
-        return batch.take(ready), (batch.take(rest) if len(rest) else None)
+
+class _Rows(Protocol):
+    """What the merge needs of a part: PredictionBatch and Labels both are."""
+
+    @property
+    def ts(self) -> FloatArray: ...
+
+    @property
+    def event_id(self) -> Sequence[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def take(self, rows: IndexArray) -> Self: ...
 
 
-def _pick(labels: Labels, rows: IndexArray) -> list[str]:
-    return [labels.event_id[i] for i in rows.tolist()]
+def _older_than(
+    parts: list[R], bound: float, concat: Callable[[Sequence[R]], R]
+) -> tuple[R | None, list[R]]:
+    """The rows of ``parts`` older than ``bound``, in (event time, event id) order, and the
+    parts that are left. A part wholly on one side is not copied: while a lagging source
+    holds the merge back, each release costs what it releases, not what waits."""
+    ready: list[R] = []
+    kept: list[R] = []
+    for part in parts:
+        ts = part.ts
+        if float(ts.max()) < bound:
+            ready.append(part)
+        elif float(ts.min()) >= bound:
+            kept.append(part)
+        else:
+            older = ts < bound
+            ready.append(part.take(np.flatnonzero(older)))
+            kept.append(part.take(np.flatnonzero(~older)))
+    if not ready:
+        return None, kept
+    merged = concat(ready)
+    return merged.take(_order(merged.ts, merged.event_id)), kept
