@@ -272,6 +272,7 @@ def run(
         )
         connections.inputs.handler = forwarder
         service.caught_up = lambda: forwarder.caught_up
+        service.input_lag = lambda: dict(forwarder.lag)
         state.update(connections=connections, service=service)
         registry.register(EngineCollector(service))
         ingest = threading.Thread(target=forwarder.run, args=(stop,), name="ingest", daemon=True)

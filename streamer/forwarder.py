@@ -61,6 +61,7 @@ class Forwarder:
         self.forwarded = 0
         self._last_record_at: dict[Position, float] = {}
         self._caught_up = False
+        self.lag: dict[Position, int] = {}
         self.failure: BaseException | None = None
         self._reported_idle: set[Position] = set()
 
@@ -95,6 +96,8 @@ class Forwarder:
                 self.reason_log.record(letter)
             self.sinks.dead_letters.write(dead)
             chunks.extend(ingested)
+        # The input partitions' lag, for the metrics (this thread owns the consumer).
+        self.lag = self.source.lag()
         done = self.source.caught_up()
         self._caught_up = bool(self.source.assignment) and done >= self.source.assignment
         idle = {tp for tp in done if now - self._last_record_at.get(tp, -math.inf) >= self.idle_s}

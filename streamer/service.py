@@ -107,6 +107,9 @@ class Service:
         # idle member exits only then, not while its group join is still under way.
         self.caught_up: Callable[[], bool] = lambda: True
         self.before_final_checkpoint: Callable[[], None] = lambda: None
+        # The lag of the input partitions this member reads, when its source is the
+        # internal topic (read by its ingest's thread, see app.run).
+        self.input_lag: Callable[[], dict[Position, int]] = dict
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.lock = threading.Lock()
@@ -206,7 +209,7 @@ class Service:
         if self.clock() - self._lag_at >= LAG_REFRESH_S:
             # Asked here, on the loop's thread: a Kafka consumer is not thread-safe.
             self._lag_at = self.clock()
-            self.lag = self.source.lag()
+            self.lag = {**self.source.lag(), **self.input_lag()}
         return True
 
     def _checkpoint(self) -> None:

@@ -9,10 +9,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from evaluation.simulate import SCENARIOS, generate, write_replay
-from streamer.engine import PREDICTIONS, InputRecord
+from streamer.config import load_settings
+from streamer.engine import PREDICTIONS, Engine, InputRecord
 from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
+from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 from tests.support import replay_service
 
 
@@ -168,3 +170,38 @@ def test_the_event_time_merge_is_exported(tmp_path):
 def generate_one_prediction() -> dict:
     spec, _ = SCENARIOS["stationary"](10)
     return next(r["value"] for r in generate(spec, 10, seed=3) if r["topic"] == "predictions")
+
+
+class _InternalTopic:
+    """A judge's source: the internal topic, three records behind its end."""
+
+    def poll(self) -> list:
+        return []
+
+    def commit(self, offsets=None) -> None:
+        pass
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {("g.events", 0): 3}
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_lag_of_the_input_partitions_is_exported_beside_the_internal_topics(tmp_path):
+    settings = load_settings()
+    service = Service(
+        Engine(settings.monitor, settings.limits, settings.feedback),
+        _InternalTopic(),
+        JsonLinesDecisionSink(tmp_path / "d.jsonl"),
+        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
+    )
+    service.input_lag = lambda: {("predictions", 1): 5, ("feedback", 0): 0}
+    service.step()
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    lag = {
+        (s.labels["topic"], s.labels["partition"]): s.value
+        for s in _samples(registry)["driftgate_consumer_lag_records"]
+    }
+    assert lag == {("g.events", "0"): 3, ("predictions", "1"): 5, ("feedback", "0"): 0}
