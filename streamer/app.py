@@ -39,13 +39,7 @@ def new_engine(settings: Settings) -> Engine:
         path = Path(settings.reference.file)
         references = load_references(path, settings.limits, settings.monitor.min_reference_events)
         log.info("references pinned from %s: %s", path, ", ".join(sorted(references)))
-    return Engine(
-        settings.monitor,
-        settings.limits,
-        settings.feedback,
-        references,
-        max_buffered_events=settings.limits.max_buffered_events,
-    )
+    return Engine(settings.monitor, settings.limits, settings.feedback, references)
 
 
 def replay(

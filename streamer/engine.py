@@ -152,12 +152,10 @@ class Engine:
         limits: LimitsConfig,
         feedback: FeedbackConfig | None = None,
         references: Mapping[str, PredictionBatch] | None = None,
-        max_buffered_events: int = 500_000,
     ) -> None:
         self.monitor_config = monitor_config
         self.limits = limits
         self.feedback = feedback or FeedbackConfig()
-        self.max_buffered_events = max_buffered_events
         # Per model, a reference pinned instead of one built from its first events.
         self.references: Mapping[str, PredictionBatch] = references or {}
         # In the checkpoint fingerprint: a state fitted on other references is not resumed.
@@ -180,7 +178,7 @@ class Engine:
             grace_s=self.feedback.join_grace_s,
             max_pending=self.feedback.join_max_pending,
         )
-        self.order = EventOrder(self.max_buffered_events)
+        self.order = EventOrder(self.limits.max_buffered_events)
         self.clocks = SourceClocks(self.limits.max_future_s)
         self.monitors: dict[str, ModelMonitor] = {}
         self.counters = EngineCounters()
