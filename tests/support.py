@@ -99,29 +99,33 @@ def read_decisions(bootstrap: str, topic: str, group_id: str, idle_s: float = 3.
         quiet_since = time.monotonic()
     consumer.close()
 
-    decisions = []
-    for message in messages:
-        headers = message.headers() or []
-        assert sorted(name for name, _ in headers) == CLOUDEVENT_HEADERS, headers
-        body = orjson.loads(message.value())
-        assert message.key() == body["model"].encode()
-        event = parse_decision_message(headers, message.key(), message.value())
-        scope = body["scope"]
-        assert event.get_specversion() == "1.0"
-        assert event.get_id() == body["decision_id"]
-        assert event.get_source() == f"/driftgate/{group_id}"
-        assert event.get_type() == f"io.driftgate.decision.{body['action']}"
-        assert event.get_subject() == event_subject(
-            body["model"], body["model_version"], scope["feature"], scope["cohort"]
-        )
-        moment = event.get_time()
-        assert moment is not None and moment.utcoffset() == timedelta(0)
-        assert dict(headers)["ce_time"].endswith(b"Z")
-        assert abs(body["ts"] - moment.timestamp()) < 1e-3  # to the millisecond
-        assert event.get_datacontenttype() == "application/json"
-        assert event.get_data() == body
-        decisions.append(body)
-    return decisions
+    return [cloudevent_body(message, group_id) for message in messages]
+
+
+def cloudevent_body(message: Any, group_id: str) -> dict:
+    """A decision message read by librdkafka, checked to be a binary-mode CloudEvent
+    (every ce_* header, right values, parsed by the CloudEvents SDK to the same data as
+    its JSON body) of driftgate's consumer group ``group_id``; returns the body."""
+    headers = message.headers() or []
+    assert sorted(name for name, _ in headers) == CLOUDEVENT_HEADERS, headers
+    body: dict = orjson.loads(message.value())
+    assert message.key() == body["model"].encode()
+    event = parse_decision_message(headers, message.key(), message.value())
+    scope = body["scope"]
+    assert event.get_specversion() == "1.0"
+    assert event.get_id() == body["decision_id"]
+    assert event.get_source() == f"/driftgate/{group_id}"
+    assert event.get_type() == f"io.driftgate.decision.{body['action']}"
+    assert event.get_subject() == event_subject(
+        body["model"], body["model_version"], scope["feature"], scope["cohort"]
+    )
+    moment = event.get_time()
+    assert moment is not None and moment.utcoffset() == timedelta(0)
+    assert dict(headers)["ce_time"].endswith(b"Z")
+    assert abs(body["ts"] - moment.timestamp()) < 1e-3  # to the millisecond
+    assert event.get_datacontenttype() == "application/json"
+    assert event.get_data() == body
+    return body
 
 
 def topics_for(prefix: str) -> dict[str, str]:

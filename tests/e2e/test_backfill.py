@@ -16,7 +16,14 @@ from streamer.app import internal_topic, judge_group
 from streamer.backfill import committed_behind
 from streamer.broker import EmbeddedBroker, create_topics
 from streamer.config import KafkaConfig
-from tests.support import final_state, read_all, run_env, start_run, state_summary, topics_for
+from tests.support import (
+    final_state,
+    read_decisions,
+    run_env,
+    start_run,
+    state_summary,
+    topics_for,
+)
 
 EVENTS = 100_000
 
@@ -74,10 +81,10 @@ def test_a_backfill_killed_and_restarted_finishes_every_partition(
         inputs = (topics["predictions"], topics["feedback"])
         assert committed_behind(kafka, kafka.group_id, inputs) == {}
         assert committed_behind(kafka, judge_group(kafka), [internal_topic(kafka)]) == {}
-        decisions = read_all(bootstrap, f"{name}-decisions")
+        decisions = read_decisions(bootstrap, f"{name}-decisions", kafka.group_id)
         runs[run] = (
             state_summary(final_state(state, kafka.group_id, topics["predictions"])),
-            {orjson.loads(m.value)["decision_id"] for m in decisions},
+            {d["decision_id"] for d in decisions},
         )
     straight, killed = runs["straight"], runs["killed"]
     assert straight[0]["fraud"]["events"] == EVENTS

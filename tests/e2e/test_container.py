@@ -27,7 +27,7 @@ from streamer.broker import EmbeddedBroker, create_topics, free_port
 from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import config_fingerprint
 from streamer.config import load_settings
-from tests.support import ROOT
+from tests.support import ROOT, cloudevent_body
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +87,10 @@ def container_name() -> Iterator[str]:
     _podman("rm", "--force", "--time=0", name)
 
 
-def _first_decision(bootstrap: str, topic: str, running: str, timeout_s: float) -> dict:
-    """The first decision on ``topic``, read by an independent librdkafka client; fails
-    early with the container's log when the container stops."""
+def _first_decision(bootstrap: str, topic: str, group: str, running: str, timeout_s: float) -> dict:
+    """The first decision on ``topic``, read by an independent librdkafka client and
+    checked as a CloudEvent of driftgate's ``group``; fails early with the container's
+    log when the container stops."""
     consumer = confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -104,7 +105,7 @@ def _first_decision(bootstrap: str, topic: str, running: str, timeout_s: float) 
             message = consumer.poll(1.0)
             if message is not None:
                 assert message.error() is None, message.error()
-                return dict(orjson.loads(message.value()))
+                return cloudevent_body(message, group)
             state = _podman("inspect", "--format={{.State.Status}}", running).stdout.strip()
             assert state == "running", f"the container is {state}:\n{_logs(running)}"
     finally:
@@ -176,7 +177,7 @@ def test_the_image_reads_kafka_decides_serves_metrics_and_stops_cleanly(
     )
     assert run.returncode == 0, run.stderr[-3000:]
 
-    decision = _first_decision(bootstrap, topics["decisions"], container_name, timeout_s=180)
+    decision = _first_decision(bootstrap, topics["decisions"], group, container_name, timeout_s=180)
     decided = time.monotonic()
     assert (decision["action"], decision["cause"]) == ("investigate", "covariate_drift")
     assert decision["scope"]["feature"] == "amount"

@@ -23,7 +23,7 @@ from streamer.checkpoint_format import MAGIC
 from tests.support import (
     ROOT,
     final_state,
-    read_all,
+    read_decisions,
     run_env,
     start_run,
     state_summary,
@@ -64,10 +64,10 @@ def test_kill_9_at_five_points_changes_nothing(broker: EmbeddedBroker, topic_pre
         # idle long enough for the killed member's session to time out and a rejoin
         done = start_run(env, log, "--exit-when-idle", "15")
         assert done.wait(timeout=240) == 0, log.read_text()[-3000:]
-        decisions = read_all(bootstrap, f"{name}-decisions")
+        decisions = read_decisions(bootstrap, f"{name}-decisions", f"{name}-group")
         runs[run] = (
             state_summary(final_state(state, f"{name}-group", topics["predictions"])),
-            {orjson.loads(m.value)["decision_id"] for m in decisions},
+            {d["decision_id"] for d in decisions},
             len(decisions),
         )
     straight, killed = runs["straight"], runs["killed"]
