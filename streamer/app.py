@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -95,25 +96,17 @@ def connect(settings: Settings, stop: threading.Event) -> Connections | None:
     return None
 
 
+@dataclass(frozen=True)
 class Connections:
     """A member's Kafka clients: its ingest (input topics, in the group), its judge
     (the internal topic, in ``<group>.judge``) and a producer for each."""
 
-    def __init__(
-        self,
-        inputs: KafkaSource,
-        ingest_sinks: KafkaSinks,
-        judge: KafkaSource,
-        sinks: KafkaSinks,
-        internal_topic: str,
-        expected: frozenset[Position],
-    ) -> None:
-        self.inputs = inputs
-        self.ingest_sinks = ingest_sinks
-        self.judge = judge
-        self.sinks = sinks
-        self.internal_topic = internal_topic
-        self.expected = expected
+    inputs: KafkaSource
+    ingest_sinks: KafkaSinks
+    judge: KafkaSource
+    sinks: KafkaSinks
+    internal_topic: str
+    expected: frozenset[Position]
 
     @staticmethod
     def open(kafka: KafkaConfig) -> Connections:

@@ -37,7 +37,7 @@ from detectors.batch import PredictionBatch
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11 on
 
-R = TypeVar("R", bound="_Rows")
+R = TypeVar("R", bound="TimedRows")
 
 # A source of events: (topic, partition), or ("replay", -1) for a replay file.
 Position = tuple[str, int]
@@ -235,8 +235,8 @@ class EventOrder:
         return min(active) if active else math.inf
 
 
-class _Rows(Protocol):
-    """What the merge needs of a part: PredictionBatch and Labels both are."""
+class TimedRows(Protocol):
+    """Columns of events with their times: PredictionBatch and Labels both are."""
 
     @property
     def ts(self) -> FloatArray: ...

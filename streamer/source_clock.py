@@ -11,21 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from detectors.arrays import FloatArray, IndexArray
+from detectors.arrays import FloatArray
+from streamer.event_order import TimedRows
 
-
-class _Timed(Protocol):
-    @property
-    def ts(self) -> FloatArray: ...
-
-    def take(self: _T, rows: IndexArray) -> _T: ...
-
-
-_T = TypeVar("_T", bound=_Timed)
+_T = TypeVar("_T", bound=TimedRows)
 
 
 @dataclass(frozen=True)
