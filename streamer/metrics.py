@@ -220,6 +220,17 @@ class EngineCollector(Collector):
             "Event time between the end of the reference and the newest prediction.",
             labels=["model"],
         )
+        first_day = GaugeMetricFamily(
+            "driftgate_reference_first_day_remaining_seconds",
+            "Event time until the first day is sampled, on a stream whose reference covers "
+            "less than a day; then features that follow the hour are compared hour by hour.",
+            labels=["model"],
+        )
+        seasonal = GaugeMetricFamily(
+            "driftgate_feature_seasonal",
+            "1 when the feature's windows are compared with the same hours of the reference.",
+            labels=["model", "feature"],
+        )
         events = CounterMetricFamily(
             "driftgate_predictions", "Predictions processed per model.", labels=["model"]
         )
@@ -229,6 +240,8 @@ class EngineCollector(Collector):
             events.add_metric([model], snapshot.events)
             if snapshot.reference_age_s is not None:
                 age.add_metric([model], snapshot.reference_age_s)
+            if snapshot.first_day_remaining_s is not None:
+                first_day.add_metric([model], snapshot.first_day_remaining_s)
             scope_names = [scope_label(dict(s.cohort)) for s in snapshot.scopes]
             for figures, name in zip(snapshot.scopes, scope_names):
                 window.add_metric([model, name], float(figures.window_events))
@@ -237,6 +250,7 @@ class EngineCollector(Collector):
                 score_mean.add_metric([model, name], figures.score_mean)
             for feature in snapshot.features:
                 wrong_type.add_metric([model, feature.name], feature.wrong_type_values)
+                seasonal.add_metric([model, feature.name], float(feature.seasonal))
                 for scope, name in enumerate(scope_names):
                     if math.isnan(feature.psi[scope]):  # never judged in this scope
                         continue
@@ -251,7 +265,8 @@ class EngineCollector(Collector):
                     open_condition.add_metric(key, float(feature.drift_reported[scope]))
             for name, n in snapshot.unknown_features:
                 unknown.add_metric([model, name], n)
-        yield from (events, progress, age, window, score_changes, score_shifts, score_mean)
+        yield from (events, progress, age, first_day, seasonal, window)
+        yield from (score_changes, score_shifts, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)
 
     def _health_and_outcomes(self, snapshots: Sequence[MonitorSnapshot]) -> Iterator[Metric]:

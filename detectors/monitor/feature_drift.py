@@ -74,7 +74,8 @@ class FeatureDrift:
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
     window_values: list[FloatArray] = field(default_factory=list)
-    # (hour, scope, bin) reference counts, kept when the reference covers a day.
+    # (hour, scope, bin) reference counts, kept when the reference covers a day, or
+    # from the first day's sample when the feature follows the hour (DaySample).
     reference_hourly: IntArray | None = None
     # Per scope: the last window had too few present values to judge drift on.
     undecided: BoolArray | None = None
@@ -166,11 +167,13 @@ class FeatureDrift:
             self.last_unseen = (float(codes[-1]), texts[-1])
         return bins, series
 
-    def accumulate(self, values: Sequence[object], rows: IndexArray) -> None:
-        """Add a part of the current window: each row's value and scopes."""
+    def accumulate(self, values: Sequence[object], rows: IndexArray) -> IndexArray:
+        """Add a part of the current window: each row's value and scopes. Returns each
+        row's bin."""
         bin_index, series = self.observe(values, rows)
         self.current += scope_histograms(bin_index, rows, len(self.psi), self.bins.n_bins)
         self.window_values.append(np.repeat(series, rows.shape[1]))
+        return bin_index
 
     def drifted(self, psi_threshold: float, alpha: float) -> BoolArray:
         """Per scope: the last judged window moved, by its effect (PSI) and beyond noise
@@ -283,6 +286,7 @@ class FeatureDrift:
             rescale_factor=tuple(np.asarray(factor, dtype=np.float64).tolist()),
             null_ratio=tuple(np.asarray(nulls, dtype=np.float64).tolist()),
             repeat_ratio=tuple(np.asarray(repeats, dtype=np.float64).tolist()),
+            seasonal=self.reference_hourly is not None,
         )
 
 
@@ -346,6 +350,10 @@ def window_statistics(
         block = slice(i * rows, (i + 1) * rows)
         if state.reference_hourly is not None:
             expected = matched_reference(state.reference_hourly[:, judged], hour_events[judged])
+            # A scope whose window began before the feature became seasonal has no
+            # hours counted, and one the day's sample missed has no hourly reference.
+            unmatched = (hour_events[judged].sum(axis=1) == 0) | (expected.sum(axis=1) == 0)
+            expected[unmatched] = state.reference[judged][unmatched]
             reference[block, : state.bins.n_bins] = expected
         else:
             reference[block, : state.bins.n_bins] = state.reference[judged]

@@ -32,10 +32,16 @@ from detectors.monitor import policy
 from detectors.monitor.config import MonitorConfig
 from detectors.monitor.deployment import DeploymentWatch
 from detectors.monitor.feature_drift import FeatureDrift, upstream_checks, window_statistics
+from detectors.monitor.first_day import FirstDay
 from detectors.monitor.input_decisions import InputDecisions, grouped
 from detectors.monitor.outcome_monitor import OutcomeMonitor
 from detectors.monitor.reference import ReferenceCollector, fit_reference
-from detectors.monitor.snapshot import DistributionSnapshot, MonitorSnapshot, ScopeSnapshot
+from detectors.monitor.snapshot import (
+    DistributionSnapshot,
+    MonitorSnapshot,
+    ScopeSnapshot,
+    scope_snapshots,
+)
 from detectors.monitor.windows import ScopeWindows, WindowClock
 from detectors.new_features import NewFeatures
 from detectors.outcomes import band_edges_from_reference
@@ -84,6 +90,7 @@ class ModelMonitor:
         self.reference_scope_events: IntArray = np.zeros(0, dtype=np.int64)
         # Windows are compared with the reference at the same hours once it covers a day.
         self.seasonal = False
+        self._first_day: FirstDay | None = None  # sampled until it is over
         self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
         # Vanished feature -> the new name it was found renamed to.
         self._renamed: dict[str, str] = {}
@@ -212,16 +219,8 @@ class ModelMonitor:
         if self.scopes is not None:
             assert self._window is not None
             assert self.score_changes is not None and self.score_shifts is not None
-            means = self.score_changes.means()
-            scopes = tuple(
-                ScopeSnapshot(
-                    cohort=tuple(label.items()),
-                    window_events=int(self._window.events[scope]),
-                    score_changes=int(self.score_changes.detections[scope]),
-                    score_shifts=int(self.score_shifts.detections[scope]),
-                    score_mean=float(means[scope]),
-                )
-                for scope, label in enumerate(self.scopes.labels)
+            scopes = scope_snapshots(
+                self.scopes.labels, self._window.events, self.score_changes, self.score_shifts
             )
         age = None
         if self.reference_end is not None and self.last_ts is not None:
@@ -232,6 +231,7 @@ class ModelMonitor:
             windows=self.windows,
             reference_progress=self.reference_progress,
             reference_age_s=age,
+            first_day_remaining_s=self._first_day.remaining_s if self._first_day else None,
             labels_before_reference=self.labels_before_reference,
             scopes=scopes,
             features=tuple(self.features[name].snapshot() for name in sorted(self.features)),
@@ -293,6 +293,8 @@ class ModelMonitor:
             max_versions=config.max_versions,
         )
         self._window = ScopeWindows(n_scopes, reference.seasonal)
+        if FirstDay.needed(reference, config, pinned=not self._collector.rows):
+            self._first_day = FirstDay(reference, config)
 
     def _accumulate(self, part: PredictionBatch) -> IndexArray:
         """Add a part of the current window; returns each row's scopes."""
@@ -302,8 +304,12 @@ class ModelMonitor:
         rows = self.scopes.assign(part.cohorts, len(part))
         self._window.add(rows, part.ts)
         empty: list[object] = [None] * len(part)
-        for name, state in self.features.items():
-            state.accumulate(part.features.get(name, empty), rows)
+        bins = {
+            name: state.accumulate(part.features.get(name, empty), rows)
+            for name, state in self.features.items()
+        }
+        if self._first_day is not None:
+            self._first_day.add(part.ts, rows, bins)
         unknown = part.features.keys() - self.features.keys()
         if unknown:
             self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
@@ -316,6 +322,9 @@ class ModelMonitor:
         assert self.scopes is not None and self._window is not None
         self._clock.restart()
         self.windows += 1
+        if self._first_day is not None and self._first_day.complete:
+            self.seasonal = self._first_day.make_seasonal(self.features, self._window)
+            self._first_day = None
         config, window = self.config, self._window
         judgeable = self.reference_scope_events >= config.min_reference_events
         judged = (window.events >= config.min_window_events) & judgeable
@@ -328,6 +337,10 @@ class ModelMonitor:
         scopes, carried = window.take_pairs(~judged & judgeable)
         drifted = np.array([state.drifted(config.psi_threshold, config.alpha) for state in states])
         verdicts = upstream_checks(states, scopes, carried, judged, drifted, self.scopes.n_scopes)
+        if self._first_day is not None:
+            drifted = self._first_day.defer_slow(
+                states, drifted, verdicts, judged, window.start, window.end
+            )
         report = InputDecisions(
             model=self.model,
             model_version=self.model_version,

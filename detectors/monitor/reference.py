@@ -147,6 +147,8 @@ class Reference:
     # Covers a day: windows are compared with the reference at the same hours.
     seasonal: bool
     incumbent: str  # the model version most of the reference's predictions came from
+    # Each reference row's bin per feature (what a day's sample starts from).
+    row_bins: dict[str, IndexArray]
 
     @property
     def start(self) -> float:
@@ -173,6 +175,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
     }
     ranked = sorted(presence, key=lambda k: (-presence[k], k))[: config.max_features]
     features = {}
+    row_bins = {}
     for name in ranked:
         bins = infer_bins(reference.features[name], config)
         state = FeatureDrift.fresh(
@@ -181,7 +184,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
             np.zeros((n_scopes, bins.n_bins), dtype=np.int64),
             config.persistence_windows,
         )
-        _fit_feature(state, reference.features[name], rows, order, hours)
+        row_bins[name] = _fit_feature(state, reference.features[name], rows, order, hours)
         features[name] = state
     versions = Counter(reference.model_version)
     return Reference(
@@ -192,6 +195,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
         features=features,
         seasonal=seasonal,
         incumbent=max(versions, key=lambda v: (versions[v], v)),
+        row_bins=row_bins,
     )
 
 
@@ -201,8 +205,9 @@ def _fit_feature(
     rows: IndexArray,
     order: IndexArray,
     hours: IntArray | None,
-) -> None:
-    """A fresh feature's reference: histograms, statistics, quantiles, health checks."""
+) -> IndexArray:
+    """A fresh feature's reference: histograms, statistics, quantiles, health checks.
+    Returns each reference row's bin."""
     n_scopes, bins = len(state.psi), state.bins
     flat_scopes = rows.ravel()
     bin_index, series = state.observe(values)
@@ -221,6 +226,7 @@ def _fit_feature(
     state.upstream_evidence = [{} for _ in range(n_scopes)]
     state.rescale_history = [[] for _ in range(n_scopes)]
     state.window_wrong_type = np.zeros(n_scopes, dtype=np.int64)
+    return bin_index
 
 
 def infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:

@@ -10,7 +10,11 @@ window without values), never zero.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from detectors.arrays import IntArray
+from detectors.score_change import ScopedADWIN, ScopedPageHinkley
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class FeatureSnapshot:
     rescale_factor: tuple[float, ...]  # NaN unless the last window was checked for one
     null_ratio: tuple[float, ...]  # of the last window; NaN when it had no events
     repeat_ratio: tuple[float, ...]  # NaN when it had no consecutive values
+    seasonal: bool = False  # windows are compared with the reference's same hours
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ class MonitorSnapshot:
     reference_progress: float  # 1 once the reference is built
     # Event time between the end of the reference and the newest prediction.
     reference_age_s: float | None
+    # Event time until the first day's sample is complete, while one is taken (a fast
+    # stream whose reference covers less than a day; see detectors.monitor.first_day).
+    first_day_remaining_s: float | None
     labels_before_reference: int
     scopes: tuple[ScopeSnapshot, ...]
     features: tuple[FeatureSnapshot, ...]  # by name
@@ -114,3 +122,23 @@ class MonitorSnapshot:
         if self.outcomes is not None:
             counts.update(dict(self.outcomes.reported))
         return tuple(sorted(counts.items()))
+
+
+def scope_snapshots(
+    labels: Sequence[Mapping[str, str]],
+    window_events: IntArray,
+    changes: ScopedADWIN,
+    shifts: ScopedPageHinkley,
+) -> tuple[ScopeSnapshot, ...]:
+    """Each scope's window and score detectors, in scope order."""
+    means = changes.means()
+    return tuple(
+        ScopeSnapshot(
+            cohort=tuple(label.items()),
+            window_events=int(window_events[scope]),
+            score_changes=int(changes.detections[scope]),
+            score_shifts=int(shifts.detections[scope]),
+            score_mean=float(means[scope]),
+        )
+        for scope, label in enumerate(labels)
+    )

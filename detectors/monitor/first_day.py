@@ -1,0 +1,153 @@
+"""A fast stream's first day: sampled while it lasts, then the hours it taught.
+
+A stream too fast for a day of it to fit in ``reference_max_events`` is compared with
+its first ``reference_events`` predictions from the start (minutes of one hour), so that
+the monitor judges at once. Meanwhile :class:`FirstDay` samples the whole first day,
+every hour evenly and in bounded memory (:class:`detectors.day_sample.DaySample`, at most
+``reference_max_events`` rows in all). When the day is over, each feature whose
+distribution follows the hour of the day gets hourly reference histograms from the
+sample, and its windows are compared with the same hours from then on; the others keep
+the reference they had.
+
+Before the day is over, a drift cannot be told from the time of day by its size, but it
+can by its speed: traffic that follows the hour drifts away from a reference of one hour
+over hours, window after window, while a change in the world or in a feed is a step. So
+while the first day is sampled, a streak of drifted windows that began more than
+``SLOW_ONSET_S`` (or two windows, if longer) after the last calm window of its scope (one
+the G-test found like the reference), or while the population had not been calm for that
+long, is deferred: it is not counted as drift (nor is a mild rescale seen in it a broken
+feed) until the day is in the reference, and then judged against the same hours. A cycle
+steeper than that (the log-mean of a lognormal feature swinging by more than about one
+standard deviation over the day) is still reported on its first day.
+
+A feature already reported drifting keeps the reference it drifted from: the day's
+sample holds the drift too, and would hide it. A real change that began during the first
+day but was not reported yet is in the hours of the sample after its onset only: the
+next day's windows at the hours before it are compared with hours that did not have it,
+and show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from detectors.arrays import BoolArray, FloatArray, IndexArray
+from detectors.cohorts import POPULATION
+from detectors.day_sample import DaySample, has_cycle
+from detectors.monitor.config import MonitorConfig
+from detectors.monitor.feature_drift import FeatureDrift
+from detectors.monitor.reference import Reference
+from detectors.monitor.windows import ScopeWindows
+from detectors.seasonal import HOURS
+from detectors.signal_health import HealthVerdict, mild_factor
+
+# An hour: the time of day moves a feature no faster than that from calm to drifted
+# unless its cycle is very steep (documented in docs/detection.md).
+SLOW_ONSET_S = 3_600.0
+# A window at least this likely under the reference (G-test) is calm. Strict, so that a
+# window of a cycle under way looks calm by chance rarely; a step's window before it is
+# calm nine times in ten, and the one before that is looked at otherwise.
+CALM_PVALUE = 0.1
+
+
+class FirstDay:
+    """The first day of a stream whose reference covers less than a day."""
+
+    def __init__(self, reference: Reference, config: MonitorConfig) -> None:
+        self.config = config
+        cap = max(2, config.reference_max_events // HOURS)
+        # What every hour the stream filled holds at least (DaySample keeps half its cap).
+        self._min_hour_events = min(config.min_reference_events, cap // 2)
+        self.sample = DaySample(
+            start_ts=float(reference.batch.ts.min()),
+            cap_per_hour=cap,
+            n_scopes=reference.scopes.n_scopes,
+            features=list(reference.features),
+            span_s=config.reference_span_s,
+        )
+        self.sample.add(reference.batch.ts, reference.rows, reference.row_bins)
+        n_scopes, end = reference.scopes.n_scopes, reference.end
+        # Per feature and scope: when its last calm window ended, when its current streak
+        # of drifted windows began (NaN: none), and whether that streak is deferred.
+        self._calm_end = {name: np.full(n_scopes, end) for name in reference.features}
+        self._streak_start = {name: np.full(n_scopes, np.nan) for name in reference.features}
+        self._deferred = {name: np.zeros(n_scopes, dtype=bool) for name in reference.features}
+
+    @staticmethod
+    def needed(reference: Reference, config: MonitorConfig, pinned: bool) -> bool:
+        """Whether the monitor should sample a first day: a reference taken from the
+        stream (a pinned one is the user's choice) that covers less than the span."""
+        return not pinned and not reference.seasonal and config.reference_span_s > 0
+
+    @property
+    def complete(self) -> bool:
+        return self.sample.complete
+
+    @property
+    def remaining_s(self) -> float:
+        return self.sample.remaining_s
+
+    def add(self, ts: FloatArray, rows: IndexArray, bins: Mapping[str, IndexArray]) -> None:
+        self.sample.add(ts, rows, bins)
+
+    def defer_slow(
+        self,
+        states: Sequence[FeatureDrift],
+        drifted: BoolArray,
+        verdicts: list[HealthVerdict],
+        judged: BoolArray,
+        window_start: FloatArray,
+        window_end: FloatArray,
+    ) -> BoolArray:
+        """Each feature's drifted scopes (rows of ``drifted``) that count as drift now:
+        those of streaks that did not build up slowly. Mild rescales seen in deferred
+        streaks are taken out of ``verdicts`` (in place) too."""
+        counted = drifted.copy()
+        for i, state in enumerate(states):
+            calm_end, start = self._calm_end[state.name], self._streak_start[state.name]
+            deferred = self._deferred[state.name]
+            # A window with too few of a sparse feature's values counts neither way.
+            decided = judged if state.undecided is None else judged & ~state.undecided
+            hit = decided & drifted[i]
+            ended = decided & ~drifted[i]
+            start[ended], deferred[ended] = np.nan, False
+            calm = ended & (state.pvalue >= CALM_PVALUE)
+            calm_end[calm] = window_end[calm]
+            begins = hit & np.isnan(start)
+            start[begins] = window_start[begins]
+            # A step in the middle of a long window leaves that window neither calm nor
+            # drifted: two windows' time is never slow.
+            limit = np.maximum(SLOW_ONSET_S, 2 * (window_end - window_start))
+            slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
+            deferred[begins] = slow[begins]
+            counted[i] &= ~deferred
+            verdicts[i] = _without_mild_rescales(verdicts[i], judged & deferred)
+        return counted
+
+    def make_seasonal(self, features: Mapping[str, FeatureDrift], window: ScopeWindows) -> bool:
+        """Give the features that follow the hour (and are not drifting) their hourly
+        reference, and have ``window`` count its hours; True when any does. Called as a
+        window closes: the next is the first compared with the same hours (the closing
+        one counted no hours and is compared as before)."""
+        config = self.config
+        for state in features.values():
+            if state.drifting or state.reference_hourly is not None:
+                continue
+            hourly = self.sample.hourly(state.name, state.bins.n_bins)
+            if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):
+                state.reference_hourly = hourly
+                window.seasonal = True
+        return window.seasonal
+
+
+def _without_mild_rescales(verdict: HealthVerdict, scopes: BoolArray) -> HealthVerdict:
+    """``verdict`` without the mild rescales it found in ``scopes``: the peak of a daily
+    cycle looks like a steady factor of 1.6 for an hour."""
+    cause = list(verdict.cause)
+    for scope in np.flatnonzero(scopes).tolist():
+        if cause[scope] == "rescaled_signal" and mild_factor(float(verdict.rescale_factor[scope])):
+            cause[scope] = ""
+    return dataclasses.replace(verdict, cause=tuple(cause))

@@ -1,0 +1,68 @@
+"""A fast stream's first day: slow drifts wait for the day, steps do not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.batch import PredictionBatch
+from detectors.monitor import ModelMonitor
+from detectors.monitor.config import MonitorConfig
+from tests.support import feed
+
+# One prediction a second: with the defaults, a day (86,400) does not fit in the
+# reference (reference_max_events, 50,000), so the first day is sampled.
+CONFIG = MonitorConfig()
+WINDOW = CONFIG.window_events
+HOURS = 30
+
+
+def _stream(cycle: float, step_at_h: float | None = None, seed: int = 0) -> PredictionBatch:
+    rng = np.random.default_rng(seed)
+    ts = np.arange(HOURS * 3_600, dtype=float)
+    mean = 3.0 + cycle * np.sin(2 * np.pi * ts / 86_400)
+    if step_at_h is not None:
+        mean = mean + 1.0 * (ts >= step_at_h * 3_600)
+    n = len(ts)
+    return PredictionBatch(
+        ts=ts,
+        score=rng.random(n),
+        model_version=["v1"] * n,
+        cohorts={},
+        features={"amount": rng.lognormal(mean, 0.5).tolist()},
+    )
+
+
+def test_a_daily_cycle_gives_no_decision_and_is_compared_hour_by_hour_after_a_day():
+    monitor = ModelMonitor("m", CONFIG)
+    # The amount's log-mean goes up and down by 0.8 sd over the day.
+    decisions = feed(monitor, _stream(cycle=0.4), [10_000, 50_000, 90_000])
+    assert [d.to_dict() for d in decisions] == []
+    (amount,) = monitor.snapshot().features
+    assert amount.seasonal
+    assert monitor.snapshot().first_day_remaining_s is None
+
+
+def test_the_same_cycle_without_the_first_day_is_reported_as_drift():
+    # What the first day prevents: the same stream against a reference of its first hour.
+    no_sampling = MonitorConfig(**{**CONFIG.__dict__, "reference_span_s": 0.0})
+    decisions = ModelMonitor("m", no_sampling).update(_stream(cycle=0.4))
+    assert ("investigate", "amount") in [(d.action, d.feature) for d in decisions]
+
+
+def test_a_step_during_the_first_day_is_reported_at_once():
+    monitor = ModelMonitor("m", CONFIG)
+    decisions = monitor.update(_stream(cycle=0.0, step_at_h=3.0))
+    keys = [(d.action, d.cause, d.feature) for d in decisions]
+    assert keys[:1] == [("investigate", "covariate_drift", "amount")], keys
+    # Within 3 windows (of 2,000 events, one a second) of the step.
+    assert decisions[0].ts <= 3 * 3_600 + 4 * WINDOW
+    assert monitor.snapshot().first_day_remaining_s is None
+
+
+def test_while_the_first_day_is_sampled_the_snapshot_says_how_long_it_still_needs():
+    monitor = ModelMonitor("m", CONFIG)
+    monitor.update(_stream(cycle=0.0).slice(0, 20_000))
+    assert monitor.warm
+    remaining = monitor.snapshot().first_day_remaining_s
+    assert remaining is not None
+    assert remaining == 86_400 - 19_999
