@@ -352,7 +352,8 @@ class Decoder:
 
 
 def _field_name(owner: str, name: object) -> str:
-    if type(name) is not str or not name.isidentifier():
+    # Not a dunder: __class__ or __dict__ set from a checkpoint would be no field.
+    if type(name) is not str or not name.isidentifier() or name.startswith("__"):
         raise not_a_checkpoint(f"a field of {owner} named {name!r}")
     return name
 
