@@ -29,7 +29,7 @@ import math
 import sys
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pydantic
@@ -38,6 +38,7 @@ from river._river_rust.drift import AdaptiveWindowing
 from streamer.state import river_adwin
 
 Registry = Mapping[str, type]
+_T = TypeVar("_T")
 
 # Numeric and bool dtypes only: an object array would need pickle, a string one has no
 # place in a detector's state.
@@ -84,11 +85,11 @@ def _slots(cls: type) -> list[str]:
 
 def _sorted(items: Any) -> list[Any]:
     """A set's items in a stable order when they have one: the same state, the same bytes."""
-    items = list(items)
+    values: list[Any] = list(items)
     try:
-        return sorted(items)
+        return sorted(values)
     except TypeError:
-        return items
+        return values
 
 
 class Encoder:
@@ -213,7 +214,7 @@ class Decoder:
             raise not_a_checkpoint(f"a {tag} record without a fresh id")
         return reader(value)
 
-    def _keep(self, ref: int, obj: object) -> Any:
+    def _keep(self, ref: int, obj: _T) -> _T:
         self._built[ref] = obj
         return obj
 
@@ -294,8 +295,7 @@ class Decoder:
     def _scalar(self, value: list[Any]) -> np.generic:
         if len(value) != 3:
             raise not_a_checkpoint("a malformed np record")
-        scalar: np.generic = _array_of(value[1], value[2], [])[()]
-        return scalar
+        return cast(np.generic, _array_of(value[1], value[2], [])[()])
 
     def _adwin(self, value: list[Any]) -> AdaptiveWindowing:
         try:

@@ -33,9 +33,7 @@ STATE_MODULES = (
 
 
 def _modules() -> list[ModuleType]:
-    names = [
-        info.name for info in pkgutil.walk_packages(detectors.__path__, prefix="detectors.")
-    ]
+    names = [info.name for info in pkgutil.walk_packages(detectors.__path__, prefix="detectors.")]
     return [importlib.import_module(name) for name in ["detectors", *names, *STATE_MODULES]]
 
 

@@ -49,8 +49,7 @@ def summary(header: dict[str, Any], engine: Engine, size: int) -> str:
         if monitor.warm:
             lines.append(
                 f"    reference: fitted on {_utc(monitor.reference_start)} to "
-                f"{_utc(monitor.reference_end)}"
-                + (" (seasonal)" if monitor.seasonal else "")
+                f"{_utc(monitor.reference_end)}" + (" (seasonal)" if monitor.seasonal else "")
             )
         else:
             lines.append(f"    reference: {monitor.reference_progress:.0%} collected")

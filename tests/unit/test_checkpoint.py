@@ -122,7 +122,7 @@ def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_state_inspect_prints_what_a_checkpoint_holds(tmp_path: Path, capsys) -> None:
-    directory, engine, path = _saved(tmp_path)
+    _, engine, path = _saved(tmp_path)
     assert main(["state", "inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"checkpoint format {FORMAT}, state format {STATE_VERSION}" in out
