@@ -63,6 +63,21 @@ _DTYPES = frozenset(
 )
 _SCALARS = (type(None), bool, int, float, str, bytes)
 _INT64 = (-(2**63), 2**64 - 1)
+_PLAIN = frozenset(_SCALARS)
+
+
+def _plain(values: Any, read: bool = False) -> bool:
+    """True when every value is msgpack's own, as it stands (no record inside): the
+    common case of a big column of ids or floats, written and read in one go. (Ints
+    msgpack read are in its range; written ones are checked.)"""
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN:
+        return False
+    if read or int not in kinds:
+        return True
+    if kinds == {int}:
+        return _INT64[0] <= min(values) and max(values) <= _INT64[1]
+    return all(_INT64[0] <= v <= _INT64[1] for v in values if type(v) is int)
 
 
 def not_a_checkpoint(detail: str) -> ValueError:
@@ -118,7 +133,9 @@ class Encoder:
         self._memo[id(obj)] = (ref, obj)
         return self._record(obj, kind, ref)
 
-    def _items(self, values: Any) -> list[Any]:
+    def _items(self, values: Any) -> Any:
+        if _plain(values):
+            return values if type(values) is list else list(values)
         return [self.encode(v) for v in values]
 
     def _pairs(self, mapping: Mapping[Any, Any]) -> list[Any]:
@@ -132,7 +149,9 @@ class Encoder:
         if kind is list:
             return ["list", ref, self._items(obj)]
         if kind is dict:
-            if all(type(k) is str for k in obj):
+            if set(map(type, obj)) <= {str}:
+                if _plain(obj.values()):
+                    return ["dict", ref, obj]
                 return ["dict", ref, {k: self.encode(v) for k, v in obj.items()}]
             return ["pairs", ref, self._pairs(obj)]
         if kind is tuple:
@@ -238,12 +257,13 @@ class Decoder:
     def _list(self, value: list[Any]) -> list[Any]:
         items = self._content(value, 3, list)
         out: list[Any] = self._keep(value[1], [])
-        out.extend(self.decode(v) for v in items)
+        out.extend(items if _plain(items, read=True) else map(self.decode, items))
         return out
 
     def _tuple(self, value: list[Any]) -> tuple[Any, ...]:
         # Built after its items: a tuple cannot be in a cycle through itself.
-        return self._keep(value[1], tuple(self.decode(v) for v in self._content(value, 3, list)))
+        items = self._content(value, 3, list)
+        return self._keep(value[1], tuple(items if _plain(items, read=True) else map(self.decode, items)))
 
     def _set(self, value: list[Any]) -> set[Any] | frozenset[Any]:
         items = [self.decode(v) for v in self._content(value, 3, list)]
@@ -256,6 +276,9 @@ class Decoder:
     def _dict(self, value: list[Any]) -> dict[str, Any]:
         items = self._content(value, 3, dict)
         out: dict[str, Any] = self._keep(value[1], {})
+        if set(map(type, items)) <= {str} and _plain(items.values(), read=True):
+            out.update(items)
+            return out
         for key, item in items.items():
             if type(key) is not str:
                 raise not_a_checkpoint("a dict record with a key that is not a string")
@@ -282,7 +305,7 @@ class Decoder:
         if maxlen is not None and (type(maxlen) is not int or maxlen < 0):
             raise not_a_checkpoint("a deque record with a malformed maxlen")
         out: deque[Any] = self._keep(value[1], deque(maxlen=maxlen))
-        out.extend(self.decode(v) for v in items)
+        out.extend(items if _plain(items, read=True) else map(self.decode, items))
         return out
 
     def _array(self, value: list[Any]) -> np.ndarray:

@@ -127,6 +127,7 @@ def test_values_of_every_kind_come_back_as_they_were() -> None:
     value = {
         "scalars": [None, True, 0, -(2**63), 2**64 - 1, 2**70, -(2**70), 1.5, "é", b"\x00\xff"],
         "floats": (math.inf, -math.inf, 0.0, -0.0),
+        "ints": ([1, 2**70], {"big": -(2**65), "small": 3}, deque([2**64, 0])),
         "sets": [{(1, "a"), (2, "b")}, frozenset({"x"})],
         "keys": {("t", 0): 5, 3: "int", None: [], 2.5: ()},
         "counter": Counter({("a", "b"): 3}),
@@ -145,6 +146,7 @@ def test_values_of_every_kind_come_back_as_they_were() -> None:
     }
     got = _round_trip(value)
     assert got["scalars"] == value["scalars"] and got["sets"] == value["sets"]
+    assert got["ints"] == value["ints"]
     assert [math.copysign(1, f) for f in got["floats"]] == [1, -1, 1, -1]
     assert got["floats"][:2] == (math.inf, -math.inf) and type(got["floats"]) is tuple
     assert math.isnan(_round_trip(math.nan))
