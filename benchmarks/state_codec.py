@@ -84,5 +84,6 @@ def main() -> None:
     for name, ours, theirs in rows:
         print(f"| {name} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x |")
 
+
 if __name__ == "__main__":
     main()

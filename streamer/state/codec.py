@@ -76,7 +76,7 @@ def _plain(values: Any, read: bool = False) -> bool:
     if read or int not in kinds:
         return True
     if kinds == {int}:
-        return _INT64[0] <= min(values) and max(values) <= _INT64[1]
+        return bool(_INT64[0] <= min(values) and max(values) <= _INT64[1])
     return all(_INT64[0] <= v <= _INT64[1] for v in values if type(v) is int)
 
 
@@ -263,7 +263,8 @@ class Decoder:
     def _tuple(self, value: list[Any]) -> tuple[Any, ...]:
         # Built after its items: a tuple cannot be in a cycle through itself.
         items = self._content(value, 3, list)
-        return self._keep(value[1], tuple(items if _plain(items, read=True) else map(self.decode, items)))
+        values = items if _plain(items, read=True) else map(self.decode, items)
+        return self._keep(value[1], tuple(values))
 
     def _set(self, value: list[Any]) -> set[Any] | frozenset[Any]:
         items = [self.decode(v) for v in self._content(value, 3, list)]
