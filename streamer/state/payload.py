@@ -34,3 +34,6 @@ def loads(payload: bytes, version: object = STATE_VERSION) -> object:
         return Decoder(REGISTRY).decode(tree)
     except RecursionError as exc:
         raise not_a_checkpoint("records nested too deep") from exc
+    except (TypeError, AttributeError, OverflowError) as exc:
+        # What the checks before building an object did not foresee: still refused.
+        raise not_a_checkpoint(f"{type(exc).__name__}: {exc}") from exc

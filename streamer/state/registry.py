@@ -18,6 +18,7 @@ import inspect
 import pkgutil
 from types import ModuleType
 
+from pydantic_settings import BaseSettings
 from river.drift import ADWIN
 
 import detectors
@@ -41,7 +42,10 @@ def _classes(module: ModuleType) -> list[type]:
     return [
         cls
         for _, cls in inspect.getmembers(module, inspect.isclass)
-        if cls.__module__ == module.__name__ and not getattr(cls, "_is_protocol", False)
+        if cls.__module__ == module.__name__
+        and not getattr(cls, "_is_protocol", False)
+        # Settings read the environment when validated: the state holds their parts.
+        and not issubclass(cls, BaseSettings)
     ]
 
 

@@ -107,9 +107,11 @@ def _check_bucket(bucket: object, size: int) -> None:
         "variances",
     }:
         raise ValueError("an ADWIN bucket list needs exactly its fields")
-    if bucket["max_size"] != size or type(bucket["current_idx"]) is not int:
+    if type(bucket["max_size"]) is not int or bucket["max_size"] != size:
         raise ValueError("an ADWIN bucket list's size must be the window's max_buckets")
-    if not 0 <= bucket["current_idx"] <= size + 1:
+    # At rest a list holds at most max_buckets entries (river merges the one more at
+    # once); one more would make river's next insert index past its end and panic.
+    if type(bucket["current_idx"]) is not int or not 0 <= bucket["current_idx"] <= size:
         raise ValueError("an ADWIN bucket list's index is out of range")
     for name in ("totals", "variances"):
         values = bucket[name]

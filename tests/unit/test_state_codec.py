@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import random
 from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ def test_river_adwin_resumes_from_its_fields_and_refuses_broken_ones() -> None:
     assert isinstance(restored, ScopedADWIN)
     expected = straight.update(values[half:], scopes[half:], ts[half:])
     assert expected and restored.update(values[half:], scopes[half:], ts[half:]) == expected
-    for broken in ({"totals": [1.0]}, {"current_idx": 99}, {"max_size": 2**40}):
+    for broken in ({"totals": [1.0]}, {"current_idx": 6}, {"max_size": 5.0}, {"max_size": 2**40}):
         bucket = window[2]["buckets"][0]
         window[2]["buckets"][0] = {**bucket, **broken}
         with pytest.raises(ValueError, match=r"not a driftgate checkpoint: .*ADWIN bucket"):
@@ -301,3 +302,49 @@ def test_a_file_that_would_run_code_if_unpickled_is_never_run(tmp_path: Path, ca
     assert fields["format"] == FORMAT
     pickle.loads(evil)  # what pickle would have done with any of them
     assert marker.exists()
+
+
+def test_a_damaged_state_is_refused_as_not_a_checkpoint_and_nothing_else() -> None:
+    engine = small_engine()
+    run_batches(engine, scenario_records(["concept"], 3_000))
+    payload = dumps(engine)
+    paths = _paths(msgpack.unpackb(payload, raw=False), ())
+    rng = random.Random(0)
+    junk = [None, -1, 2**63, math.nan, "x", b"\x00" * 8, [], {}, ["ref", 0], ["list", 0, []]]
+    junk.append(["obj", 10**6, "detectors.binning.NumericBins", {}])
+    for _ in range(60):
+        tree = msgpack.unpackb(payload, raw=False)
+        for path in sorted(rng.sample(paths, 3), key=len, reverse=True):
+            parent = tree  # deepest first: an earlier pick does not cut a later one's path
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = rng.choice(junk)
+        try:
+            loads(msgpack.packb(tree, use_bin_type=True))
+        except ValueError as exc:
+            assert str(exc).startswith("not a driftgate checkpoint: ")
+    for _ in range(60):
+        damaged = bytearray(payload)
+        for _ in range(5):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        try:
+            loads(bytes(damaged))
+        except ValueError as exc:
+            assert str(exc).startswith("not a driftgate checkpoint: ")
+
+
+def _paths(value: Any, at: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Where in a record tree a damaged file may hold junk: every item of a record or a
+    fields dict, but for the rows of long columns (they would be most of the picks)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list) and (len(value) < 50 or isinstance(value[0], str)):
+        items = list(enumerate(value))
+    else:
+        return []
+    out = []
+    for key, item in items:
+        out.append((*at, key))
+        if isinstance(item, (list, dict)):
+            out.extend(_paths(item, (*at, key)))
+    return out
