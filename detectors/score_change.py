@@ -86,9 +86,9 @@ class ScopedADWIN:
             # wrapper and the drift_detected property cost more than the core. So map()
             # calls the core from C, any() stops at the first detection, and river's own
             # _reset() runs before the next value as its update would: the same core
-            # calls in the same order, on river's own objects, so pickling (checkpoints)
-            # and ScopedLossADWIN.to_dict are unchanged. It leans on river 0.26's private
-            # _helper and _drift_detected (river is pinned to 0.26.x);
+            # calls in the same order, on river's own objects, so checkpoints (river's
+            # window as its fields) and ScopedLossADWIN.to_dict are unchanged. It leans
+            # on river 0.26's private _helper and _drift_detected (river is pinned to 0.26.x);
             # tests/unit/test_score_change.py holds it to river's per-event update.
             pending = values[chunk].tolist()
             remaining = iter(pending)

@@ -1,12 +1,16 @@
 """A checkpoint's bytes: the engine's whole state with the offsets it reflects.
 
-A magic line, a JSON header (format, config fingerprint, offsets, size and SHA-256 of the
-payload), then the engine pickled. The stores (``checkpoint_directory``,
-``checkpoint_topic``) keep these bytes; ``checkpoint`` decides when to write them.
+A magic line, a JSON header (format, state format version, config fingerprint, offsets,
+size and SHA-256 of the payload), then the engine as typed records in msgpack
+(:mod:`streamer.state`). The stores (``checkpoint_directory``, ``checkpoint_topic``) keep
+these bytes; ``checkpoint`` decides when to write them.
 
-Pickle, not a hand-written format: the state is numpy arrays and river's detectors,
-which pickle exactly and fast; the files are written and read by driftgate alone, in a
-directory only it should write to (never load a checkpoint from an untrusted source).
+Not pickle: whoever can write the checkpoint topic or directory could make every
+instance that restores from it run their code. Reading a checkpoint builds only the
+classes of the state's allow-list from validated fields, and an older state format is
+migrated (``streamer.state.migrations``), so an upgrade keeps references and waiting
+predictions. FORMAT numbers the file layout: 5 is the first with the records (state
+format 1); formats 4 and before were pickles, set aside once with a log line.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +25,15 @@ from detectors.monitor import MonitorConfig
 from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.engine import Engine
 from streamer.event_order import Position
+from streamer.state.codec import not_a_checkpoint
+from streamer.state.migrations import STATE_VERSION
+from streamer.state.payload import dumps, loads
 
 MAGIC = b"driftgate-checkpoint\n"
-FORMAT = 4  # 4: one engine per consumer group, fed by an event-time merge; 3: per partition
+# 5: the engine as typed records, versioned by "state" (streamer.state.migrations);
+# 4 and before: pickles (4: one engine per consumer group, 3: one per partition).
+FORMAT = 5
+LAST_PICKLE_FORMAT = 4
 
 
 def config_fingerprint(
@@ -55,10 +64,11 @@ class Loaded:
 
 
 def encode(engine: Engine, positions: dict[Position, int], now: float) -> bytes:
-    """A checkpoint's bytes: the magic line, the JSON header, the engine pickled."""
-    payload = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+    """A checkpoint's bytes: the magic line, the JSON header, the engine's records."""
+    payload = dumps(engine)
     header = {
         "format": FORMAT,
+        "state": STATE_VERSION,
         "config": config_fingerprint(
             engine.monitor_config, engine.limits, engine.feedback, engine.reference_digest
         ),
@@ -70,32 +80,43 @@ def encode(engine: Engine, positions: dict[Position, int], now: float) -> bytes:
     return MAGIC + json.dumps(header).encode() + b"\n" + payload
 
 
-def decode(data: bytes, fingerprint: str) -> tuple[dict[str, Any], Engine]:
-    """Header and engine of a checkpoint; ValueError says what is wrong with it."""
+def read_header(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The header and the payload of a checkpoint of this format, checked against each
+    other; ValueError says what is wrong."""
     if not data.startswith(MAGIC):
-        raise ValueError("not a driftgate checkpoint")
+        raise not_a_checkpoint("no driftgate-checkpoint line")
     end = data.find(b"\n", len(MAGIC))
     try:
         header = json.loads(data[len(MAGIC) : end])
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"unreadable header ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        got = header.get("format") if isinstance(header, dict) else header
-        raise ValueError(f"format {got!r}, this driftgate reads format {FORMAT}")
-    if header.get("config") != fingerprint:
+    got = header.get("format") if isinstance(header, dict) else header
+    if type(got) is int and got <= LAST_PICKLE_FORMAT:
         raise ValueError(
-            "made under other detection, limits or feedback settings or another pinned "
-            "reference file (a new reference is built with the new ones)"
+            f"format {got} is a pickle, which this driftgate no longer loads (a pickle can "
+            "run code): the state restarts once, references and waiting predictions "
+            "included, and is kept across upgrades from now on"
         )
+    if got != FORMAT:
+        raise ValueError(f"format {got!r}, this driftgate reads format {FORMAT}")
     payload = data[end + 1 :]
     if len(payload) != header.get("bytes") or (
         hashlib.sha256(payload).hexdigest() != header.get("sha256")
     ):
         raise ValueError("truncated or corrupt (size or checksum mismatch)")
-    try:
-        engine = pickle.loads(payload)
-    except Exception as exc:  # any unpickling failure means "unusable"
-        raise ValueError(f"cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+    return header, payload
+
+
+def decode(data: bytes, fingerprint: str | None) -> tuple[dict[str, Any], Engine]:
+    """Header and engine of a checkpoint; ValueError says what is wrong with it. With
+    ``fingerprint`` None (``driftgate state inspect``), whatever settings it was made under."""
+    header, payload = read_header(data)
+    if fingerprint is not None and header.get("config") != fingerprint:
+        raise ValueError(
+            "made under other detection, limits or feedback settings or another pinned "
+            "reference file (a new reference is built with the new ones)"
+        )
+    engine = loads(payload, header.get("state"))
     if not isinstance(engine, Engine):
-        raise ValueError(f"holds a {type(engine).__name__}, not an engine")
+        raise not_a_checkpoint(f"holds a {type(engine).__name__}, not an engine")
     return header, engine

@@ -101,13 +101,11 @@ class CheckpointTopic:
         """The partition's checkpoint, or None when there is none or it is unusable
         (then logged). ``fingerprint`` is :func:`config_fingerprint` of the current
         settings: a checkpoint made under other settings is not loaded."""
-        live = self._read(name)
-        manifest = live.pop(name, None)
-        self._live[name] = set(live)
-        if manifest is None:
-            return None
         try:
-            header, engine = decode(_assemble(name, manifest, live), fingerprint)
+            data = self.read(name)
+            if data is None:
+                return None
+            header, engine = decode(data, fingerprint)
         except ValueError as exc:
             self.rejected += 1
             log.error(
@@ -120,6 +118,16 @@ class CheckpointTopic:
             return None
         positions = {(str(t), int(p)): int(o) for t, p, o in header["positions"]}
         return Loaded(engine, positions, float(header["written_at"]))
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of the checkpoint ``name``, None when there is none; ValueError
+        when its chunks do not add up to it."""
+        live = self._read(name)
+        manifest = live.pop(name, None)
+        self._live[name] = set(live)
+        if manifest is None:
+            return None
+        return _assemble(name, manifest, live)
 
     def close(self) -> None:
         if self._producer is not None:

@@ -179,6 +179,42 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_state_inspect(args: argparse.Namespace) -> int:
+    from streamer.checkpoint_format import decode
+    from streamer.state.summary import summary
+
+    if (args.file is None) == (args.topic is None):
+        raise DriftgateError("state inspect needs a FILE or --topic TOPIC --name NAME")
+    if args.topic is not None:
+        from streamer.checkpoint_topic import CheckpointTopic
+
+        if not args.name:
+            raise DriftgateError("--topic needs --name (the checkpoint's, e.g. GROUP.TOPIC)")
+        store = CheckpointTopic(_settings(args.config).kafka, args.topic)
+        try:
+            data = store.read(args.name)
+        except ValueError as exc:
+            raise DriftgateError(f"checkpoint {args.name} in {args.topic}: {exc}") from exc
+        finally:
+            store.close()
+        if data is None:
+            raise DriftgateError(f"no checkpoint named {args.name} in topic {args.topic}")
+        where = f"{args.topic}/{args.name}"
+    else:
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise DriftgateError(f"cannot read {args.file}: {exc.strerror}") from exc
+        where = args.file
+    try:
+        header, engine = decode(data, None)
+    except ValueError as exc:
+        raise DriftgateError(f"{where}: {exc}") from exc
+    print(f"{where}:")
+    print(summary(header, engine, len(data)))
+    return 0
+
+
 def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -308,6 +344,17 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--config", help="YAML config file: detection and limits settings")
     build.set_defaults(handler=_cmd_reference_build)
+
+    state = commands.add_parser("state", help="checkpoints (docs/operations.md 'Checkpoints')")
+    state_commands = state.add_subparsers(dest="state_command", required=True)
+    inspect = state_commands.add_parser(
+        "inspect", help="print what a checkpoint holds, without resuming from it"
+    )
+    inspect.add_argument("file", nargs="?", help="a checkpoint file (checkpoint.dir/NAME.ckpt)")
+    inspect.add_argument("--topic", help="a checkpoint topic instead (checkpoint.topic)")
+    inspect.add_argument("--name", help="with --topic: the checkpoint's name, GROUP.TOPIC")
+    inspect.add_argument("--config", help="YAML config file: the Kafka settings for --topic")
+    inspect.set_defaults(handler=_cmd_state_inspect)
     return root
 
 

@@ -323,7 +323,7 @@ class Settings(BaseSettings):
     @property
     def monitor(self) -> MonitorConfig:
         # A plain detectors dataclass: pydantic's validating copy of the class has the
-        # same name but is another object, which pickle (checkpoints) refuses.
+        # same name but is another object, which the checkpoints' allow-list refuses.
         return MonitorConfig(
             **{f.name: getattr(self.detection, f.name) for f in dataclasses.fields(MonitorConfig)}
         )

@@ -335,3 +335,23 @@ def sample_decision(**overrides: object) -> Decision:
     }
     fields.update(overrides)
     return Decision(**fields)  # type: ignore[arg-type]
+
+
+def scenario_records(names: list[str], n: int) -> list[InputRecord]:
+    """The first scenario's traffic with every named scenario's incidents, as one
+    partition's records (predictions and labels, in arrival order; seed 1)."""
+    spec, incidents = SCENARIOS[names[0]](n)
+    for name in names[1:]:
+        incidents = [*incidents, *SCENARIOS[name](n)[1]]
+    return [
+        InputRecord(r["topic"], orjson.dumps(r["value"]), r["topic"], 0, offset)
+        for offset, r in enumerate(generate(spec, n, 1, incidents))
+    ]
+
+
+def run_batches(engine: Engine, records: list[InputRecord], size: int = 1_000) -> list[Decision]:
+    """The records through the engine in batches of ``size``, as a consumer delivers them."""
+    decisions: list[Decision] = []
+    for start in range(0, len(records), size):
+        decisions.extend(engine.process(records[start : start + size]).decisions)
+    return decisions

@@ -19,6 +19,7 @@ from streamer.checkpoint import Checkpoints
 from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import config_fingerprint
 from streamer.checkpoint_topic import CHUNK_BYTES, CheckpointTopic
+from streamer.cli import main
 from streamer.config import CheckpointConfig, KafkaConfig, load_settings
 from streamer.engine import Engine, InputRecord
 from streamer.errors import DriftgateError
@@ -95,6 +96,19 @@ def test_a_checkpoint_in_a_topic_restores_the_state_and_its_offsets(store, kafka
     engine.process(records[7_000:])
     loaded.engine.process(records[7_000:])
     assert engine_state(loaded.engine) == engine_state(engine)
+
+
+def test_state_inspect_reads_a_checkpoint_topic(store, kafka, topic, monkeypatch, capsys):
+    engine = small_engine()
+    engine.process(fraud_records(3_000))
+    store.save("g.p", engine, engine.positions)
+    monkeypatch.setenv("DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    assert main(["state", "inspect", "--topic", topic, "--name", "g.p"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{topic}/g.p:\n") and "p[0] @ 3,000" in out
+    assert f"join store: {engine.join.size:,} predictions kept" in out
+    assert main(["state", "inspect", "--topic", topic, "--name", "other"]) == 2
+    assert "no checkpoint named other" in capsys.readouterr().err
 
 
 def _big_engine() -> Engine:

@@ -9,10 +9,12 @@ import pytest
 
 from streamer.checkpoint import Checkpoints
 from streamer.checkpoint_directory import CheckpointDirectory
-from streamer.checkpoint_format import MAGIC
+from streamer.checkpoint_format import FORMAT, MAGIC
+from streamer.cli import main
 from streamer.config import CheckpointConfig
 from streamer.engine import Engine
 from streamer.errors import DriftgateError
+from streamer.state.migrations import STATE_VERSION
 from tests.support import engine_state, fingerprint_of, fraud_records, small_engine
 
 
@@ -117,3 +119,19 @@ def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(DriftgateError, match=r"checkpoint\.dir"):
         CheckpointDirectory(blocker / "state")
+
+
+def test_state_inspect_prints_what_a_checkpoint_holds(tmp_path: Path, capsys) -> None:
+    _, engine, path = _saved(tmp_path)
+    assert main(["state", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint format {FORMAT}, state format {STATE_VERSION}" in out
+    assert f"config fingerprint {fingerprint_of(engine)}" in out
+    assert "p[0] @ 3,000" in out
+    monitor = engine.monitors["fraud"]
+    assert f"{monitor.events:,} events, {monitor.windows:,} windows" in out
+    assert f"join store: {engine.join.size:,} predictions kept" in out
+    assert all(f"feature {name}: " in out for name in monitor.features)
+    path.write_bytes(b"garbage")
+    assert main(["state", "inspect", str(path)]) == 2
+    assert "not a driftgate checkpoint" in capsys.readouterr().err
