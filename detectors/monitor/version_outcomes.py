@@ -153,8 +153,11 @@ class VersionOutcomes:
         valid = np.isfinite(joined.score) & (joined.score >= 0) & (joined.score <= 1)
         valid &= (joined.label == 0) | (joined.label == 1)
         incumbent = (column == self.incumbent) & valid
+        # Every watched version's window takes the incumbent's labels of its period,
+        # whether or not the version has labels in this part.
+        new = set(column[valid].tolist()) - {self.incumbent}
         comparisons: list[tuple[_Comparison, BoolArray]] = []
-        for version in sorted(set(column[valid].tolist()) - {self.incumbent}):
+        for version in sorted(new | self.versions.keys()):
             mine = (column == version) & valid
             comparison = self._comparison(version)
             if comparison is None:
