@@ -35,6 +35,7 @@ from detectors.join import Joined
 from detectors.monitor.policy import CLEARED, OPENED
 from detectors.monitor.snapshot import VersionOutcomeSnapshot
 from detectors.outcomes import AucDrop, AucVerdict, DropVerdict, OutcomeWindow, PerformanceDrop
+from detectors.outcomes.stats import valid_rows
 from detectors.persistence import Persistence, announce
 from detectors.validation import check_int
 
@@ -150,8 +151,8 @@ class VersionOutcomes:
         if self.incumbent is None or not len(joined):
             return []
         column = np.asarray(joined.version, dtype=object)
-        valid = np.isfinite(joined.score) & (joined.score >= 0) & (joined.score <= 1)
-        valid &= (joined.label == 0) | (joined.label == 1)
+        # Rows the windows would skip must not count towards a window's labels.
+        valid = valid_rows(joined.score, joined.label)
         incumbent = (column == self.incumbent) & valid
         # Every watched version's window takes the incumbent's labels of its period,
         # whether or not the version has labels in this part.
