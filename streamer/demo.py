@@ -64,6 +64,13 @@ def _frozen(decision: Decision, evidence: dict[str, Any]) -> str:
 
 
 def _deployment(decision: Decision, evidence: dict[str, Any]) -> str:
+    if None not in (evidence.get("version_auc"), evidence.get("incumbent_auc")):
+        return (
+            f"{decision['model_version']}'s trusted labels rank worse than "
+            f"{evidence['incumbent_version']}'s of the same period (AUC "
+            f"{evidence['version_auc']:.2f} vs {evidence['incumbent_auc']:.2f}) for "
+            f"{evidence['persisted_windows']} windows: the release is at fault, not the world"
+        )
     if "psi" not in evidence:
         return f"{decision['model_version']}'s trusted labels say it does worse than the last one"
     return (

@@ -112,6 +112,7 @@ class EngineCollector(Collector):
         snapshots = [monitor.snapshot() for _, monitor in sorted(engine.monitors.items())]
         yield from self._monitors(snapshots)
         yield from self._health_and_outcomes(snapshots)
+        yield from _version_outcomes(snapshots)
 
     def _join(self) -> Iterator[Metric]:
         store = self.service.engine.join
@@ -305,6 +306,7 @@ class EngineCollector(Collector):
                 ("error_ratio", "Error rate at the threshold, last label window."),
                 ("brier", "Brier score of trusted labels, last label window."),
                 ("auc", "ROC AUC of trusted labels, last label window."),
+                ("auc_se", "Standard error of that AUC (Hanley & McNeil)."),
                 ("calibration_gap", "Largest |observed - predicted| over risk bands."),
                 ("override_ratio", "Share of feedback overriding the model, last window."),
                 ("untrusted_positive_ratio", "Positive rate of untrusted labels, last window."),
@@ -359,12 +361,58 @@ class EngineCollector(Collector):
                         (families["error_ratio"], outcomes.error_ratio[scope]),
                         (families["brier"], outcomes.brier[scope]),
                         (families["auc"], outcomes.auc[scope]),
+                        (families["auc_se"], outcomes.auc_se[scope]),
                         (families["calibration_gap"], outcomes.calibration_gap[scope]),
                     )
             for cause, n in snapshot.reported:
                 conditions.add_metric([model, cause], n)
         yield from (upstream, factor, nulls, repeats, conditions, loss_changes, unused_labels)
         yield from families.values()
+
+
+def _version_outcomes(snapshots: Sequence[MonitorSnapshot]) -> Iterator[Metric]:
+    """Each new version's last comparison window: its own labels' figures and the
+    incumbent's of the same period (``side``), per scope."""
+    labels = ["model", "scope", "version", "side"]
+    families = {
+        name: GaugeMetricFamily(f"driftgate_version_outcome_{name}", text, labels=labels)
+        for name, text in (
+            ("labels", "Trusted labels in the version's last comparison window."),
+            ("log_loss", "Log loss of those labels."),
+            ("auc", "ROC AUC of those labels."),
+        )
+    }
+    open_regression = GaugeMetricFamily(
+        "driftgate_version_outcome_regression_open",
+        "1 while a rollback found on the version's labels (worse than the incumbent's of "
+        "the same period) is reported and not cleared.",
+        labels=["model", "scope", "version"],
+    )
+    for snapshot in snapshots:
+        if snapshot.outcomes is None:
+            continue
+        names = [scope_label(dict(s.cohort)) for s in snapshot.scopes]
+        for version in snapshot.outcomes.versions:
+            for scope, name in enumerate(names):
+                key = [snapshot.model, name, version.version]
+                open_regression.add_metric(key, float(version.regression_reported[scope]))
+                for side, counts, loss, auc in (
+                    ("version", version.labels, version.log_loss, version.auc),
+                    (
+                        "incumbent",
+                        version.incumbent_labels,
+                        version.incumbent_log_loss,
+                        version.incumbent_auc,
+                    ),
+                ):
+                    _add_finite(
+                        [*key, side],
+                        (families["labels"], counts[scope]),
+                        (families["log_loss"], loss[scope]),
+                        (families["auc"], auc[scope]),
+                    )
+    yield from families.values()
+    yield open_regression
 
 
 def _merge(order: EventOrder) -> Iterator[Metric]:

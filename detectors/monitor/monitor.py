@@ -274,6 +274,8 @@ class ModelMonitor:
             min_labels=config.min_labels,
             windows=config.persistence_windows,
             untrusted_sources=config.untrusted_sources,
+            incumbent=reference.incumbent,
+            max_versions=config.max_versions,
         )
         self.score_changes = ScopedADWIN(n_scopes, config.adwin_delta)
         self.score_changes.update(batch.score, rows, batch.ts)

@@ -2,10 +2,12 @@
 
 Windows count joined labels. Each window is judged three ways, each with its own
 persistence: trusted-label performance (``concept_drift``: ``retrain``, unless a gate
-holds it), the positive rate of untrusted labels moving alone (``label_quality``) and
-the override rate rising (``trust_decay``). A scope with too few labels is not judged:
+holds it; log loss or ROC AUC worse, and calibration moved), the positive rate of
+untrusted labels moving alone (``label_quality``) and the override rate rising
+(``trust_decay``). A scope with too few labels is not judged:
 missing labels never become a verdict. The action each condition asks for is chosen by
-:mod:`detectors.monitor.policy`.
+:mod:`detectors.monitor.policy`. Each new version's trusted labels are also compared with
+the incumbent's of the same period (:mod:`~detectors.monitor.version_outcomes`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from detectors.join import Joined
 from detectors.monitor import policy
 from detectors.monitor.policy import CLEARED, OPENED, Gates
 from detectors.monitor.snapshot import OutcomeSnapshot
+from detectors.monitor.version_outcomes import VersionOutcomes
 from detectors.outcomes import (
+    AucDrop,
     CalibrationShift,
     OutcomeStats,
     OutcomeWindow,
     PerformanceDrop,
     RateShift,
     ScopedLossADWIN,
+    hanley_mcneil_se,
 )
 from detectors.persistence import Persistence, announce
 
@@ -131,6 +136,8 @@ class OutcomeMonitor:
         min_labels: int = 200,
         windows: int = 3,
         untrusted_sources: Sequence[str] = ("click", "implicit", "proxy"),
+        incumbent: str | None = None,
+        max_versions: int = 20,
     ) -> None:
         for name, value in (
             ("reference_labels", reference_labels),
@@ -147,6 +154,9 @@ class OutcomeMonitor:
         self.min_labels = min_labels
         self.windows = windows
         self.untrusted_sources = frozenset(untrusted_sources)
+        # The reference's version: new versions' labels are compared with its labels.
+        self.incumbent = incumbent
+        self.max_versions = max_versions
         self._reset()
 
     def _reset(self) -> None:
@@ -156,6 +166,17 @@ class OutcomeMonitor:
         self.warm = False
         self.performance = PerformanceDrop(min_labels=self.min_labels)
         self.calibration = CalibrationShift(min_labels=self.min_labels)
+        self.auc = AucDrop(min_labels=self.min_labels)
+        self.by_version = VersionOutcomes(
+            self.model,
+            self.scopes,
+            self.band_edges,
+            self.incumbent,
+            window_labels=self.window_labels,
+            min_labels=self.min_labels,
+            windows=self.windows,
+            max_versions=self.max_versions,
+        )
         self.rates = RateShift(min_events=self.min_labels)
         self.concept = Persistence(n, self.windows)
         self.label_quality = Persistence(n, self.windows)
@@ -200,6 +221,7 @@ class OutcomeMonitor:
             part = _with_width(part, width)
             trusted = np.array([s not in self.untrusted_sources for s in part.source], dtype=bool)
             target.add(part, trusted, n_scopes)
+            decisions.extend(self.by_version.update(part.take(trusted)))
             self.loss_changes.update(
                 part.score[trusted],
                 part.label[trusted],
@@ -220,9 +242,12 @@ class OutcomeMonitor:
         ref_stats, cur_stats = ref.trusted.summary(), cur.trusted.summary()
         performance = self.performance.judge(ref_stats, cur_stats)
         calibration = self.calibration.judge(ref_stats, cur_stats)
+        ranking = self.auc.judge(ref_stats, cur_stats)
         # Worse outcomes alone can be a covariate shift (a still-right model scoring
         # harder traffic); a concept change also moves the outcomes within risk bands.
-        concept_hit = performance.dropped & calibration.shifted
+        # Worse is a higher log loss, or a lower AUC: a ranking that collapsed costs
+        # little log loss on a rare class.
+        concept_hit = (performance.dropped | ranking.dropped) & calibration.shifted
         self.last_stats = cur_stats
         self.enough_labels = performance.enough_labels
         trusted_rate = self.rates.judge(
@@ -268,12 +293,14 @@ class OutcomeMonitor:
 
         # The version most of the window's trusted labels were predicted by.
         main_version = max(cur.versions, key=lambda v: (cur.versions[v], v), default=None)
+        gates = dataclasses.replace(gates, regressing_versions=self.by_version.regressing())
         concept = policy.concept_route(gates, main_version, version)
 
         def concept_evidence(scope: int) -> dict[str, Any]:
             details = performance.evidence(scope)
             details["calibration_chi2"] = float(f"{calibration.statistic[scope]:.6g}")
             details["calibration_pvalue"] = float(f"{calibration.pvalue[scope]:.6g}")
+            details.update(ranking.evidence(scope))
             details["labels_by_version"] = dict(sorted(cur.versions.items()))
             if gates.drifting_inputs:
                 details["drifting_inputs"] = list(gates.drifting_inputs)
@@ -343,10 +370,16 @@ class OutcomeMonitor:
             error_ratio=_figures(stats.error_rate if stats is not None else unmeasured),
             brier=_figures(stats.brier if stats is not None else unmeasured),
             auc=_figures(stats.auc if stats is not None else unmeasured),
+            auc_se=_figures(
+                hanley_mcneil_se(stats.auc, stats.positives, stats.n - stats.positives)
+                if stats is not None
+                else unmeasured
+            ),
             calibration_gap=_figures(stats.calibration_gap if stats is not None else unmeasured),
             override_ratio=_figures(self.last_override_rate),
             untrusted_positive_ratio=_figures(self.last_untrusted_rate),
             enough_labels=tuple(self.enough_labels.tolist()),
+            versions=self.by_version.snapshot(),
         )
 
     def _decision(

@@ -22,9 +22,15 @@ a shift of two windows or more reverted before K (a         hold          transi
 campaign, a short outage): worth knowing, nothing to do
 a new version's scores differ from the incumbent's for K    rollback      deployment_regression
 windows, in scopes whose inputs did not move
-outcomes dropped (performance and calibration) for K label  rollback      deployment_regression
-windows, on labels mostly of a version whose own outcomes
-have not cleared it yet
+outcomes dropped (performance or ROC AUC, and calibration)  rollback      deployment_regression
+for K label windows, on labels mostly of a version whose
+own outcomes have not cleared it yet
+a new version's trusted labels are worse than the           rollback      deployment_regression
+incumbent's of the same period (log loss, or ROC AUC: a
+ranking that collapsed) for K comparison windows
+outcomes dropped (performance or ROC AUC, and calibration)  rollback      deployment_regression
+while a version's labels are worse than the incumbent's
+of the same period: the version dragged the window down
 outcomes dropped while an input is reported broken          hold          concept_drift
 outcomes dropped while another version's scores regressed   hold          concept_drift
 outcomes dropped otherwise                                  retrain       concept_drift
@@ -63,6 +69,7 @@ Condition = Literal[
     "covariate_drift",
     "transient_shift",
     "score_regression",
+    "outcome_regression",
     "label_quality",
     "trust_decay",
 ]
@@ -72,6 +79,7 @@ OPENED: dict[Condition, Action] = {
     "covariate_drift": "investigate",
     "transient_shift": "hold",
     "score_regression": "rollback",
+    "outcome_regression": "rollback",
     "label_quality": "investigate",
     "trust_decay": "investigate",
 }
@@ -92,6 +100,9 @@ class Gates:
     # regressed (see detectors.monitor.deployment).
     suspect_versions: tuple[str, ...] = ()
     regressed_versions: tuple[str, ...] = ()
+    # Versions whose outcomes are worse than the incumbent's over the same period
+    # (detectors.monitor.version_outcomes).
+    regressing_versions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,15 @@ def concept_route(gates: Gates, main_version: str | None, version: str | None) -
         # drop came with the new version.
         why = {"detector": "outcomes_of_new_version_against_incumbent"}
         return Route("rollback", "deployment_regression", main_version, why)
+    if gates.regressing_versions:
+        # A version whose own labels are worse than the incumbent's of the same period
+        # drags a window mixing both down: the drop is the version's, not the world's.
+        version_at_fault = gates.regressing_versions[0]
+        why = {
+            "detector": "outcomes_against_incumbent_same_period",
+            "regressing_versions": list(gates.regressing_versions),
+        }
+        return Route("rollback", "deployment_regression", version_at_fault, why)
     if gates.regressed_versions:
         why = {
             "gate": "deployment_under_suspicion",

@@ -60,6 +60,22 @@ class DistributionSnapshot:
 
 
 @dataclass(frozen=True)
+class VersionOutcomeSnapshot:
+    """A new version's last comparison window against the incumbent's labels of the same
+    period, per scope (NaN: not judged)."""
+
+    version: str
+    windows: int  # comparison windows closed
+    labels: tuple[float, ...]
+    log_loss: tuple[float, ...]
+    auc: tuple[float, ...]
+    incumbent_labels: tuple[float, ...]
+    incumbent_log_loss: tuple[float, ...]
+    incumbent_auc: tuple[float, ...]
+    regression_reported: tuple[bool, ...]  # a rollback on outcomes reported, not cleared
+
+
+@dataclass(frozen=True)
 class OutcomeSnapshot:
     """The label side: the last closed label window per scope, and its conditions."""
 
@@ -76,6 +92,9 @@ class OutcomeSnapshot:
     override_ratio: tuple[float, ...]
     untrusted_positive_ratio: tuple[float, ...]
     enough_labels: tuple[bool, ...]  # False: no verdict, not a good one
+    # Hanley-McNeil standard error of ``auc``.
+    auc_se: tuple[float, ...] = ()
+    versions: tuple[VersionOutcomeSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)

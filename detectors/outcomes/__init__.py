@@ -4,6 +4,9 @@
   ``(score, label, scope row)`` rows and summarises them per scope (:class:`OutcomeStats`,
   :mod:`~detectors.outcomes.stats`): counts, error rate at a threshold, log loss, Brier
   score, ROC AUC and calibration by risk band.
+* :class:`AucDrop` (:mod:`~detectors.outcomes.auc`) says, per scope, whether a window's
+  ROC AUC fell below the reference's beyond its Hanley-McNeil error and by a material
+  amount: the ranking judged apart from the probabilities.
 * :class:`PerformanceDrop` (:mod:`~detectors.outcomes.performance`) says, per scope,
   whether a window's log loss is worse than the reference's, beyond noise *and* by a
   material amount.
@@ -21,6 +24,7 @@ scope id in a scope row means "no scope in this dimension" and is ignored.
 
 from __future__ import annotations
 
+from detectors.outcomes.auc import AucDrop, AucVerdict, auc_by_scope, hanley_mcneil_se
 from detectors.outcomes.calibration import CalibrationShift, CalibrationVerdict
 from detectors.outcomes.loss_adwin import ScopedLossADWIN
 from detectors.outcomes.performance import DropVerdict, PerformanceDrop
@@ -30,6 +34,8 @@ from detectors.outcomes.window import OutcomeWindow
 
 __all__ = [
     "EPS",
+    "AucDrop",
+    "AucVerdict",
     "CalibrationShift",
     "CalibrationVerdict",
     "DropVerdict",
@@ -39,6 +45,8 @@ __all__ = [
     "RateShift",
     "RateVerdict",
     "ScopedLossADWIN",
+    "auc_by_scope",
     "band_edges_from_reference",
+    "hanley_mcneil_se",
     "log_loss",
 ]

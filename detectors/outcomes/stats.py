@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
+from detectors.arrays import BoolArray, FloatArray, IntArray
+from detectors.outcomes.auc import auc_by_scope
 from detectors.validation import check_int
 
 EPS = 1e-6
@@ -61,30 +62,6 @@ def valid_rows(scores: FloatArray, labels: FloatArray) -> BoolArray:
 def _ratio(num: NDArray[Any], den: NDArray[Any]) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(den > 0, num / np.maximum(den, 1), np.nan), dtype=np.float64)
-
-
-def _auc_by_scope(scope: IndexArray, score: FloatArray, label: FloatArray, n_scopes: int) -> Any:
-    """ROC AUC per scope via the Mann-Whitney U of the positives (ranks within the scope,
-    ties averaged); NaN for a scope without both classes."""
-    order = np.lexsort((score, scope))
-    s, p, y = scope[order], score[order], label[order]
-    m = len(s)
-    if m == 0:
-        return np.full(n_scopes, np.nan)
-    new_scope = np.r_[True, s[1:] != s[:-1]]
-    new_tie = new_scope | np.r_[True, p[1:] != p[:-1]]
-    scope_start = np.flatnonzero(new_scope)[np.cumsum(new_scope) - 1]
-    tie_first = np.flatnonzero(new_tie)
-    tie_last = np.r_[tie_first[1:] - 1, m - 1]
-    tie = np.cumsum(new_tie) - 1
-    rank = (tie_first[tie] + tie_last[tie]) / 2.0 - scope_start + 1.0
-    n = np.bincount(s, minlength=n_scopes).astype(np.float64)
-    n1 = np.bincount(s, weights=y, minlength=n_scopes)
-    n0 = n - n1
-    r1 = np.bincount(s, weights=rank * y, minlength=n_scopes)
-    u1 = r1 - n1 * (n1 + 1) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n1 > 0) & (n0 > 0), u1 / (n1 * n0), np.nan)
 
 
 @dataclass(frozen=True)
@@ -170,7 +147,7 @@ def summarise(
         log_loss=mean_loss,
         log_loss_var=_ratio(squares, n - 1),
         brier=_ratio(total(brier), n),
-        auc=_auc_by_scope(scope, score[pair_row], label[pair_row], s_count),
+        auc=auc_by_scope(scope, score[pair_row], label[pair_row], s_count),
         band_edges=band_edges.copy(),
         band_counts=band_counts.astype(np.int64),
         band_positives=np.rint(band_pos).astype(np.int64).reshape(s_count, b_count),

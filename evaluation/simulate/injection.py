@@ -38,6 +38,8 @@ class Plan:
     factor: float = 1.0
     new_name: str | None = None
     ramp: int = 0
+    share: float = 1.0
+    rank_noise: float = 0.0
 
 
 def plan_incident(world: World, j: int, incident: Incident) -> Plan:
@@ -48,6 +50,7 @@ def plan_incident(world: World, j: int, incident: Incident) -> Plan:
         return Plan(
             j, "", "outcome", cohort, incident.start_event, end, 0.0, 0.0, 0,
             incident.kind, incident.magnitude, incident.new_version,
+            share=incident.share, rank_noise=incident.rank_noise,
         )  # fmt: skip
     feature = incident.feature
     if feature is None or feature not in world.kinds:

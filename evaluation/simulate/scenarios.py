@@ -139,6 +139,26 @@ def _deployment(kind: str, bias: float) -> Callable[[int], tuple[TrafficSpec, li
     return scenario
 
 
+def _canary_label_regression(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # v2 serves 30% of the traffic and was trained with a feature pipeline that does
+    # not match serving: its scores have the incumbent's distribution in every cohort (a
+    # score histogram sees nothing) but rank almost at random. Only its labels show it.
+    incident = Incident(
+        name="canary_label_regression",
+        kind="deployment",
+        feature=None,
+        cohort=None,
+        start_event=n_events // 2,
+        magnitude=0.0,
+        new_version="v2",
+        share=0.3,
+        rank_noise=10.0,
+        expected_action="rollback",
+        expected_cause="deployment_regression",
+    )
+    return _labelled(), [incident]
+
+
 def _gradual_drift(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     # Baskets grow by one standard deviation over 100,000 events (or the stream's last
     # three quarters, if shorter): no single window looks much unlike the one before.
@@ -197,6 +217,7 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "deployment_regression": _deployment("deployment_regression", math.log(10.0)),
     # v2 is another fit of the same model: nothing to decide.
     "healthy_deployment": _deployment("healthy_deployment", 0.0),
+    "canary_label_regression": _canary_label_regression,
     "gradual_drift": _gradual_drift,
     "campaign": _campaign,
     "daily_cycle": _daily_cycle,

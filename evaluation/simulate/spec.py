@@ -61,6 +61,12 @@ class Incident:
     expected_cause: str = "covariate_drift"
     new_name: str | None = None  # the feature's new key, for a rename
     new_version: str | None = None  # the model version a deployment ships
+    # The share of the traffic a deployment's version serves (below 1: a canary, each
+    # prediction drawn at random), and the noise in its logits that blurs its ranking, in
+    # standard deviations of the incumbent's logits (its scores are then handed back the
+    # incumbent's values, so that their distribution does not change).
+    share: float = 1.0
+    rank_noise: float = 0.0
     # A covariate shift that grows linearly to its magnitude over this many events
     # (0: a step at start_event).
     ramp_events: int = 0
@@ -78,6 +84,10 @@ class Incident:
             check_name("Incident.new_name", self.new_name)
         if self.kind == "deployment":
             check_name("Incident.new_version", self.new_version)
+        check_float("Incident.share", self.share, 0.0, 1.0, lo_open=True)
+        check_float("Incident.rank_noise", self.rank_noise, 0.0, 100.0)
+        if (self.share, self.rank_noise) != (1.0, 0.0) and self.kind != "deployment":
+            raise fail("Incident.share and rank_noise", "1 and 0 unless kind is deployment", self)
         if self.cohort is not None:
             if (
                 not isinstance(self.cohort, Mapping)
@@ -128,6 +138,8 @@ class Incident:
             "new_name": self.new_name,
             "new_version": self.new_version,
             "ramp_events": self.ramp_events,
+            "share": self.share,
+            "rank_noise": self.rank_noise,
         }
         if event_ts is not None:
             for key, index in (("start_ts", self.start_event), ("end_ts", self.end_event)):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.arrays import BoolArray, FloatArray, IntArray
 from evaluation.simulate.checks import check_int, fail
 from evaluation.simulate.injection import Plan, affected_rows, apply_plan, plan_incident
 from evaluation.simulate.spec import (
@@ -52,6 +53,23 @@ def generate(
             raise fail("incidents[]", "an Incident", incident)
         plans.append(plan_incident(world, j, incident))
     return _stream(world, n_events, seed, plans)
+
+
+def _blur_ranking(
+    logit: FloatArray, live: BoolArray, code: IntArray, noise: float, rng: np.random.Generator
+) -> FloatArray:
+    """The live rows' logits reordered by a noisy copy of them, within each cohort: the
+    same values in every cohort of the chunk (a score histogram sees nothing), ranked
+    worse (``noise`` standard deviations of the logits)."""
+    blurred = logit + noise * float(np.std(logit)) * rng.standard_normal(len(logit))
+    rows = np.flatnonzero(live)
+    by_blur = rows[np.lexsort((blurred[rows], code[rows]))]
+    by_value = rows[np.lexsort((logit[rows], code[rows]))]
+    out = logit.copy()
+    # Both orders group the rows by cohort alike: the k-th noisiest of a cohort gets its
+    # k-th smallest logit.
+    out[by_blur] = logit[by_value]
+    return out
 
 
 def _stream(world: World, n_events: int, seed: int, plans: list[Plan]) -> Iterator[Record]:
@@ -119,6 +137,9 @@ def _stream(world: World, n_events: int, seed: int, plans: list[Plan]) -> Iterat
             )
         if served_plans:
             p = 1.0 / (1.0 + np.exp(-fraud_logit(world, cols, clicks_null, n)))
+        code = np.zeros(n, dtype=np.int64)
+        for idx, stride in zip(cidx, world.strides, strict=True):
+            code += idx * stride
         versions = np.full(n, version, dtype=object)
         for plan in plans:
             if plan.incident != "deployment":
@@ -127,8 +148,13 @@ def _stream(world: World, n_events: int, seed: int, plans: list[Plan]) -> Iterat
             # The new version is another fit of the same model (a little noise in its
             # logits) plus its fault: a bias of `factor` logits, e.g. a training set's
             # negative downsampling that was not undone.
-            noise = np.random.default_rng([seed, k, 100 + plan.index]).normal(0.0, 0.1, n)
+            rng_deploy = np.random.default_rng([seed, k, 100 + plan.index])
+            noise = rng_deploy.normal(0.0, 0.1, n)
             shipped = np.log(p / (1.0 - p)) + plan.factor + noise
+            if plan.share < 1.0:  # a canary: each prediction served by it at random
+                live &= rng_deploy.random(n) < plan.share
+            if plan.rank_noise:
+                shipped = _blur_ranking(shipped, live, code, plan.rank_noise, rng_deploy)
             p = np.where(live, 1.0 / (1.0 + np.exp(-shipped)), p)
             versions = np.where(live, str(plan.new_name), versions)
         score = np.round(np.clip(p, _SCORE_EPS, 1.0 - _SCORE_EPS), 6)
@@ -144,10 +170,6 @@ def _stream(world: World, n_events: int, seed: int, plans: list[Plan]) -> Iterat
             delay = np.exp(delay_mu + _DELAY_SIGMA * rng_label.standard_normal(n))
         fb_ts = np.round(ts + delay, 3)
         override = rng_label.random(n) < override_p
-
-        code = np.zeros(n, dtype=np.int64)
-        for idx, stride in zip(cidx, world.strides, strict=True):
-            code += idx * stride
 
         lists: list[list[Any]] = []
         for name in names:

@@ -51,3 +51,21 @@ def test_labels_join_across_the_delay(tmp_path):
     feedback = sum(r["topic"] == "feedback" for r in records)
     assert engine.join.joined == feedback
     assert engine.join.unknown == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_canary_whose_labels_regress_is_rolled_back_and_the_incumbent_is_not_blamed(
+    tmp_path, seed
+):
+    """v2 serves 30% of the traffic with the incumbent's score distribution in every
+    cohort, ranking at random within them: the scores cannot see it, its labels can."""
+    decisions, predictions, (incident,) = _run(tmp_path, "canary_label_regression", seed)
+    orders = [(d.action, d.cause, d.model_version, d.feature, d.cohort) for d in decisions]
+    assert orders == [("rollback", "deployment_regression", "v2", None, None)]
+    evidence = decisions[0].evidence
+    assert evidence["detector"] == "outcomes_against_incumbent_same_period"
+    assert evidence["version_auc"] < evidence["incumbent_auc"] - 0.1
+    onset = predictions[incident.start_event]["ts"]
+    # Labels come an hour late and v2 gets 0.3 of them: 3 windows of 1,000 of its own
+    # labels take ~3 hours of a 1 label/s stream; 60,000 events are 8.3 hours.
+    assert onset < decisions[0].ts <= predictions[incident.start_event + 60_000]["ts"]

@@ -205,3 +205,28 @@ def test_the_lag_of_the_input_partitions_is_exported_beside_the_internal_topics(
         for s in _samples(registry)["driftgate_consumer_lag_records"]
     }
     assert lag == {("g.events", "0"): 3, ("predictions", "1"): 5, ("feedback", "0"): 0}
+
+
+def test_each_new_version_s_outcomes_are_exported_beside_the_incumbent_s(tmp_path):
+    service = _service_after_replay(tmp_path, "canary_label_regression")
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(service))
+    samples = _samples(registry)
+    auc = {
+        (s.labels["version"], s.labels["side"]): s.value
+        for s in samples["driftgate_version_outcome_auc"]
+        if s.labels["scope"] == "all"
+    }
+    # v2 ranks at random within cohorts; the incumbent's labels of the same period do not.
+    assert set(auc) == {("v2", "version"), ("v2", "incumbent")}
+    assert auc["v2", "version"] < auc["v2", "incumbent"] - 0.1
+    counts = {
+        s.labels["side"]: s.value
+        for s in samples["driftgate_version_outcome_labels"]
+        if s.labels["scope"] == "all"
+    }
+    assert counts["version"] == 1_000 < counts["incumbent"]
+    open_regressions = samples["driftgate_version_outcome_regression_open"]
+    assert {s.labels["version"] for s in open_regressions} == {"v2"}
+    errors = {s.labels["scope"]: s.value for s in samples["driftgate_outcome_auc_se"]}
+    assert 0 < errors["all"] < 0.1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import Counter
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.stats import mannwhitneyu
 
 from evaluation.simulate import (
     SCENARIOS,
@@ -589,6 +591,69 @@ def test_a_deployment_switches_the_version_and_biases_its_scores() -> None:
     shift = np.mean([logit(b["score"]) - logit(c["score"]) for b, c in zip(broken, clean)][start:])
     assert shift == pytest.approx(math.log(10.0), abs=0.05)
     assert [b["features"] for b in broken] == [c["features"] for c in clean]
+
+
+def test_a_canary_serves_a_share_with_the_same_scores_ranked_worse() -> None:
+    # Whole generation chunks (8,192 rows): a chunk's v2 scores are reordered within it.
+    n = 3 * 8_192
+    spec, (incident,) = SCENARIOS["canary_label_regression"](n)
+    healthy = dataclasses.replace(incident, rank_noise=0.0)
+
+    def stream(incident: Incident) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        records = list(generate(spec, n, 2, [incident]))
+        labels = {
+            r["value"]["event_id"]: r["value"]["label"] for r in records if r["topic"] == "feedback"
+        }
+        return [r["value"] for r in records if r["topic"] == "predictions"], labels
+
+    (canary, labels), (fair, fair_labels) = stream(incident), stream(healthy)
+    start = incident.start_event
+    assert labels == fair_labels  # the world is the same: only v2's ranking differs
+    assert {e["model_version"] for e in canary[:start]} == {"v1"}
+    after = [e for e in canary[start:] if e["model_version"] == "v2"]
+    assert len(after) / (n - start) == pytest.approx(0.3, abs=0.02)
+    # The same v2 rows, and in every cohort the same scores: only who gets which moved.
+    assert [e["model_version"] for e in canary] == [e["model_version"] for e in fair]
+    v2 = [k for k, e in enumerate(canary) if e["model_version"] == "v2"]
+
+    def by_cohort(events: list[dict[str, Any]]) -> dict[tuple, list[float]]:
+        out: dict[tuple, list[float]] = {}
+        for k in v2:
+            out.setdefault(tuple(sorted(events[k]["cohort"].items())), []).append(
+                events[k]["score"]
+            )
+        return {key: sorted(values) for key, values in out.items()}
+
+    assert by_cohort(canary) == by_cohort(fair)
+    assert [e["features"] for e in canary] == [e["features"] for e in fair]
+    assert canary[start - 1] == fair[start - 1]
+
+    def auc(events: list[dict[str, Any]]) -> float:
+        rows = [
+            (events[k]["score"], labels[events[k]["event_id"]])
+            for k in v2
+            if events[k]["event_id"] in labels
+        ]
+        pos = [s for s, y in rows if y == 1]
+        neg = [s for s, y in rows if y == 0]
+        return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
+
+    assert auc(canary) < auc(fair) - 0.15
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"share": 0.0}, "share"),
+        ({"share": 1.5}, "share"),
+        ({"rank_noise": -1.0}, "rank_noise"),
+        ({"kind": "concept", "share": 0.5, "new_version": None}, "share and rank_noise"),
+    ],
+)
+def test_a_canary_s_share_and_noise_are_checked(changes: dict[str, Any], message: str) -> None:
+    _, (incident,) = SCENARIOS["canary_label_regression"](1_000)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(incident, **changes)
 
 
 def test_a_daily_cycle_moves_behaviour_with_the_hour_but_not_accounts() -> None:
