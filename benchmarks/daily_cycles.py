@@ -1,0 +1,83 @@
+"""Daily cycles at a given rate, replayed with the default config: what is decided.
+
+    python benchmarks/daily_cycles.py --rate 5 --days 7
+    python benchmarks/daily_cycles.py --rate 50 --days 1
+    python benchmarks/daily_cycles.py --rate 2 --days 2 --shift-at-h 36
+
+Simulates ``--days`` of traffic at ``--rate`` predictions/s whose behavioural inputs
+follow the hour of day (``TrafficSpec.daily_cycle``), optionally with a shift of the amount
+(``--shift`` standard deviations) from ``--shift-at-h`` hours on, replays it with
+``driftgate replay`` in a child process, and prints every decision with its hour and the
+replay's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, required=True, help="predictions per second")
+    parser.add_argument("--days", type=float, required=True)
+    parser.add_argument("--cycle", type=float, default=0.5, help="TrafficSpec.daily_cycle")
+    parser.add_argument("--shift-at-h", type=float, default=None)
+    parser.add_argument("--shift", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    spec = TrafficSpec(events_per_second=args.rate, daily_cycle=args.cycle)
+    n = int(args.rate * args.days * 86_400)
+    incidents = []
+    if args.shift_at_h is not None:
+        start = int(args.rate * args.shift_at_h * 3_600)
+        incidents.append(
+            Incident(
+                name="amount_shift",
+                kind="covariate_shift",
+                feature="amount",
+                cohort=None,
+                start_event=start,
+                magnitude=args.shift,
+            )
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        stream, decisions = Path(tmp) / "stream.jsonl", Path(tmp) / "decisions.jsonl"
+        write_replay(stream, generate(spec, n, seed=args.seed, incidents=incidents))
+        command = [sys.executable, "-m", "streamer.cli", "replay", str(stream)]
+        subprocess.run(
+            [*command, "--decisions", str(decisions)],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        lines = decisions.read_bytes().splitlines()
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"{n:,} predictions, {args.days:g} days at {args.rate:g}/s, cycle {args.cycle:g}, "
+        f"seed {args.seed}: {len(lines)} decisions; replay peak RSS {peak_mb:,.0f} MB"
+    )
+    for line in lines:
+        decision = orjson.loads(line)
+        hours = (decision["ts"] - spec.start_ts) / 3_600
+        scope = decision["scope"]
+        print(
+            f"  {hours:6.1f} h  {decision['action']:<12} {decision['cause']:<18} "
+            f"{scope['feature']} {scope['cohort'] or ''}"
+        )
+
+
+if __name__ == "__main__":
+    main()
