@@ -77,13 +77,18 @@ class Decision:
     confirmed_at: float
     evidence: Mapping[str, Any] = field(default_factory=dict)
     phase: Phase = "opened"
-    incident_id: str | None = None
+    # Set by the incident tracker; None: an incident of its own.
+    incident: str | None = None
 
     @property
     def decision_id(self) -> str:
         return decision_id(
             self.model, self.action, self.cause, self.feature, self.cohort, self.confirmed_at
         )
+
+    @property
+    def incident_id(self) -> str:
+        return self.incident or self.decision_id
 
     @property
     def severity(self) -> Severity:
@@ -94,7 +99,7 @@ class Decision:
         return {
             "schema_version": 2,
             "decision_id": self.decision_id,
-            "incident_id": self.incident_id or self.decision_id,
+            "incident_id": self.incident_id,
             "phase": self.phase,
             "ts": self.ts,
             "model": self.model,

@@ -40,7 +40,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from detectors.decision import Decision, digest
+from detectors.decision import Decision, Phase, digest
 
 # (action, family, detail): what one order answers.
 IncidentKey = tuple[str, str, str]
@@ -128,15 +128,15 @@ class IncidentTracker:
         key = incident_key(decision)
         if key[1] == "transient_shift":
             incident_id = self._incident_id(key, decision)
-            return dataclasses.replace(decision, incident_id=incident_id, phase="opened")
+            return dataclasses.replace(decision, incident=incident_id, phase="opened")
         incident = self.open.get(key)
-        phase = "updated" if incident is not None else "opened"
+        phase: Phase = "updated" if incident is not None else "opened"
         if incident is None:
             incident = self.open[key] = _Incident(self._incident_id(key, decision))
         for member in members(decision):
             incident.members.add(member)
             self.member_of[member] = key
-        return dataclasses.replace(decision, incident_id=incident.incident_id, phase=phase)
+        return dataclasses.replace(decision, incident=incident.incident_id, phase=phase)
 
     def _resolve(self, decision: Decision) -> Decision | None:
         (member,) = members(decision)
@@ -148,7 +148,7 @@ class IncidentTracker:
         if incident.members:
             return None
         del self.open[key]
-        return dataclasses.replace(decision, incident_id=incident.incident_id)
+        return dataclasses.replace(decision, incident=incident.incident_id)
 
     def _incident_id(self, key: IncidentKey, decision: Decision) -> str:
         scope = [decision.feature, dict(sorted((decision.cohort or {}).items()))]
