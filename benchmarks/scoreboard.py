@@ -432,6 +432,11 @@ def targets(runs: Sequence[Run]) -> list[tuple[str, str, bool]]:
         ("no false decision on streams without incidents", f"{quiet}", quiet == 0),
         ("no retrain during transient incidents", f"{retrains}", retrains == 0),
         (
+            "one order per incident (repeated orders)",
+            f"{overall.repeated_orders}",
+            overall.repeated_orders == 0,
+        ),
+        (
             f"median delay of input changes within 2 windows ({limit:,} events)",
             "-" if median is None else f"{median:,.0f} events",
             median is not None and median <= limit,

@@ -21,6 +21,9 @@ Cause = Literal[
     "transient_shift",
 ]
 Severity = Literal["info", "warning", "critical"]
+# Where a decision stands in its incident (detectors.incidents): the order, a follow-up,
+# the end. Consumers act on "opened" and deduplicate on the incident id.
+Phase = Literal["opened", "updated", "resolved"]
 
 SEVERITY: dict[str, Severity] = {
     "retrain": "critical",
@@ -29,6 +32,12 @@ SEVERITY: dict[str, Severity] = {
     "investigate": "warning",
     "hold": "info",
 }
+
+
+def digest(*parts: Any) -> str:
+    """A deterministic id of JSON-able parts (event times as their ``repr``, exact)."""
+    key = json.dumps(list(parts), separators=(",", ":"))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def decision_id(
@@ -41,16 +50,19 @@ def decision_id(
 ) -> str:
     """A deterministic id: the same condition confirmed in the same window gets the same
     id after a restart or a replay, so consumers can deduplicate."""
-    key = json.dumps(
-        [model, action, cause, feature, dict(sorted((cohort or {}).items())), repr(confirmed_at)],
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    cohort_items = dict(sorted((cohort or {}).items()))
+    return digest(model, action, cause, feature, cohort_items, repr(confirmed_at))
 
 
 @dataclass(frozen=True)
 class Decision:
-    """One decision event. ``cohort`` is None when it concerns the whole population."""
+    """One decision event. ``cohort`` is None when it concerns the whole population.
+
+    ``incident_id`` and ``phase`` place it in its incident (:mod:`detectors.incidents`);
+    a monitor's conditions emit ``opened`` (a condition reported) and ``resolved`` (its
+    report resolved), which the incident tracker turns into the incident's phases. A
+    decision no tracker placed (one built by hand) is an incident of its own.
+    """
 
     model: str
     model_version: str | None
@@ -64,6 +76,9 @@ class Decision:
     window_events: int
     confirmed_at: float
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    phase: Phase = "opened"
+    # Set by the incident tracker; None: an incident of its own.
+    incident: str | None = None
 
     @property
     def decision_id(self) -> str:
@@ -72,14 +87,20 @@ class Decision:
         )
 
     @property
+    def incident_id(self) -> str:
+        return self.incident or self.decision_id
+
+    @property
     def severity(self) -> Severity:
         return SEVERITY[self.action]
 
     def to_dict(self) -> dict[str, Any]:
         """The decision event of the wire contract (``deploy/schemas/decision.json``)."""
         return {
-            "schema_version": 1,
+            "schema_version": 2,
             "decision_id": self.decision_id,
+            "incident_id": self.incident_id,
+            "phase": self.phase,
             "ts": self.ts,
             "model": self.model,
             "model_version": self.model_version,

@@ -13,26 +13,41 @@ class Persistence:
 
     A scope's condition opens after ``windows`` consecutive judged windows that show it
     and clears after as many that do not; a scope not judged in a window (too few
-    events) keeps its streaks. ``announced`` marks the open conditions a decision was
-    emitted for, so that only those get a closing ``hold``.
+    events) keeps its streaks. ``announced`` marks the conditions a decision was emitted
+    for: their report stands until the condition stayed clear for ``resolve_windows``
+    judged windows (:meth:`settle`), so one that comes back sooner (``returned``) is the
+    same report going on, not a new one. ``reported`` is the announced conditions still
+    open.
 
     >>> import numpy as np
-    >>> condition = Persistence(n_scopes=2, windows=3)
+    >>> condition = Persistence(n_scopes=2, windows=3, resolve_windows=5)
     >>> judged = np.array([True, True])
     >>> start = np.array([0.0, 0.0])
     >>> for hits in ([1, 1], [1, 0], [1, 1]):  # scope 1 blips, scope 0 persists
     ...     opened, cleared = condition.update(judged, np.array(hits, dtype=bool), start)
     >>> opened.tolist(), condition.open.tolist()
     ([True, False], [True, False])
+    >>> condition.announced[0] = True  # a decision reported it
+    >>> for _ in range(4):  # clear for 4 windows: closed, its report still stands
+    ...     _ = condition.update(judged, np.array([False, False]), start)
+    >>> condition.open.tolist(), condition.settle()
+    ([False, False], [])
+    >>> _ = condition.update(judged, np.array([False, False]), start)
+    >>> condition.settle()  # the 5th clear window resolves the report
+    [0]
     """
 
-    def __init__(self, n_scopes: int, windows: int) -> None:
+    def __init__(self, n_scopes: int, windows: int, resolve_windows: int | None = None) -> None:
         if n_scopes < 1:
             raise ValueError(f"n_scopes must be >= 1, got {n_scopes}")
         if windows < 1:
             raise ValueError(f"windows must be >= 1, got {windows}")
+        resolve = windows if resolve_windows is None else resolve_windows
+        if resolve < windows:
+            raise ValueError(f"resolve_windows must be >= windows ({windows}), got {resolve}")
         self.n_scopes = n_scopes
         self.windows = windows
+        self.resolve_windows = resolve
         self._reset()
 
     def _reset(self) -> None:
@@ -41,6 +56,8 @@ class Persistence:
         self.clean_streak: IntArray = np.zeros(n, dtype=np.int64)
         self.open: BoolArray = np.zeros(n, dtype=bool)
         self.announced: BoolArray = np.zeros(n, dtype=bool)
+        # Announced conditions that opened again before their report was resolved.
+        self.returned: BoolArray = np.zeros(n, dtype=bool)
         # Open conditions another scope's report already covers: never reported.
         self.explained: BoolArray = np.zeros(n, dtype=bool)
         self.first_seen: FloatArray = np.full(n, np.nan)
@@ -68,9 +85,22 @@ class Persistence:
         self.last = np.where(judged, hit, self.last)
         opened = (self.streak >= self.windows) & ~self.open
         cleared = self.open & (self.clean_streak >= self.windows)
+        self.returned = opened & self.announced
         self.open = (self.open | opened) & ~cleared
         self.explained &= self.open
         return opened, cleared
+
+    @property
+    def reported(self) -> BoolArray:
+        """The conditions reported and open (not cleared)."""
+        return self.announced & self.open
+
+    def settle(self) -> list[int]:
+        """The announced scopes whose condition stayed clear for ``resolve_windows``
+        judged windows in a row: their report is resolved (no longer announced)."""
+        done = self.announced & (self.clean_streak >= self.resolve_windows)
+        self.announced &= ~done
+        return np.flatnonzero(done).tolist()
 
 
 # A change whose effect in the population is at least this share of its effect in the
@@ -107,14 +137,14 @@ def _explains(
         # missed a window while the population caught it.
         top = float(effect[1:].max()) if effect.size > 1 else 0.0
         return population >= SHARED_EFFECT_RATIO * top or _widespread(scopes, condition)
-    if condition.announced[POPULATION]:
+    if condition.reported[POPULATION]:
         return False
     if population >= SHARED_EFFECT_RATIO * float(effect[scope]):
         return None  # as strong in everybody: the population may be about to say it
     own = scopes.dimension_of(scope)
     others = [scopes.scopes_of(d) for d in range(len(scopes.values)) if d != own]
     # The same cohort seen through a correlated dimension is reported once.
-    return not any(condition.announced[list(members)].any() for members in others)
+    return not any(condition.reported[list(members)].any() for members in others)
 
 
 def announce(scopes: CohortScopes, condition: Persistence, strength: FloatArray) -> list[int]:
@@ -126,7 +156,9 @@ def announce(scopes: CohortScopes, condition: Persistence, strength: FloatArray)
     population belongs to the cohorts that show it, and a cohort is not reported again
     through a correlated dimension (the strongest cohort goes first). An open scope that
     cannot be placed yet is looked at again after the next window; one that another
-    report covers is never reported. Marks the chosen scopes announced.
+    report covers is never reported. Marks the chosen scopes announced. A condition that
+    came back before its report was resolved (``returned``) is reported again when it
+    would be if it were new: an update of its report, not a new one.
 
     >>> import numpy as np
     >>> from detectors.cohorts import CohortScopes
@@ -141,7 +173,8 @@ def announce(scopes: CohortScopes, condition: Persistence, strength: FloatArray)
     """
     waiting = condition.open & ~condition.announced & ~condition.explained
     order: list[int] = sorted(
-        np.flatnonzero(waiting).tolist(), key=lambda s: (s != POPULATION, -strength[s])
+        np.flatnonzero(waiting | condition.returned).tolist(),
+        key=lambda s: (s != POPULATION, -strength[s]),
     )
     chosen = []
     for scope in order:

@@ -26,6 +26,8 @@ HEADERS = (
     "median delay (s)",
     "false / M events",
     "duplicates / incident",
+    "orders / incident",
+    "repeated orders",
     "retrains (wrong)",
 )
 
@@ -80,6 +82,8 @@ def row(name: str, tally: Tally) -> list[str]:
         _count(tally.median_delay_seconds),
         f"{tally.false_per_million:.1f}",
         _fraction(tally.duplicates_per_incident),
+        _fraction(tally.orders_per_incident),
+        str(tally.repeated_orders),
         f"{tally.retrains.orders} ({tally.retrains.wrong})",
     ]
 
@@ -130,6 +134,8 @@ def problems(scores: Sequence[ScenarioScore]) -> list[str]:
             elif not (r.action_correct and r.cause_correct):
                 got = ", ".join(f"{d.action}/{d.cause}" for d in r.decisions)
                 out.append(f"{run}: {i.name}: decided {got}, expected {expected}")
+            if r.repeated_orders:
+                out.append(f"{run}: {i.name}: {r.orders} orders for one incident")
         at = s.truth.events_at([d.ts for d in s.false_decisions])
         for d, event in zip(s.false_decisions, at.tolist(), strict=True):
             out.append(

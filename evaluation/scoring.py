@@ -18,6 +18,13 @@ The delay of a detection is in event time and in events: the incident's events u
 including the one at which the decision was made (a decision carries its event time only;
 the truth's event clock places it on the event axis).
 
+Orders are what a pipeline acts on: decisions of phase ``opened`` other than ``hold``
+(one per driftgate incident; a follow-up, phase ``updated``, shares its ``incident_id``
+and is no order). A decision without an incident id (a baseline's, or of schema 1) is an
+order of its own. An incident's orders are the distinct incident ids among the non-hold
+decisions that belong to it: the target is one, and every order beyond it is a repeated
+order. False decisions are orders that belong to no incident.
+
 Retraining orders (driftgate's ``retrain`` decisions or a baseline's) are right only
 while a concept-drift incident is active (its grace included): it is the one situation in
 which retraining on the recent data is the fix.
@@ -150,6 +157,18 @@ class ScoredDecision:
     cohort: Mapping[str, str] | None
     ts: float
     resolved: bool
+    incident_id: str = ""
+    phase: str = "opened"
+
+    @property
+    def incident(self) -> str:
+        """The incident it belongs to; a decision without one is an incident of its own."""
+        return self.incident_id or self.decision_id
+
+    @property
+    def order(self) -> bool:
+        """Whether a pipeline acts on it: an incident's opening, anything but a hold."""
+        return self.phase == "opened" and self.action != "hold"
 
     @classmethod
     def from_dict(cls, event: Mapping[str, Any]) -> ScoredDecision:
@@ -164,6 +183,8 @@ class ScoredDecision:
             cohort=_cohort(scope.get("cohort")),
             ts=float(event["ts"]),
             resolved=evidence.get("resolved") is True,
+            incident_id=str(event.get("incident_id") or ""),
+            phase=str(event.get("phase", "opened")),
         )
 
     def concerns(self, incident: TruthIncident) -> bool:
@@ -205,6 +226,15 @@ class IncidentResult:
         return max(0, len(self.decisions) - 1)
 
     @property
+    def orders(self) -> int:
+        """The orders given for it: the distinct incidents of its non-hold decisions."""
+        return len({d.incident for d in self.decisions if d.action != "hold"})
+
+    @property
+    def repeated_orders(self) -> int:
+        return max(0, self.orders - 1)
+
+    @property
     def transient_actions(self) -> int:
         """Orders given during a transient incident (anything but a hold)."""
         if not self.incident.transient:
@@ -224,6 +254,7 @@ class IncidentResult:
             "action_correct": self.action_correct,
             "cause_correct": self.cause_correct,
             "duplicates": self.duplicates,
+            "orders": self.orders,
         }
 
 
@@ -326,9 +357,11 @@ def score(
                 round(ordered[first].ts - incident.start_ts, 3),
             )
         results.append(IncidentResult(incident, tuple(ordered[k] for k in mine), *delays))
-    false = tuple(d for k, d in enumerate(ordered) if not belongs[k] and d.action != "hold")
+    false = tuple(d for k, d in enumerate(ordered) if not belongs[k] and d.order)
     retrains = count_retrains(
-        truth, (float(at[k]) for k, d in enumerate(ordered) if d.action == "retrain"), grace_events
+        truth,
+        (float(at[k]) for k, d in enumerate(ordered) if d.order and d.action == "retrain"),
+        grace_events,
     )
     return ScenarioScore(truth, tuple(results), false, retrains)
 
@@ -362,12 +395,18 @@ class Tally:
     duplicates: int
     transient_actions: int
     retrains: RetrainCount
+    # Orders given for the detected incidents that ask for one (not a hold), and those
+    # beyond the first of each.
+    ordered_incidents: int
+    orders: int
+    repeated_orders: int
 
     @classmethod
     def of(cls, scores: Iterable[ScenarioScore]) -> Tally:
         runs = list(scores)
         results = [r for s in runs for r in s.results]
         found = [r for r in results if r.detected]
+        ordered = [r for r in found if not r.incident.transient]
         return cls(
             runs=len(runs),
             events=sum(s.truth.events for s in runs),
@@ -383,6 +422,9 @@ class Tally:
             retrains=RetrainCount(
                 sum(s.retrains.orders for s in runs), sum(s.retrains.wrong for s in runs)
             ),
+            ordered_incidents=len(ordered),
+            orders=sum(r.orders for r in ordered),
+            repeated_orders=sum(r.repeated_orders for r in results),
         )
 
     @property
@@ -400,6 +442,10 @@ class Tally:
     @property
     def duplicates_per_incident(self) -> float | None:
         return _ratio(self.duplicates, self.detected)
+
+    @property
+    def orders_per_incident(self) -> float | None:
+        return _ratio(self.orders, self.ordered_incidents)
 
     @property
     def false_per_million(self) -> float:
@@ -429,6 +475,8 @@ class Tally:
             "duplicates_per_incident": self.duplicates_per_incident,
             "transient_actions": self.transient_actions,
             "retrains": {"orders": self.retrains.orders, "wrong": self.retrains.wrong},
+            "orders_per_incident": self.orders_per_incident,
+            "repeated_orders": self.repeated_orders,
         }
 
 

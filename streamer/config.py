@@ -52,6 +52,9 @@ DETECTION_DESCRIPTIONS = {
     "alpha": "Significance level, in (0, 1), of the G-test a drifted window must also pass.",
     "persistence_windows": "Consecutive drifted windows before any decision but hold, and "
     "clean windows before a condition clears.",
+    "resolve_windows": "Clean judged windows a reported condition needs before its incident "
+    "resolves (at least persistence_windows); one that comes back sooner is an update of the "
+    "same incident, never a second order.",
     "adwin_delta": "Confidence parameter, in (0, 1), of ADWIN on the score stream; smaller "
     "fires less often.",
     "cohort_dimensions": "Cohort attributes and combinations judged as scopes, e.g. "

@@ -148,8 +148,19 @@ class DecisionEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     decision_id: str = Field(min_length=1)
+    incident_id: str = Field(
+        min_length=1,
+        description="The incident the decision belongs to: the same for its opening order, "
+        "its updates and its resolution, and the same on replay and after a restart. "
+        "Deduplicate orders on it.",
+    )
+    phase: Literal["opened", "updated", "resolved"] = Field(
+        description="opened: the incident's one order, act on it; updated: a follow-up "
+        "(another scope or feature, a condition back), for people; resolved: the hold that "
+        "ends it."
+    )
     ts: float = Field(description="Event time of the window that triggered the decision.")
     model: str
     model_version: str | None

@@ -5,8 +5,8 @@ decision was published (:meth:`ModelMonitor.distribution`): the reference's hist
 and the last judged window's, which the monitor forgets at its next window. Memory is
 bounded: the newest ``capacity`` decisions, the oldest dropped first.
 
-An incident is the decisions sharing a model, a cause and a scope: the one that opened
-it, and the later ones (a resolving ``hold`` carries the cause it clears).
+An incident is the decisions sharing an ``incident_id`` (:mod:`detectors.incidents`): the
+one that opened it, its updates (other scopes and features) and its resolving ``hold``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from detectors.decision import Decision
 from detectors.monitor import ModelMonitor
 from detectors.monitor.snapshot import DistributionSnapshot
 
-IncidentKey = tuple[str, str, str | None, tuple[tuple[str, str], ...]]
-
 
 @dataclass(frozen=True)
 class Incident:
@@ -32,10 +30,8 @@ class Incident:
     distribution: DistributionSnapshot | None
 
     @property
-    def key(self) -> IncidentKey:
-        decision = self.decision
-        cohort = tuple(sorted((decision.cohort or {}).items()))
-        return (decision.model, decision.cause, decision.feature, cohort)
+    def key(self) -> str:
+        return self.decision.incident_id
 
 
 class IncidentStore:
@@ -46,7 +42,7 @@ class IncidentStore:
     >>> store = IncidentStore(capacity=2)
     >>> def decision(ts):
     ...     return Decision("fraud", "v1", "investigate", "covariate_drift", "amount",
-    ...                     None, ts, ts - 60, ts, 2000, ts)
+    ...                     None, ts, ts - 60, ts, 2000, ts, incident="i1")
     >>> store.record([decision(1.0), decision(2.0), decision(3.0)], {})
     >>> [incident.decision.ts for incident in store.recent()]
     [3.0, 2.0]
@@ -99,7 +95,7 @@ class IncidentStore:
         return matches[0] if len(matches) == 1 else None
 
     def timeline(self, incident: Incident) -> list[Incident]:
-        """The kept decisions of the same incident (model, cause, scope), oldest first."""
+        """The kept decisions of the same incident, oldest first."""
         with self._lock:
             return [kept for kept in self._incidents.values() if kept.key == incident.key]
 

@@ -41,6 +41,13 @@ class MonitorConfig:
     psi_threshold: float = 0.2
     alpha: float = 0.001
     persistence_windows: int = 3
+    # A reported condition's incident resolves only after it stayed clear for this many
+    # judged windows (at least persistence_windows). Twice the persistence: a condition
+    # that dips under its threshold for a few windows and comes back (a concept drift
+    # judged on labels that trickle in, a gradual shift around the PSI threshold) is the
+    # same incident going on, and the one order given for it stands; a clear streak that
+    # long is as unlikely by chance for a real change as the persistence is for noise.
+    resolve_windows: int = 6
     adwin_delta: float = 0.002
     cohort_dimensions: tuple[tuple[str, ...], ...] = ()
     max_cohort_values: int = 20
@@ -62,6 +69,7 @@ class MonitorConfig:
             "min_reference_events",
             "max_categories",
             "persistence_windows",
+            "resolve_windows",
             "max_cohort_values",
             "max_cohort_dimensions",
             "max_features",
@@ -77,6 +85,11 @@ class MonitorConfig:
             if value < (2 if name == "numeric_bins" else 1):
                 low = 2 if name == "numeric_bins" else 1
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.resolve_windows < self.persistence_windows:
+            raise ValueError(
+                f"resolve_windows must be >= persistence_windows ({self.persistence_windows}), "
+                f"got {self.resolve_windows}"
+            )
         if self.reference_max_events < self.reference_events:
             raise ValueError(
                 f"reference_max_events must be >= reference_events ({self.reference_events}), "

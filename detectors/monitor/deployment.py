@@ -86,6 +86,7 @@ class DeploymentWatch:
         psi_threshold: float = 0.2,
         alpha: float = 0.001,
         windows: int = 3,
+        resolve_windows: int | None = None,
         min_events: int = 200,
         max_versions: int = 20,
     ) -> None:
@@ -101,6 +102,7 @@ class DeploymentWatch:
         self.psi_threshold = psi_threshold
         self.alpha = alpha
         self.windows = windows
+        self.resolve_windows = resolve_windows
         self.min_events = min_events
         self.max_versions = max_versions
         self.bins = NumericBins.from_reference(np.asarray(reference_scores, np.float64), n_bins)
@@ -126,7 +128,7 @@ class DeploymentWatch:
                 version=version,
                 first_seen=first_seen,
                 current=np.zeros((n, self.bins.n_bins), dtype=np.int64),
-                scores=Persistence(n, self.windows),
+                scores=Persistence(n, self.windows, self.resolve_windows),
                 psi=np.full(n, np.nan),
                 pvalue=np.full(n, np.nan),
                 psi_history=[[] for _ in range(n)],
@@ -169,15 +171,14 @@ class DeploymentWatch:
             watch.psi[judged] = psi(self.reference[judged], watch.current[judged])
             watch.pvalue[judged] = g_test(self.reference[judged], watch.current[judged])[1]
             hit = (watch.psi >= self.psi_threshold) & (watch.pvalue < self.alpha)
-            _, cleared = watch.scores.update(judged, hit, window_start)
+            watch.scores.update(judged, hit, window_start)
             for scope in np.flatnonzero(judged).tolist():
                 history = watch.psi_history[scope]
                 history.append(round(float(watch.psi[scope]), 6))
                 del history[: -self.windows]
             for scope in announce(self.scopes, watch.scores, np.nan_to_num(watch.psi)):
                 decisions.append(self._decision(watch, scope, window_end, events, resolved=False))
-            for scope in np.flatnonzero(cleared & watch.scores.announced).tolist():
-                watch.scores.announced[scope] = False
+            for scope in watch.scores.settle():
                 decisions.append(self._decision(watch, scope, window_end, events, resolved=True))
             watch.current[judged] = 0
         return decisions
@@ -213,7 +214,7 @@ class DeploymentWatch:
 
     def regressed(self) -> tuple[str, ...]:
         """Versions with a score regression reported and not cleared."""
-        return tuple(sorted(v for v, w in self.versions.items() if w.scores.announced.any()))
+        return tuple(sorted(v for v, w in self.versions.items() if w.scores.reported.any()))
 
     def snapshot(self) -> DeploymentSnapshot:
         return DeploymentSnapshot(
@@ -267,4 +268,5 @@ class DeploymentWatch:
             window_events=int(events[scope]),
             confirmed_at=end,
             evidence=evidence,
+            phase="resolved" if resolved else "opened",
         )

@@ -93,12 +93,12 @@ class FeatureDrift:
     @property
     def broken(self) -> bool:
         """An upstream condition is reported for some scope and not yet cleared."""
-        return self.upstream is not None and bool(self.upstream.announced.any())
+        return self.upstream is not None and bool(self.upstream.reported.any())
 
     @property
     def drifting(self) -> bool:
         """A covariate drift is reported for some scope and not yet cleared."""
-        return bool(self.drift.announced.any())
+        return bool(self.drift.reported.any())
 
     @property
     def moved(self) -> BoolArray:
@@ -119,7 +119,9 @@ class FeatureDrift:
         return self.upstream_cause[scope] or "frozen_signal"
 
     @classmethod
-    def fresh(cls, name: str, bins: Bins, reference: IntArray, windows: int) -> FeatureDrift:
+    def fresh(
+        cls, name: str, bins: Bins, reference: IntArray, windows: int, resolve_windows: int
+    ) -> FeatureDrift:
         n_scopes = reference.shape[0]
         nan = np.full(n_scopes, np.nan)
         return cls(
@@ -127,7 +129,7 @@ class FeatureDrift:
             bins=bins,
             reference=reference,
             current=np.zeros_like(reference),
-            drift=Persistence(n_scopes, windows),
+            drift=Persistence(n_scopes, windows, resolve_windows),
             psi=nan.copy(),
             js=nan.copy(),
             pvalue=nan.copy(),
@@ -195,10 +197,9 @@ class FeatureDrift:
         drifted_now: BoolArray,
         health: HealthVerdict,
         window_start: FloatArray,
-    ) -> tuple[BoolArray, BoolArray]:
+    ) -> None:
         """Record a closed window's verdicts in the judged scopes (after
-        :func:`window_statistics`) and start the next window; returns the scopes whose
-        drift and whose upstream condition cleared."""
+        :func:`window_statistics`) and start the next window."""
         assert self.upstream is not None and self.window_wrong_type is not None
         windows = self.drift.windows
         self.last_health = health
@@ -212,8 +213,8 @@ class FeatureDrift:
                 upstream_now[scope] = False
         # A window with too few of a sparse feature's values says nothing of its drift.
         decided = judged if self.undecided is None else judged & ~self.undecided
-        _, cleared = self.drift.update(decided, drift_hit(drifted_now, upstream_now), window_start)
-        up_opened, up_cleared = self.upstream.update(judged, upstream_now, window_start)
+        self.drift.update(decided, drift_hit(drifted_now, upstream_now), window_start)
+        up_opened, _ = self.upstream.update(judged, upstream_now, window_start)
         for scope in np.flatnonzero(judged & upstream_now).tolist():
             if not self.upstream.open[scope] or up_opened[scope]:
                 self.upstream_cause[scope] = health.cause[scope]
@@ -232,7 +233,6 @@ class FeatureDrift:
         self.last_window[judged] = self.current[judged]
         self.current[judged] = 0
         self.window_wrong_type[judged] = 0
-        return cleared, up_cleared
 
     def reverted_peaks(self, still_shifted: BoolArray, psi_threshold: float) -> FloatArray:
         """Per scope, the highest PSI of a shift that reverted in the last window before it
@@ -271,7 +271,7 @@ class FeatureDrift:
         if window is not None:
             nulls = np.where(window.events > 0, window.null_rate, np.nan)
             repeats = np.where((window.events > 0) & (window.pairs > 0), window.repeat_rate, np.nan)
-        reported = self.upstream.announced if self.upstream is not None else np.zeros(n, bool)
+        reported = self.upstream.reported if self.upstream is not None else np.zeros(n, bool)
         return FeatureSnapshot(
             name=self.name,
             wrong_type_values=int(self.wrong_type),
@@ -279,7 +279,7 @@ class FeatureDrift:
             js_distance=tuple(self.js.tolist()),
             g_test_pvalue=tuple(self.pvalue.tolist()),
             drifted=tuple(self.drift.last.tolist()),
-            drift_reported=tuple(self.drift.announced.tolist()),
+            drift_reported=tuple(self.drift.reported.tolist()),
             upstream_reported=tuple(
                 self.upstream_cause_of(scope) if reported[scope] else "" for scope in range(n)
             ),

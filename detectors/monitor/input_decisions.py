@@ -55,28 +55,19 @@ class InputDecisions:
     # Vanished feature -> the new name it was found renamed to (kept by the monitor).
     renamed: dict[str, str]
 
-    def of_feature(
-        self,
-        state: FeatureDrift,
-        cleared: BoolArray,
-        upstream_cleared: BoolArray,
-        still_shifted: BoolArray,
-    ) -> list[Decision]:
-        """A feature's decisions after :meth:`FeatureDrift.judge_window` (which returned
-        ``cleared`` and ``upstream_cleared``); ``still_shifted``: the scopes whose window
-        drifted."""
+    def of_feature(self, state: FeatureDrift, still_shifted: BoolArray) -> list[Decision]:
+        """A feature's decisions after :meth:`FeatureDrift.judge_window`;
+        ``still_shifted``: the scopes whose window drifted."""
         assert state.upstream is not None
         decisions: list[Decision] = []
         strength = state.psi
         for scope in announce(self.scopes, state.upstream, strength):
             decisions.append(self._upstream(state, scope, resolved=False))
-        for scope in np.flatnonzero(upstream_cleared & state.upstream.announced).tolist():
-            state.upstream.announced[scope] = False
+        for scope in state.upstream.settle():
             decisions.append(self._upstream(state, scope, resolved=True))
         for scope in announce(self.scopes, state.drift, strength):
             decisions.append(self._drift(state, scope, resolved=False))
-        for scope in np.flatnonzero(cleared & state.drift.announced).tolist():
-            state.drift.announced[scope] = False
+        for scope in state.drift.settle():
             decisions.append(self._drift(state, scope, resolved=True))
         decisions.extend(self._transients(state, still_shifted))
         return decisions
@@ -237,6 +228,7 @@ class InputDecisions:
             window_events=int(window.events[scope]),
             confirmed_at=end,
             evidence=evidence,
+            phase="resolved" if resolved else "opened",
         )
 
 

@@ -13,7 +13,8 @@ window boundaries, so the result does not depend on how the stream was cut into 
 ``feature_drift`` (each feature's statistics and conditions), ``input_decisions`` (what
 is reported on the inputs), ``outcome_monitor`` (labels), ``deployment`` (new model
 versions), ``policy`` (which action for which situation) and ``snapshot`` (what the
-monitor says of itself, for the metrics).
+monitor says of itself, for the metrics). Every decision leaves through the model's
+:class:`IncidentTracker`, which gives it its incident and phase.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from detectors.arrays import IndexArray, IntArray
 from detectors.batch import PredictionBatch
 from detectors.cohorts import POPULATION, CohortScopes
 from detectors.decision import Decision
+from detectors.incidents import IncidentTracker
 from detectors.join import Joined, JoinStore
 from detectors.monitor import policy
 from detectors.monitor.config import MonitorConfig
@@ -99,6 +101,7 @@ class ModelMonitor:
         self.windows = 0
         self.model_version: str | None = None
         self.last_ts: float | None = None
+        self.incidents = IncidentTracker(self.model)
 
     @property
     def warm(self) -> bool:
@@ -145,7 +148,7 @@ class ModelMonitor:
             self.events += take
             if self._clock.add(take):
                 decisions.extend(self._close_window())
-        return decisions
+        return self.incidents.place(decisions)
 
     def pin_reference(self, batch: PredictionBatch) -> None:
         """Fit the reference on ``batch`` (a known-good period, say training-time traffic)
@@ -177,6 +180,9 @@ class ModelMonitor:
 
     def update_labels(self, joined: Joined) -> list[Decision]:
         """Judge outcomes on labels joined to this model's predictions."""
+        return self.incidents.place(self._judge_labels(joined))
+
+    def _judge_labels(self, joined: Joined) -> list[Decision]:
         if self.outcomes is None or self.reference_end is None:
             self.labels_before_reference += len(joined)
             return []
@@ -248,7 +254,7 @@ class ModelMonitor:
         waiting = join.add_predictions(
             part.event_id, part.ts, part.score, part.model_version, rows, [self.model] * len(part)
         )
-        return self.update_labels(waiting) if len(waiting) else []
+        return self._judge_labels(waiting) if len(waiting) else []
 
     def _observe(self, part: PredictionBatch) -> None:
         # Parts end at window boundaries, so a decision carries the version and time of
@@ -273,6 +279,7 @@ class ModelMonitor:
             window_labels=config.label_window_labels,
             min_labels=config.min_labels,
             windows=config.persistence_windows,
+            resolve_windows=config.resolve_windows,
             untrusted_sources=config.untrusted_sources,
             incumbent=reference.incumbent,
             max_versions=config.max_versions,
@@ -291,6 +298,7 @@ class ModelMonitor:
             psi_threshold=config.psi_threshold,
             alpha=config.alpha,
             windows=config.persistence_windows,
+            resolve_windows=config.resolve_windows,
             min_events=config.min_window_events,
             max_versions=config.max_versions,
         )
@@ -357,10 +365,8 @@ class ModelMonitor:
         )
         decisions = []
         for i, state in enumerate(states):
-            cleared, upstream_cleared = state.judge_window(
-                judged, drifted[i], verdicts[i], window.start
-            )
-            decisions.extend(report.of_feature(state, cleared, upstream_cleared, drifted[i]))
+            state.judge_window(judged, drifted[i], verdicts[i], window.start)
+            decisions.extend(report.of_feature(state, drifted[i]))
         decisions = grouped(decisions)
         decisions.extend(self._deployment_decisions())
         for feature in self.new_features.close(int(window.events[POPULATION])):

@@ -135,6 +135,7 @@ class OutcomeMonitor:
         window_labels: int = 1_000,
         min_labels: int = 200,
         windows: int = 3,
+        resolve_windows: int | None = None,
         untrusted_sources: Sequence[str] = ("click", "implicit", "proxy"),
         incumbent: str | None = None,
         max_versions: int = 20,
@@ -153,6 +154,7 @@ class OutcomeMonitor:
         self.window_labels = window_labels
         self.min_labels = min_labels
         self.windows = windows
+        self.resolve_windows = resolve_windows
         self.untrusted_sources = frozenset(untrusted_sources)
         # The reference's version: new versions' labels are compared with its labels.
         self.incumbent = incumbent
@@ -178,9 +180,9 @@ class OutcomeMonitor:
             max_versions=self.max_versions,
         )
         self.rates = RateShift(min_events=self.min_labels)
-        self.concept = Persistence(n, self.windows)
-        self.label_quality = Persistence(n, self.windows)
-        self.trust = Persistence(n, self.windows)
+        self.concept = Persistence(n, self.windows, self.resolve_windows)
+        self.label_quality = Persistence(n, self.windows, self.resolve_windows)
+        self.trust = Persistence(n, self.windows, self.resolve_windows)
         self.evidence: dict[str, list[dict[str, Any]]] = {
             cause: [{} for _ in range(n)]
             for cause in ("concept_drift", "label_quality", "trust_decay")
@@ -274,22 +276,25 @@ class OutcomeMonitor:
             route: tuple[Cause, str | None] | None = None,
         ) -> None:
             """``route``: the cause and version to report the condition as, kept in
-            ``routes`` per scope so that its closing hold says the same."""
+            ``routes`` per scope so that its closing hold (and its report when it comes
+            back before that) says the same."""
             reported = route or (cause, version)
-            _, cleared = condition.update(judged, hit, start)
+            condition.update(judged, hit, start)
             for scope in np.flatnonzero(judged & hit).tolist():
                 self.evidence[cause][scope] = evidence(scope)
             effect = self.last_effect[cause]
             measured = judged & np.isfinite(strength)
             effect[measured] = strength[measured]
             for scope in announce(self.scopes, condition, effect):
-                if routes is not None:
+                if routes is not None and not condition.returned[scope]:
                     routes[scope] = (action, *reported)
-                decisions.append(self._decision(condition, scope, action, cause, reported, False))
-            for scope in np.flatnonzero(cleared & condition.announced).tolist():
-                condition.announced[scope] = False
-                opened = (routes[scope][1], routes[scope][2]) if routes is not None else reported
-                decisions.append(self._decision(condition, scope, CLEARED, cause, opened, True))
+                said = routes[scope] if routes is not None else (action, *reported)
+                decisions.append(self._decision(condition, scope, said[0], cause, said[1:]))
+            for scope in condition.settle():
+                opened = routes[scope][1:] if routes is not None else reported
+                decisions.append(
+                    self._decision(condition, scope, CLEARED, cause, opened, resolved=True)
+                )
 
         # The version most of the window's trusted labels were predicted by.
         main_version = max(cur.versions, key=lambda v: (cur.versions[v], v), default=None)
@@ -360,9 +365,9 @@ class OutcomeMonitor:
         unmeasured = np.full(self.scopes.n_scopes, np.nan)
         return OutcomeSnapshot(
             reported=(
-                ("concept_drift", int(self.concept.announced.sum())),
-                ("label_quality", int(self.label_quality.announced.sum())),
-                ("trust_decay", int(self.trust.announced.sum())),
+                ("concept_drift", int(self.concept.reported.sum())),
+                ("label_quality", int(self.label_quality.reported.sum())),
+                ("trust_decay", int(self.trust.reported.sum())),
             ),
             loss_changes=tuple(self.loss_changes.detections.tolist()),
             labels=_figures(stats.n if stats is not None else unmeasured),
@@ -389,7 +394,7 @@ class OutcomeMonitor:
         action: Action,
         cause: Cause,
         reported: tuple[Cause, str | None],
-        resolved: bool,
+        resolved: bool = False,
     ) -> Decision:
         """A decision on ``condition`` (named ``cause``), reported as ``reported``'s
         (cause, model version)."""
@@ -414,6 +419,7 @@ class OutcomeMonitor:
             window_events=window.labels,
             confirmed_at=window.end,
             evidence=evidence,
+            phase="resolved" if resolved else "opened",
         )
 
 

@@ -39,8 +39,12 @@ labels and outcomes steady), while no input drifts or is
 broken
 the share of feedback overriding the model rose for K       investigate   trust_decay
 windows
-any reported condition was clear for K windows              hold          its cause (resolved)
+every condition of an incident was clear for                hold          its cause (resolved)
+``resolve_windows`` windows (>= K)
 ==========================================================  ============  =====================
+
+Each decision is then placed in its incident (:mod:`detectors.incidents`): the first is
+the order (phase ``opened``), later ones while it is open are ``updated``.
 
 A rollback of a version and scope is made once, whether its scores or its outcomes found
 the regression first (:meth:`DeploymentWatch.first_report`).
@@ -83,7 +87,7 @@ OPENED: dict[Condition, Action] = {
     "label_quality": "investigate",
     "trust_decay": "investigate",
 }
-# A condition that cleared is reported as a hold under the cause it was reported with.
+# A report that resolved is a hold under the cause it was reported with.
 CLEARED: Action = "hold"
 
 # Window-to-window spread (max / min) of a rescale factor that is still one factor.

@@ -183,6 +183,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
             bins,
             np.zeros((n_scopes, bins.n_bins), dtype=np.int64),
             config.persistence_windows,
+            config.resolve_windows,
         )
         row_bins[name] = _fit_feature(state, reference.features[name], rows, order, hours)
         features[name] = state
@@ -221,7 +222,7 @@ def _fit_feature(
     state.health = SignalHealth(
         flat, flat_scopes, state.reference_stats, state.reference, state.rescale_quantiles
     )
-    state.upstream = Persistence(n_scopes, state.drift.windows)
+    state.upstream = Persistence(n_scopes, state.drift.windows, state.drift.resolve_windows)
     state.upstream_cause = [""] * n_scopes
     state.upstream_evidence = [{} for _ in range(n_scopes)]
     state.rescale_history = [[] for _ in range(n_scopes)]

@@ -392,9 +392,13 @@ def test_ended_shift_gives_a_later_hold() -> None:
     investigate, hold = decisions
     assert hold.ts > investigate.ts
     assert hold.evidence["resolved"] is True
-    assert hold.evidence["clean_windows"] == CONFIG.persistence_windows
-    # the hold comes at the end of the 3rd clean window after the shift ended
-    assert hold.ts == float(batch.ts[stop + CONFIG.persistence_windows * W - 1])
+    assert (investigate.phase, hold.phase) == ("opened", "resolved")
+    assert hold.incident_id == investigate.incident_id
+    assert CONFIG.resolve_windows > CONFIG.persistence_windows
+    assert hold.evidence["clean_windows"] == CONFIG.resolve_windows
+    # the hold comes at the end of the resolve_windows-th clean window after the shift
+    # ended, not when the condition closed (persistence_windows clean windows)
+    assert hold.ts == float(batch.ts[stop + CONFIG.resolve_windows * W - 1])
     assert hold.severity == "info"
     assert investigate.severity == "warning"
     assert "resolved" not in investigate.evidence

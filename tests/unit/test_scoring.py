@@ -50,8 +50,10 @@ def _decision(action: str, cause: str, feature: str | None, event: int, **extra:
         evidence["features"] = extra["features"]
     if extra.get("resolved"):
         evidence["resolved"] = True
+    incident = {k: extra[k] for k in ("incident_id", "phase") if k in extra}
     return ScoredDecision.from_dict(
         {
+            **incident,
             "decision_id": extra.get("id", f"{action}-{event}"),
             "action": action,
             "cause": cause,
@@ -190,6 +192,48 @@ def test_retrains_are_right_only_during_concept_drift():
     # 49,999: before; 50,000 and 69,999: during (with 10,000 events of grace); 70,000: after.
     assert count_retrains(truth, [49_999, 50_000, 69_999, 70_000]) == RetrainCount(4, 2)
     assert count_retrains(_truth(AMOUNT), [60_000]) == RetrainCount(1, 1)
+
+
+def test_orders_are_counted_per_incident_id():
+    truth = _truth(CONCEPT, AMOUNT)
+    one_incident = [
+        _decision("retrain", "concept_drift", None, 56_000, incident_id="c1", phase="opened"),
+        _decision("retrain", "concept_drift", None, 60_000, incident_id="c1", phase="updated"),
+        _decision("hold", "concept_drift", None, 80_000, incident_id="c1", phase="resolved"),
+    ]
+    repeated = [  # one drift, two investigations
+        _decision("investigate", "covariate_drift", "amount", 56_000, incident_id="a1"),
+        _decision("investigate", "covariate_drift", "amount", 70_000, incident_id="a2"),
+    ]
+    scored = score(truth, [*one_incident, *repeated])
+    concept, amount = scored.results
+    assert (concept.orders, concept.repeated_orders, concept.duplicates) == (1, 0, 2)
+    assert (amount.orders, amount.repeated_orders) == (2, 1)
+    tally = Tally.of([scored])
+    assert (tally.orders, tally.ordered_incidents, tally.repeated_orders) == (3, 2, 1)
+    assert tally.orders_per_incident == pytest.approx(1.5)
+    assert scored.retrains == RetrainCount(orders=1, wrong=0)  # the update is no order
+
+
+def test_without_incident_ids_every_decision_is_an_order():
+    truth = _truth(CONCEPT)
+    retrains = [_decision("retrain", "concept_drift", None, e) for e in (56_000, 60_000)]
+    (result,) = score(truth, retrains).results
+    assert (result.orders, result.repeated_orders) == (2, 1)
+    assert score(truth, retrains).retrains == RetrainCount(orders=2, wrong=0)
+
+
+def test_an_update_outside_every_incident_is_no_false_decision():
+    truth = _truth(_incident("eu", None, 50_000, "retrain", "concept_drift", cohort=EU))
+    decisions = [
+        _decision("retrain", "concept_drift", None, 56_000, cohort=EU, incident_id="c"),
+        # the drop grew to the population: the same incident, no second order
+        _decision("retrain", "concept_drift", None, 60_000, incident_id="c", phase="updated"),
+        _decision("investigate", "covariate_drift", "age", 60_000, incident_id="x"),
+    ]
+    scored = score(truth, decisions)
+    assert [d.incident_id for d in scored.false_decisions] == ["x"]
+    assert scored.results[0].orders == 1
 
 
 def test_a_prefix_of_the_stream_drops_the_incidents_it_does_not_reach():
