@@ -18,9 +18,9 @@ reference was built on (the incumbent) is watched from its first prediction:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,9 +29,12 @@ from detectors.binning import NumericBins, scope_histograms
 from detectors.cohorts import CohortScopes
 from detectors.decision import Decision
 from detectors.divergence import g_test, psi
-from detectors.monitor.policy import CLEARED, OPENED
+from detectors.monitor.policy import CLEARED, OPENED, inputs_moved
 from detectors.monitor.snapshot import DeploymentSnapshot
 from detectors.persistence import Persistence, announce
+
+if TYPE_CHECKING:
+    from detectors.monitor.feature_drift import FeatureDrift
 
 
 @dataclass
@@ -155,6 +158,15 @@ class DeploymentWatch:
             watch.current += scope_histograms(
                 bins, rows[mine], self.scopes.n_scopes, self.bins.n_bins
             )
+
+    def report_window(
+        self, features: Iterable[FeatureDrift], window_start: FloatArray, window_end: FloatArray
+    ) -> list[Decision]:
+        """New versions' scores against the incumbent's in the window that closed, in the
+        scopes whose inputs did not move (there, a score shift is the model's doing); a
+        rollback found by the labels first is not reported again."""
+        moved = inputs_moved(features, self.scopes.n_scopes)
+        return [d for d in self.close(moved, window_start, window_end) if self.first_report(d)]
 
     def close(
         self, inputs_moved: BoolArray, window_start: FloatArray, window_end: FloatArray

@@ -330,6 +330,7 @@ class ModelMonitor:
 
     def _close_window(self) -> list[Decision]:
         assert self.scopes is not None and self._window is not None
+        assert self.deployments is not None
         self._clock.restart()
         self.windows += 1
         if self._first_day is not None and self._first_day.complete:
@@ -368,21 +369,9 @@ class ModelMonitor:
             state.judge_window(judged, drifted[i], verdicts[i], window.start)
             decisions.extend(report.of_feature(state, drifted[i]))
         decisions = grouped(decisions)
-        decisions.extend(self._deployment_decisions())
+        decisions.extend(self.deployments.report_window(states, window.start, window.end))
         for feature in self.new_features.close(int(window.events[POPULATION])):
             if feature.name not in self._renamed.values():
                 decisions.append(report.of_new_feature(feature))
         window.restart(judged | ~judgeable)
         return decisions
-
-    def _deployment_decisions(self) -> list[Decision]:
-        """New versions' scores against the incumbent's, in the scopes whose inputs did
-        not move (there, a score shift is the model's doing)."""
-        assert self.deployments is not None and self.scopes is not None
-        assert self._window is not None
-        moved = policy.inputs_moved(self.features.values(), self.scopes.n_scopes)
-        return [
-            decision
-            for decision in self.deployments.close(moved, self._window.start, self._window.end)
-            if self.deployments.first_report(decision)
-        ]
