@@ -74,9 +74,6 @@ class NumericBins:
         bins[np.isnan(values)] = self.null_bin
         return bins
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "numeric", "edges": self.edges.tolist()}
-
 
 @dataclass(frozen=True)
 class CategoricalBins:
@@ -125,9 +122,6 @@ class CategoricalBins:
         found = map(self._index.get, values, repeat(self.other_bin, n))
         return np.fromiter(found, dtype=np.intp, count=n)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "categorical", "categories": list(self.categories)}
-
 
 Bins = NumericBins | CategoricalBins
 
@@ -140,11 +134,3 @@ def scope_histograms(
     flat = (scopes * n_bins + bins[:, None]).ravel()
     counts = np.bincount(flat, minlength=n_scopes * n_bins)
     return counts.reshape(n_scopes, n_bins).astype(np.int64)
-
-
-def bins_from_dict(data: dict[str, Any]) -> Bins:
-    if data.get("kind") == "numeric":
-        return NumericBins(edges=np.asarray(data["edges"], dtype=np.float64))
-    if data.get("kind") == "categorical":
-        return CategoricalBins(categories=tuple(data["categories"]))
-    raise ValueError(f"bins kind must be 'numeric' or 'categorical', got {data.get('kind')!r}")

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 
@@ -130,16 +130,3 @@ class CohortScopes:
             lookup = cast(Callable[[object, int], int], index.get)
             out[:, d + 1] = np.fromiter(map(lookup, keys, repeat(other, n)), np.intp, n)
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dimensions": [list(d) for d in self.dimensions],
-            "values": [list(v) for v in self.values],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CohortScopes:
-        return cls(
-            dimensions=tuple(tuple(d) for d in data["dimensions"]),
-            values=tuple(tuple(v) for v in data["values"]),
-        )

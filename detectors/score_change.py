@@ -87,8 +87,8 @@ class ScopedADWIN:
             # calls the core from C, any() stops at the first detection, and river's own
             # _reset() runs before the next value as its update would: the same core
             # calls in the same order, on river's own objects, so checkpoints (river's
-            # window as its fields) and ScopedLossADWIN.to_dict are unchanged. It leans
-            # on river 0.26's private _helper and _drift_detected (river is pinned to 0.26.x);
+            # window as its fields) are unchanged. It leans on river 0.26's private
+            # _helper and _drift_detected (river is pinned to 0.26.x);
             # tests/unit/test_score_change.py holds it to river's per-event update.
             pending = values[chunk].tolist()
             remaining = iter(pending)

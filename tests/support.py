@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar, cast
 
 import confluent_kafka
 import numpy as np
@@ -45,11 +45,13 @@ from streamer.sinks import (
     ReportingDeadLetterSink,
 )
 from streamer.sources import ReplaySource
+from streamer.state.payload import dumps, loads
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUDEVENT_HEADERS = sorted(
     ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type"]
 )
+_T = TypeVar("_T")
 # A change river detected: (scope, row, its event time, the mean it reports then).
 Change = tuple[int, int, float, float]
 
@@ -231,6 +233,14 @@ def fraud_records(n: int, partition: int = 0) -> list[InputRecord]:
 
 def fingerprint_of(engine: Engine) -> str:
     return config_fingerprint(engine.monitor_config, engine.limits, engine.feedback)
+
+
+def through_state_codec(state: _T) -> _T:
+    """``state`` written in the checkpoints' state format and read back (streamer.state):
+    a new object, as a restart would rebuild it. Any object of a registered class will do."""
+    restored = loads(dumps(state))
+    assert type(restored) is type(state)
+    return cast(_T, restored)
 
 
 def engine_state(engine: Engine) -> dict[str, object]:

@@ -1,8 +1,8 @@
-"""Checks of the join store's arguments and saved state: one wording for its parts."""
+"""Checks of the join store's arguments: one wording for its parts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,10 +30,3 @@ def strings(name: str, values: Sequence[str], n: int) -> Sequence[str]:
     if isinstance(values, str) or len(values) != n:
         raise ValueError(f"{name} must be a list of {n} strings")
     return values
-
-
-def field(data: Mapping[str, Any], name: str) -> Any:
-    try:
-        return data[name]
-    except KeyError:
-        raise ValueError(f"malformed JoinStore dict: missing field {name!r}") from None

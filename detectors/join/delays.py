@@ -68,12 +68,3 @@ class DelayHistogram:
         sum of delays in seconds)."""
         bounds = np.append(_BOUNDS, np.inf)
         return bounds, np.cumsum(self._counts), float(self._sum)
-
-    def state(self) -> tuple[list[int], float]:
-        """The counts per bucket and the sum, as plain JSON values."""
-        return self._counts.tolist(), self._sum
-
-    def load(self, counts: IntArray, total: float) -> None:
-        """The state of :meth:`state`; ``counts`` already checked to have one entry a bucket."""
-        self._counts = counts
-        self._sum = total

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.arrays import BoolArray, FloatArray, IndexArray
-from detectors.join.checks import column, field
 from detectors.join.names import Names, SourceBits
 from detectors.join.tombstones import EVICTED, EXPIRED
-from detectors.validation import check_int
 
 _MIN_CAPACITY = 1_024
 _INT16_MAX = 32_767
@@ -257,71 +255,3 @@ class Entries:
         versions = tuple(self._versions.names[c] for c in self._version[where].tolist())
         scopes = self._scopes[where].astype(np.intp)
         return models, versions, self._ts[where], self._score[where], scopes
-
-    # -- checkpoints ------------------------------------------------------------------------
-
-    def state(self) -> dict[str, Any]:
-        """Plain JSON values (None for a NaN score), oldest entry first."""
-        where = np.arange(self._first, self._end, dtype=np.int64) % max(self._capacity, 1)
-        scores = self._score[where]
-        return {
-            "clock": None if self.clock == -math.inf else float(self.clock),
-            "leap": None if math.isnan(self._leap) else self._leap,
-            "width": self.width,
-            "models": list(self._models.names),
-            "model_aliases": self._models.aliases(),
-            "versions": list(self._versions.names),
-            "version_aliases": self._versions.aliases(),
-            "entries": {
-                "event_id": list(self._ids),
-                "ts": self._ts[where].tolist(),
-                "score": [None if s != s else s for s in scores.tolist()],
-                "model": self._model[where].tolist(),
-                "version": self._version[where].tolist(),
-                "labelled": [int(m) for m in self._labelled[where].tolist()],
-                "scopes": self._scopes[where].tolist(),
-            },
-        }
-
-    def load(self, data: Mapping[str, Any]) -> None:
-        """The fields of :meth:`state` in ``data``; raises ValueError on bad data."""
-        clock = field(data, "clock")
-        self.clock = -math.inf if clock is None else float(clock)
-        leap = data.get("leap")  # absent from dicts written before the guard
-        self._leap = math.nan if leap is None else float(leap)
-        self.width = check_int("width", field(data, "width"), 1)
-        self._models = Names(field(data, "models"))
-        self._models.index.update(field(data, "model_aliases"))
-        self._versions = Names(field(data, "versions"))
-        self._versions.index.update(field(data, "version_aliases"))
-        entries = field(data, "entries")
-        ids = list(entries["event_id"])
-        n = len(ids)
-        if n > self.max_entries or len(set(ids)) != n:
-            raise ValueError("malformed JoinStore dict: too many or repeated entries")
-        self._capacity = min(self.max_entries, max(n, _MIN_CAPACITY))
-        self._ts = np.full(self._capacity, np.nan)
-        self._score = np.full(self._capacity, np.nan)
-        scopes = np.asarray(entries["scopes"], dtype=np.int64).reshape(n, self.width)
-        wide = bool(n) and int(scopes.max()) > _INT16_MAX
-        self._model = np.zeros(self._capacity, dtype=np.int16)
-        self._version = np.zeros(self._capacity, dtype=np.int16)
-        self._labelled = np.zeros(self._capacity, dtype=np.uint16)
-        self._scopes = np.full(
-            (self._capacity, self.width), -1, dtype=np.int32 if wide else np.int16
-        )
-        self._ts[:n] = column("ts", entries["ts"], n, np.float64)
-        self._score[:n] = [np.nan if s is None else s for s in entries["score"]]
-        self._model[:n] = column("model", entries["model"], n, np.int16)
-        self._version[:n] = column("version", entries["version"], n, np.int16)
-        self._labelled[:n] = column("labelled", entries["labelled"], n, np.uint16)
-        if n:
-            self._scopes[:n] = scopes
-        if n and (
-            self._model[:n].max() >= len(self._models.names)
-            or self._version[:n].max() >= len(self._versions.names)
-        ):
-            raise ValueError("malformed JoinStore dict: model or version index out of range")
-        self._ids = deque(ids)
-        self._slot = {event_id: seq for seq, event_id in enumerate(ids)}
-        self._first, self._end = 0, n

@@ -23,9 +23,9 @@ class Names:
     ([0, 1, 0], ['v2', 'v1'])
     """
 
-    def __init__(self, names: Sequence[str] = ()) -> None:
-        self.names: list[str] = list(names)
-        self.index = {name: i for i, name in enumerate(self.names)}
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
 
     def codes(self, values: Sequence[str]) -> NDArray[np.int16]:
         for name in dict.fromkeys(values):
@@ -41,10 +41,6 @@ class Names:
         lookup = self.index.get
         return np.fromiter((lookup(v, other) for v in values), np.int16, len(values))
 
-    def aliases(self) -> dict[str, int]:
-        """Names folded into ``__other__`` and kept in the index (older checkpoints)."""
-        return {k: v for k, v in self.index.items() if self.names[v] != k}
-
 
 class SourceBits:
     """One bit of a uint16 mask per label source, for telling duplicates apart: the
@@ -55,13 +51,8 @@ class SourceBits:
     (1, 2, 1)
     """
 
-    def __init__(self, sources: Sequence[str] = ()) -> None:
-        self._bits = {name: bit for bit, name in enumerate(sources)}
-
-    @property
-    def sources(self) -> list[str]:
-        """The sources with a bit of their own, in the order they came."""
-        return list(self._bits)
+    def __init__(self) -> None:
+        self._bits: dict[str, int] = {}
 
     def bit(self, source: str) -> int:
         bit = self._bits.get(source)

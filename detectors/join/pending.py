@@ -171,12 +171,3 @@ class PendingLabels:
             if waiting:
                 out.unknown += self.drop_before(clock - self.grace_s)
         return out
-
-    def state(self) -> list[list[Any]]:
-        """The rows, oldest first, as plain JSON lists."""
-        return [list(feedback) for feedback in self._rows.values()]
-
-    def load(self, rows: Any) -> None:
-        """Append the rows of :meth:`state` (as they were: no bound applies)."""
-        for event_id, ts, label, source, override in rows:
-            self._append((str(event_id), float(ts), float(label), source, override))

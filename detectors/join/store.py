@@ -53,15 +53,14 @@ results whatever the batch boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
-from detectors.join.checks import check_seconds, column, field, strings
-from detectors.join.delays import DAY, DELAY_BUCKETS_S, DelayHistogram
+from detectors.join.checks import check_seconds, column, strings
+from detectors.join.delays import DAY, DelayHistogram
 from detectors.join.entries import Entries
 from detectors.join.joined import Joined
 from detectors.join.names import SourceBits
@@ -325,57 +324,3 @@ class JoinStore:
             **outcome,
         )
         return self._record(joined)
-
-    # -- checkpoints ------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (plain lists, ints, floats, strings; None for NaN)."""
-        delay_counts, delay_sum = self._delays.state()
-        return {
-            "kind": "JoinStore",
-            "version": 1,
-            "max_entries": self.max_entries,
-            "horizon_s": self.horizon_s,
-            "grace_s": self.grace_s,
-            "max_pending": self.max_pending,
-            **self._entries.state(),
-            "sources": self._sources.sources,
-            "pending": self._pending.state(),
-            "tombstones": self._tombstones.state(),
-            "counters": asdict(self._counts),
-            "delay_counts": delay_counts,
-            "delay_sum": delay_sum,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JoinStore:
-        """Inverse of :meth:`to_dict`; raises ValueError on a wrong kind/version or bad data."""
-        if not isinstance(data, Mapping) or data.get("kind") != "JoinStore":
-            raise ValueError("expected a JoinStore dict (kind 'JoinStore')")
-        if data.get("version") != 1:
-            raise ValueError(
-                f"unsupported JoinStore version {data.get('version')!r} (supported: 1)"
-            )
-        store = cls(
-            field(data, "max_entries"),
-            field(data, "horizon_s"),
-            field(data, "grace_s"),
-            field(data, "max_pending"),
-        )
-        try:
-            store._load(data)
-        except (TypeError, KeyError, IndexError) as exc:
-            raise ValueError(f"malformed JoinStore dict: {exc}") from None
-        return store
-
-    def _load(self, data: Mapping[str, Any]) -> None:
-        self._entries.load(data)
-        self._sources = SourceBits(field(data, "sources"))
-        self._pending.load(field(data, "pending"))
-        self._tombstones.load(field(data, "tombstones"))
-        counters = field(data, "counters")
-        self._counts = JoinCounts(**{f.name: int(counters[f.name]) for f in fields(JoinCounts)})
-        self._delays.load(
-            column("delay_counts", field(data, "delay_counts"), len(DELAY_BUCKETS_S) + 1, np.int64),
-            float(field(data, "delay_sum")),
-        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,18 +100,3 @@ class Tombstones:
             found = (out == 0) & (chunk[where] == hashes)
             out[found] = reasons[where[found]]
         return out
-
-    def state(self) -> dict[str, Any]:
-        """Plain JSON values: the chunks as [hashes, reasons] and the open pairs."""
-        return {
-            "chunks": [[h.tolist(), r.tolist()] for h, r in self._chunks],
-            "open": [[h, r] for h, r in self._open.items()],
-        }
-
-    def load(self, state: Any) -> None:
-        """The state of :meth:`state`."""
-        for hashes, reasons in state["chunks"]:
-            self._chunks.append(
-                (np.asarray(hashes, dtype=np.int64), np.asarray(reasons, dtype=np.int8))
-            )
-        self._open = {int(h): int(r) for h, r in state["open"]}

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
 from detectors.arrays import FloatArray, IndexArray, IntArray
@@ -67,47 +63,3 @@ class ScopedLossADWIN:
         loss = np.where(valid_rows(scores, labels), log_loss(scores, labels), np.nan)
         changes = self._adwin.update(loss, rows, np.asarray(ts, dtype=np.float64))
         return [change for change in changes if change.scope < self.n_scopes]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state: each river detector's own state bytes (base64)."""
-        adwin = self._adwin
-        detectors = [
-            {
-                "state": base64.b64encode(bytes(d._helper.__getstate__())).decode("ascii"),
-                "drift_detected": bool(d.drift_detected),
-            }
-            for d in adwin._detectors
-        ]
-        return {
-            "kind": "ScopedLossADWIN",
-            "version": 1,
-            "n_scopes": self.n_scopes,
-            "delta": self.delta,
-            "rows": adwin._rows,
-            "detections": adwin.detections.tolist(),
-            "detectors": detectors,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScopedLossADWIN:
-        """Inverse of :meth:`to_dict` (state of river 0.26's ADWIN)."""
-        if not isinstance(data, Mapping) or data.get("kind") != "ScopedLossADWIN":
-            raise ValueError("expected a ScopedLossADWIN dict (kind 'ScopedLossADWIN')")
-        if data.get("version") != 1:
-            raise ValueError(f"unsupported ScopedLossADWIN version {data.get('version')!r}")
-        try:
-            out = cls(data["n_scopes"], data["delta"])
-            saved = data["detectors"]
-            if len(saved) != out.n_scopes + 1:
-                raise ValueError("malformed ScopedLossADWIN dict: wrong number of detectors")
-            for detector, state in zip(out._adwin._detectors, saved):
-                detector._helper.__setstate__(base64.b64decode(state["state"]))
-                detector._drift_detected = bool(state["drift_detected"])
-            out._adwin._rows = check_int("rows", data["rows"], 0)
-            detections = np.asarray(data["detections"], dtype=np.int64)
-            if detections.shape != (out.n_scopes + 1,):
-                raise ValueError("malformed ScopedLossADWIN dict: wrong detections")
-            out._adwin.detections = detections
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed ScopedLossADWIN dict: {exc}") from None
-        return out

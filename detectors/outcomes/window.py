@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -179,44 +176,4 @@ class OutcomeWindow:
                 rows = window._rows
                 out._append(window._score[:rows], window._label[:rows], window._scopes[:rows])
             out._skipped += window._skipped
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state: settings, band edges and the window's rows."""
-        rows = self._rows
-        return {
-            "kind": "OutcomeWindow",
-            "version": 1,
-            "n_scopes": self.n_scopes,
-            "threshold": self.threshold,
-            "n_bands": self.n_bands,
-            "band_edges": self._band_edges.tolist(),
-            "score": self._score[:rows].tolist(),
-            "label": self._label[:rows].tolist(),
-            "scopes": self._scopes[:rows].tolist(),
-            "skipped": self._skipped,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OutcomeWindow:
-        """Inverse of :meth:`to_dict`; raises ValueError on a wrong kind/version or bad data."""
-        if not isinstance(data, Mapping) or data.get("kind") != "OutcomeWindow":
-            raise ValueError("expected an OutcomeWindow dict (kind 'OutcomeWindow')")
-        if data.get("version") != 1:
-            raise ValueError(f"unsupported OutcomeWindow version {data.get('version')!r}")
-        try:
-            out = cls(data["n_scopes"], data["threshold"], data["n_bands"])
-            out.set_band_edges(data["band_edges"])
-            scores = np.asarray(data["score"], dtype=np.float64)
-            labels = np.asarray(data["label"], dtype=np.float64)
-            n = len(scores)
-            scopes = np.asarray(data["scopes"], dtype=np.int64).reshape(n, -1) if n else None
-            if n and scopes is not None:
-                if not valid_rows(scores, labels).all():
-                    raise ValueError("malformed OutcomeWindow dict: invalid score or label")
-                rows = scope_rows(scopes, n, out.n_scopes)
-                out._append(scores, labels.astype(np.int8), rows)
-            out._skipped = check_int("skipped", data["skipped"], 0)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed OutcomeWindow dict: {exc}") from None
         return out

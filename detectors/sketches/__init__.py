@@ -11,8 +11,9 @@ model version).  The per-event path is the very same code called with a batch of
 * :class:`CategoricalSketch` (:mod:`~detectors.sketches.categorical`) -- deterministic
   Misra-Gries top-k counts plus ``other`` and ``missing`` counts.
 
-Both merge into a new sketch (``merge``) and serialise to plain JSON types (``to_dict`` /
-``from_dict``).  This package is pure: numpy only, no I/O, no clock.
+Both merge into a new sketch (``merge``: the sketch of the concatenated columns); checkpoints
+write them as their fields, like all detector state.  This package is pure: numpy only, no I/O,
+no clock.
 """
 
 from __future__ import annotations

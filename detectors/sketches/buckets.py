@@ -10,12 +10,10 @@ included); beyond that its lowest-valued buckets are folded into the lowest reta
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from detectors.arrays import FloatArray, IndexArray, IntArray
-from detectors.sketches.checks import is_int
 
 # log(smallest positive subnormal float64) is about -744.44: every finite non-zero |x| has
 # log|x| > -_LOG_FLOOR, which is what makes the signed bucket keys below order-preserving.
@@ -144,75 +142,3 @@ class LogBuckets:
         return np.array_equal(self._code, other._code) and np.array_equal(self._count, other._count)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
-
-    # -- serialisation ------------------------------------------------------------------------
-
-    def state(self) -> list[dict[str, Any]]:
-        """Per scope, the negative and positive stores' bucket indexes ``i`` and counts and
-        the zero count, as plain JSON values."""
-        buckets: list[dict[str, Any]] = []
-        bounds = np.searchsorted(self._code, np.arange(self.n_scopes + 1) * self._span)
-        for s in range(self.n_scopes):
-            k = self._code[bounds[s] : bounds[s + 1]] - (s * self._span + self._key_max)
-            c = self._count[bounds[s] : bounds[s + 1]]
-            neg, pos = k < 0, k > 0
-            buckets.append(
-                {
-                    "negative": {
-                        "index": (-k[neg] - self._offset).tolist(),
-                        "count": c[neg].tolist(),
-                    },
-                    "zero": int(c[k == 0].sum()),
-                    "positive": {
-                        "index": (k[pos] - self._offset).tolist(),
-                        "count": c[pos].tolist(),
-                    },
-                }
-            )
-        return buckets
-
-    def load(self, raw_buckets: Any, count: IntArray) -> None:
-        """The state of :meth:`state`, checked: ``count`` is each scope's number of values.
-        Raises ValueError on bad data."""
-        n = self.n_scopes
-        if not isinstance(raw_buckets, list) or len(raw_buckets) != n:
-            raise ValueError(f"malformed sketch dict: 'buckets' must be a list of {n} entries")
-        scopes: list[IndexArray] = []
-        keys: list[IntArray] = []
-        counts: list[IntArray] = []
-        for s, b in enumerate(raw_buckets):
-            try:
-                parts = [
-                    (-1, b["negative"]["index"], b["negative"]["count"]),
-                    (0, [0], [b["zero"]]),
-                    (1, b["positive"]["index"], b["positive"]["count"]),
-                ]
-            except (KeyError, TypeError):
-                raise ValueError(f"malformed sketch dict: bad buckets[{s}]") from None
-            for sign, idx, cnt in parts:
-                ok = isinstance(idx, list) and isinstance(cnt, list) and len(idx) == len(cnt)
-                if not ok or not all(is_int(x) for x in [*idx, *cnt]):
-                    raise ValueError(f"malformed sketch dict: bad buckets[{s}]")
-                i = np.asarray(idx, dtype=np.int64).reshape(-1)
-                c = np.asarray(cnt, dtype=np.int64).reshape(-1)
-                if sign and np.any((i + self._offset < 1) | (i + self._offset > self._key_max)):
-                    raise ValueError(f"malformed sketch dict: bucket index out of range in {s}")
-                keep = c != 0
-                keys.append(sign * (i[keep] + self._offset) if sign else i[keep] * 0)
-                counts.append(c[keep])
-                scopes.append(np.full(int(keep.sum()), s, dtype=np.intp))
-        s_all = np.concatenate(scopes)
-        c_all = np.concatenate(counts)
-        if np.any(c_all < 0):
-            raise ValueError("malformed sketch dict: negative bucket count")
-        if not np.array_equal(np.bincount(s_all, weights=c_all, minlength=n), count):
-            raise ValueError("malformed sketch dict: bucket counts do not add up to 'count'")
-        size = np.bincount(s_all, minlength=n).astype(np.int64)
-        if np.any(size > self.max_buckets):
-            raise ValueError("malformed sketch dict: more buckets than max_buckets")
-        code = s_all.astype(np.int64) * self._span + np.concatenate(keys) + self._key_max
-        order = np.argsort(code, kind="stable")
-        code, c_all = code[order], c_all[order]
-        if np.any(code[1:] == code[:-1]):
-            raise ValueError("malformed sketch dict: duplicate bucket index")
-        self._code, self._count, self._size = code, c_all, size

@@ -9,14 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.arrays import IntArray
-from detectors.sketches.checks import (
-    check_header,
-    check_scope,
-    check_scopes,
-    field,
-    int_list,
-    is_int,
-)
+from detectors.sketches.checks import check_scope, check_scopes
 from detectors.validation import check_int
 
 
@@ -60,9 +53,6 @@ class CategoricalSketch:
     >>> [(c, round(n / sk.count(1), 2)) for c, n in sk.top(1)]
     [('crypto', 0.5), ('card', 0.3), ('cash', 0.2)]
     """
-
-    KIND = "categorical_sketch"
-    VERSION = 1
 
     def __init__(self, n_scopes: int, top_k: int = 20) -> None:
         self._n_scopes = check_int("n_scopes", n_scopes, 1)
@@ -171,47 +161,6 @@ class CategoricalSketch:
     def count(self, scope: int) -> int:
         """Number of non-missing values seen in ``scope``."""
         return int(self._count[check_scope(scope, self._n_scopes)])
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (plain lists/ints/strs)."""
-        return {
-            "kind": self.KIND,
-            "version": self.VERSION,
-            "n_scopes": self._n_scopes,
-            "top_k": self._top_k,
-            "count": self._count.tolist(),
-            "missing": self._missing.tolist(),
-            "tracked": [[[c, n] for c, n in self.top(s)] for s in range(self._n_scopes)],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CategoricalSketch:
-        """Inverse of :meth:`to_dict`; raises ValueError on a wrong kind/version or bad data."""
-        d = check_header(d, cls.KIND, cls.VERSION)
-        out = cls(field(d, "n_scopes"), field(d, "top_k"))
-        n = out._n_scopes
-        count = int_list(d, "count", n)
-        missing = int_list(d, "missing", n)
-        raw = field(d, "tracked")
-        if not isinstance(raw, list) or len(raw) != n:
-            raise ValueError(f"malformed sketch dict: 'tracked' must be a list of {n} entries")
-        tracked: list[dict[str, int]] = []
-        for s, entries in enumerate(raw):
-            ok = isinstance(entries, list) and len(entries) <= out._top_k
-            ok = ok and all(
-                isinstance(e, list)
-                and len(e) == 2
-                and isinstance(e[0], str)
-                and is_int(e[1])
-                and e[1] > 0
-                for e in entries
-            )
-            t = {str(e[0]): int(e[1]) for e in entries} if ok else {}
-            if not ok or len(t) != len(entries) or sum(t.values()) > count[s]:
-                raise ValueError(f"malformed sketch dict: bad tracked[{s}]")
-            tracked.append(t)
-        out._count, out._missing, out._tracked = count, missing, tracked
-        return out
 
     def __eq__(self, other: object) -> bool:
         """Exact state equality."""

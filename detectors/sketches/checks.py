@@ -1,14 +1,11 @@
-"""Checks of the sketches' arguments and of their saved state: one wording for both."""
+"""Checks of the sketches' arguments: one wording for both sketches."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from detectors.arrays import FloatArray, IndexArray, IntArray
+from detectors.arrays import IndexArray
 
 
 def as_int(x: object) -> int | None:
@@ -18,10 +15,6 @@ def as_int(x: object) -> int | None:
     if isinstance(x, (int, np.integer)):
         return int(x)
     return None
-
-
-def is_int(x: object) -> bool:
-    return as_int(x) is not None
 
 
 def is_real(x: object) -> bool:
@@ -52,45 +45,3 @@ def check_scopes(scopes: npt.ArrayLike, n_rows: int, n_scopes: int) -> IndexArra
         bad = lo if lo < 0 else hi
         raise ValueError(f"scopes must be in [0, {n_scopes}), got {int(bad)}")
     return sc.astype(np.intp, copy=False)
-
-
-def field(d: Mapping[str, Any], name: str) -> Any:
-    try:
-        return d[name]
-    except KeyError:
-        raise ValueError(f"malformed sketch dict: missing field {name!r}") from None
-
-
-def check_header(d: object, kind: str, version: int) -> Mapping[str, Any]:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{kind} must be deserialised from a dict, got {type(d).__name__}")
-    got_kind = d.get("kind")
-    if got_kind != kind:
-        raise ValueError(f"expected kind {kind!r}, got {got_kind!r}")
-    got_version = d.get("version")
-    if got_version != version:
-        raise ValueError(f"unsupported {kind} version {got_version!r} (supported: {version})")
-    return d
-
-
-def int_list(d: Mapping[str, Any], name: str, n: int) -> IntArray:
-    raw = field(d, name)
-    if not isinstance(raw, list) or len(raw) != n or not all(is_int(v) and v >= 0 for v in raw):
-        raise ValueError(f"malformed sketch dict: {name!r} must be a list of {n} ints >= 0")
-    return np.asarray(raw, dtype=np.int64).reshape(n)
-
-
-def opt_float_list(d: Mapping[str, Any], name: str, count: IntArray) -> FloatArray:
-    raw = field(d, name)
-    n = count.shape[0]
-    if not isinstance(raw, list) or len(raw) != n:
-        raise ValueError(f"malformed sketch dict: {name!r} must be a list of {n} entries")
-    out = np.full(n, np.nan)
-    for s, v in enumerate(raw):
-        if (v is None) != (count[s] == 0) or (v is not None and not is_real(v)):
-            raise ValueError(
-                f"malformed sketch dict: {name}[{s}] must be a number iff count[{s}] > 0, got {v!r}"
-            )
-        if v is not None:
-            out[s] = float(v)
-    return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from detectors.arrays import FloatArray, IndexArray, IntArray
@@ -111,30 +109,3 @@ class Moments:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def state(self) -> dict[str, Any]:
-        """Plain JSON values; None for the mean, min and max of an empty scope."""
-        empty = self.count == 0
-
-        def floats(a: FloatArray) -> list[float | None]:
-            return [
-                None if e else float(x) for x, e in zip(a.tolist(), empty.tolist(), strict=True)
-            ]
-
-        return {
-            "count": self.count.tolist(),
-            "mean": floats(self.mean),
-            "m2": [float(x) for x in self.m2.tolist()],
-            "min": floats(self.min),
-            "max": floats(self.max),
-        }
-
-    def load(
-        self, count: IntArray, mean: FloatArray, m2: FloatArray, mn: FloatArray, mx: FloatArray
-    ) -> None:
-        """Checked arrays of :meth:`state` (NaN for an empty scope's mean, min and max)."""
-        self.count = count
-        self.mean = np.nan_to_num(mean, nan=0.0)
-        self.m2 = m2
-        self.min = np.nan_to_num(mn, nan=np.inf)
-        self.max = np.nan_to_num(mx, nan=-np.inf)

@@ -4,23 +4,13 @@ variance (Chan et al. merge), min, max and DDSketch-style relative-error quantil
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.arrays import FloatArray, IntArray
 from detectors.sketches.buckets import LogBuckets
-from detectors.sketches.checks import (
-    check_header,
-    check_scope,
-    check_scopes,
-    field,
-    int_list,
-    is_real,
-    opt_float_list,
-)
+from detectors.sketches.checks import check_scope, check_scopes, is_real
 from detectors.sketches.moments import Moments
 from detectors.validation import check_int
 
@@ -71,9 +61,6 @@ class NumericSketch:
     >>> [sk.missing(s) for s in (0, 1)]
     [0, 50]
     """
-
-    KIND = "numeric_sketch"
-    VERSION = 1
 
     def __init__(
         self, n_scopes: int, relative_accuracy: float = 0.01, max_buckets: int = 2048
@@ -232,40 +219,6 @@ class NumericSketch:
         if math.floor(rank) == n - 1:
             return high
         return min(max(self._buckets.value_at_rank(s, rank), low), high)
-
-    # -- serialisation ------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (plain lists/ints/floats; None for empty scopes)."""
-        return {
-            "kind": self.KIND,
-            "version": self.VERSION,
-            "n_scopes": self._n_scopes,
-            "relative_accuracy": self._relative_accuracy,
-            "max_buckets": self._max_buckets,
-            "missing": self._missing.tolist(),
-            **self._moments.state(),
-            "buckets": self._buckets.state(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NumericSketch:
-        """Inverse of :meth:`to_dict`; raises ValueError on a wrong kind/version or bad data."""
-        d = check_header(d, cls.KIND, cls.VERSION)
-        out = cls(field(d, "n_scopes"), field(d, "relative_accuracy"), field(d, "max_buckets"))
-        n = out._n_scopes
-        count = int_list(d, "count", n)
-        missing = int_list(d, "missing", n)
-        mean = opt_float_list(d, "mean", count)
-        mn = opt_float_list(d, "min", count)
-        mx = opt_float_list(d, "max", count)
-        m2_raw = field(d, "m2")
-        if not isinstance(m2_raw, list) or len(m2_raw) != n or not all(is_real(x) for x in m2_raw):
-            raise ValueError(f"malformed sketch dict: 'm2' must be a list of {n} numbers")
-        out._buckets.load(field(d, "buckets"), count)
-        out._missing = missing
-        out._moments.load(count, mean, np.asarray(m2_raw, dtype=np.float64).reshape(n), mn, mx)
-        return out
 
     def __eq__(self, other: object) -> bool:
         """Exact state equality (configuration, counts, moments, extremes and buckets)."""

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.binning import CategoricalBins, NumericBins, bins_from_dict
+from detectors.binning import CategoricalBins, NumericBins
 from detectors.cohorts import MISSING, OTHER, POPULATION, CohortScopes
+from tests.support import through_state_codec
 
 # --- NumericBins ---
 
@@ -111,8 +112,8 @@ def test_numeric_invalid_n_bins() -> None:
 def test_numeric_round_trip() -> None:
     rng = np.random.default_rng(2)
     bins = NumericBins.from_reference(rng.normal(size=500), 8)
-    again = bins_from_dict(bins.to_dict())
-    assert isinstance(again, NumericBins)
+    again = through_state_codec(bins)
+    assert again is not bins and np.array_equal(again.edges, bins.edges)
     probe = np.concatenate([rng.normal(size=200), [np.nan, np.inf]])
     assert again.assign(probe).tolist() == bins.assign(probe).tolist()
 
@@ -137,11 +138,9 @@ def test_categorical_invalid_and_round_trip() -> None:
     with pytest.raises(ValueError, match="max_categories"):
         CategoricalBins.from_reference(["a"], max_categories=0)
     bins = CategoricalBins.from_reference(["x", "y", "y"], max_categories=5)
-    again = bins_from_dict(bins.to_dict())
-    assert again == bins
+    again = through_state_codec(bins)
+    assert again is not bins and again == bins
     assert again.assign(["y", "x", "q", None]).tolist() == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="kind"):
-        bins_from_dict({"kind": "bogus"})
 
 
 # --- CohortScopes ---
@@ -257,8 +256,8 @@ def test_cohort_scope_consistency(
                 assert own not in [labels[s] for s in scopes.scopes_of(d)]
             else:
                 assert labels[scope] == own
-    # round trip
-    again = CohortScopes.from_dict(scopes.to_dict())
+    # round trip through the state codec of checkpoints
+    again = through_state_codec(scopes)
     assert again == scopes
     assert again.labels == labels
     assert np.array_equal(again.assign(rows, n), out)
