@@ -18,6 +18,7 @@ from streamer.errors import DriftgateError
 HEADERS = (
     "scenario",
     "runs",
+    "rate (/s)",
     "incidents",
     "recall",
     "action acc.",
@@ -69,11 +70,18 @@ def _count(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
+
+
 def row(name: str, tally: Tally) -> list[str]:
     """The figures of ``HEADERS`` for one tally."""
     return [
         name,
         str(tally.runs),
+        _rate(tally.rate),
         str(tally.incidents),
         _fraction(tally.recall),
         _fraction(tally.action_accuracy),

@@ -139,6 +139,11 @@ class Truth:
             event_times=tuple((int(i), float(t)) for i, t in marks),
         )
 
+    @property
+    def seconds(self) -> float:
+        """The event time the stream spans, from its first mark to its last."""
+        return self.event_times[-1][1] - self.event_times[0][1]
+
     def events_at(self, ts: Sequence[float]) -> FloatArray:
         """The (interpolated) event indices at these event times."""
         marks = np.asarray(self.event_times, dtype=np.float64).reshape(-1, 2)
@@ -379,12 +384,13 @@ class Tally:
     >>> tally = Tally.of([score(truth, [retrain]), score(truth, [])])
     >>> tally.runs, tally.false_decisions, tally.false_per_million, tally.recall
     (2, 1, 0.5, None)
-    >>> tally.retrains
-    RetrainCount(orders=1, wrong=1)
+    >>> tally.retrains, tally.rate
+    (RetrainCount(orders=1, wrong=1), 50.0)
     """
 
     runs: int
     events: int
+    seconds: float  # of event time, all runs together
     incidents: int
     detected: int
     action_correct: int
@@ -410,6 +416,7 @@ class Tally:
         return cls(
             runs=len(runs),
             events=sum(s.truth.events for s in runs),
+            seconds=sum(s.truth.seconds for s in runs),
             incidents=len(results),
             detected=len(found),
             action_correct=sum(r.action_correct for r in found),
@@ -430,6 +437,11 @@ class Tally:
     @property
     def recall(self) -> float | None:
         return _ratio(self.detected, self.incidents)
+
+    @property
+    def rate(self) -> float | None:
+        """Predictions per second of event time, over all runs."""
+        return self.events / self.seconds if self.seconds > 0 else None
 
     @property
     def action_accuracy(self) -> float | None:
@@ -463,6 +475,7 @@ class Tally:
         return {
             "runs": self.runs,
             "events": self.events,
+            "rate_per_s": self.rate,
             "incidents": self.incidents,
             "detected": self.detected,
             "recall": self.recall,

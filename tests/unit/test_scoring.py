@@ -315,11 +315,13 @@ def test_score_command_reads_the_files_and_reports(tmp_path: Path, capsys):
     report = orjson.loads(capsys.readouterr().out)
     assert report["overall"]["recall"] == 1.0
     assert report["overall"]["median_delay_events"] == 5_001
+    # 100,000 events over the 1,999.98 s between the first and the last mark
+    assert report["overall"]["rate_per_s"] == pytest.approx(100_000 / 1_999.98)
     assert report["runs"][0]["incidents"][0]["decision_id"] == "d1"
     assert cli.main(["score", *files]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["scenario", "runs", "incidents"]
-    assert [line.split()[0] for line in lines[1:]] == ["s", "overall"]
+    assert lines[0].split()[:5] == ["scenario", "runs", "rate", "(/s)", "incidents"]
+    assert [line.split()[:3] for line in lines[1:]] == [["s", "1", "50"], ["overall", "1", "50"]]
     assert cli.main(["score", *files, "--truth", str(tmp_path / "t.json")]) == 2
     (tmp_path / "bad.jsonl").write_bytes(b'{"action": "retrain"}\n')
     assert cli.main(["score", "--truth", files[1], "--decisions", str(tmp_path / "bad.jsonl")]) == 2
