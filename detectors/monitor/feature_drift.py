@@ -70,6 +70,7 @@ class FeatureDrift:
     upstream_evidence: list[dict[str, Any]] = field(default_factory=list)
     last_health: HealthVerdict | None = None
     window_wrong_type: IntArray | None = None
+    # Per scope: the factors of the windows (each on its own) of a rescale in progress.
     rescale_history: list[list[float]] = field(default_factory=list)
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
@@ -202,7 +203,7 @@ class FeatureDrift:
         upstream_now = health.hit
         for scope in np.flatnonzero(upstream_now).tolist():
             if health.cause[scope] == "rescaled_signal" and not rescale_is_upstream(
-                self.rescale_history[scope],
+                [*self.rescale_history[scope], float(health.window_factor[scope])],
                 float(health.rescale_factor[scope]),
                 bool(self.drift.open[scope]),
             ):
@@ -216,7 +217,7 @@ class FeatureDrift:
                 self.upstream_cause[scope] = health.cause[scope]
                 self.upstream_evidence[scope] = health.evidence[scope]
                 factors = self.rescale_history[scope]
-                factors.append(float(health.rescale_factor[scope]))
+                factors.append(float(health.window_factor[scope]))
                 del factors[:-windows]
         for scope in np.flatnonzero(judged & ~upstream_now).tolist():
             self.rescale_history[scope].clear()
