@@ -11,8 +11,8 @@ name                       factor (offset)             e.g.
 ``percent_to_fraction``    0.01                        and back (also m -> cm, cm -> m)
 ``km_to_mi``               0.621371 (1 / 1.609344)     kilometres served as miles
 ``mi_to_km``               1.609344
-``kg_to_lb``               2.20462
-``lb_to_kg``               0.453592 (1 / 2.20462)
+``kg_to_lb``               2.20462 (1 / 0.45359237)
+``lb_to_kg``               0.45359237
 ``ft_to_m``                0.3048
 ``m_to_ft``                3.28084 (1 / 0.3048)
 ``in_to_cm``               2.54
@@ -65,7 +65,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
     *_POWERS,
     *_both("fraction_to_percent", "percent_to_fraction", 100.0),
     *_both("mi_to_km", "km_to_mi", 1.609344),
-    *_both("kg_to_lb", "lb_to_kg", 2.20462),
+    *_both("lb_to_kg", "kg_to_lb", 0.45359237),  # the pound is 0.45359237 kg exactly
     *_both("ft_to_m", "m_to_ft", 0.3048),
     *_both("in_to_cm", "cm_to_in", 2.54),
     *_both("ms_to_kmh", "kmh_to_ms", 3.6),
