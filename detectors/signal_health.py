@@ -192,7 +192,6 @@ class SignalHealth:
             # A window that did not drift ends the condition its pool was gathered for.
             self.pool.drop(judged & ~candidate)
             wanted = np.flatnonzero(candidate)
-            self.pool.add(values, scopes, wanted)
             present = self.reference.events - self.reference.nulls
             found = (causes, evidence, factor, window_factor)
             if wanted.size:
@@ -228,21 +227,47 @@ class SignalHealth:
         window_factor: FloatArray,
         zero_share: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
-        """Runs the rescale check on the wanted scopes' pooled quantiles against the
-        ``reference`` (quantiles and counts) and names the rescaled ones; also notes each
-        window's own factor. ``zero_share`` (reference, current) when the quantiles are
-        the non-zero values'."""
+        """Pools the wanted scopes' window (first call of a window) and runs the rescale
+        check on their pooled quantiles against the ``reference`` (quantiles and counts),
+        naming the rescaled ones; also notes each window's own factor. ``zero_share``
+        (reference, current) when the quantiles are the non-zero values' (the window is
+        pooled already)."""
         if not wanted.size:
             return
         nonzero = zero_share is not None
         reference_q, reference_n = reference
-        current_q = self.pool.quantiles(wanted, RESCALE_PROBS, nonzero)
-        current_n = self.pool.counts(wanted, nonzero)
         own = values if not nonzero else np.where(values == 0, np.nan, values)
         window_q = segment_quantiles(own, scopes, wanted, RESCALE_PROBS)
-        window_factor[wanted] = self.rescale.judge(reference_q, window_q, RESCALE_PROBS).factor
+        alone = self.rescale.judge(reference_q, window_q, RESCALE_PROBS)
+        window_factor[wanted] = alone.factor
+        if not nonzero:
+            # A window whose own interval does not hold the factor pooled so far is a new
+            # condition (a drift that turned into a unit change): its pool starts again.
+            window_n = np.bincount(scopes[~np.isnan(values)], minlength=len(factor))[wanted]
+            own_interval = factor_interval(
+                reference_q,
+                reference_n,
+                window_q,
+                window_n,
+                RESCALE_PROBS,
+                alone.factor,
+                alone.offset,
+                resolution=QUANTILE_RESOLUTION,
+            )
+            before = self.pool.factor[wanted]
+            with np.errstate(invalid="ignore"):
+                held = (own_interval.low <= before) & (before <= own_interval.high)
+            apart = np.isfinite(before) & np.isfinite(own_interval.low) & ~held
+            restart = np.zeros(len(factor), dtype=bool)
+            restart[wanted[apart]] = True
+            self.pool.drop(restart)
+            self.pool.add(values, scopes, wanted)
+        current_q = self.pool.quantiles(wanted, RESCALE_PROBS, nonzero)
+        current_n = self.pool.counts(wanted, nonzero)
         rescale = self.rescale.judge(reference_q, current_q, RESCALE_PROBS)
         factor[wanted] = rescale.factor
+        if not nonzero:
+            self.pool.factor[wanted] = rescale.factor
         interval = factor_interval(
             reference_q,
             reference_n,
@@ -264,9 +289,14 @@ class SignalHealth:
             if not _plausible_unit_change(raw, conversion):
                 continue
             causes[scope] = "rescaled_signal"
+            # The decision states the conversion's own factor when the interval holds
+            # one: the estimate is a few percent off on a few hundred values, and the
+            # conversion is what the feed did.
+            stated = conversion.factor if conversion else raw
             found: dict[str, Any] = {
                 "detector": "rescale_check",
-                "factor": round(raw, 6),
+                "factor": round(stated, 6),
+                "raw_factor": round(raw, 6),
                 "factor_interval": [round(b, 6) for b in bounds],
                 "confidence": CONFIDENCE,
                 "conversion": conversion.name if conversion else None,

@@ -47,6 +47,8 @@ class RescalePool:
     def _reset(self) -> None:
         self._sketches: dict[int, NumericSketch] = {}
         self.windows: IntArray = np.zeros(self.n_scopes, dtype=np.int64)
+        # The factor last estimated on each scope's pool (NaN: none yet).
+        self.factor: FloatArray = np.full(self.n_scopes, np.nan)
 
     def add(self, values: FloatArray, scopes: IndexArray, wanted: IndexArray) -> None:
         """Pool one window of the ``wanted`` scopes: ``values`` as (value, scope) pairs."""
@@ -65,6 +67,7 @@ class RescalePool:
         for scope in np.flatnonzero(scopes).tolist():
             self._sketches.pop(scope, None)
         self.windows[scopes] = 0
+        self.factor[scopes] = np.nan
 
     def counts(self, wanted: IndexArray, nonzero: bool = False) -> IntArray:
         """The pooled values of each wanted scope (the non-zero ones only with ``nonzero``)."""

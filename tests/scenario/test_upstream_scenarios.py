@@ -74,8 +74,10 @@ def test_a_unit_change_in_a_small_cohort_is_one_rescaled_signal(tmp_path, scenar
     assert decision.ts >= predictions[incident.start_event]["ts"]
     evidence = decision.evidence
     assert evidence["factor"] == pytest.approx(0.6214, rel=0.05)
+    # the estimate itself, a few percent off on a few hundred values, and its interval
     low, high = evidence["factor_interval"]
-    assert low <= KM_TO_MI <= high
+    assert low <= KM_TO_MI <= high and low <= evidence["raw_factor"] <= high
+    assert evidence["raw_factor"] == pytest.approx(KM_TO_MI, rel=0.1)
     assert evidence["conversion"] == "km_to_mi"
     assert evidence["nearest_unit"] == pytest.approx(KM_TO_MI, rel=1e-9)
     # pooled over the windows since the change: more values than any one window holds
