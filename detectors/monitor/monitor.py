@@ -343,7 +343,7 @@ class ModelMonitor:
         decisions = []
         for i, state in enumerate(states):
             cleared, upstream_cleared = state.judge_window(
-                judged, drifted[i], verdicts[i], window.start
+                judged, drifted[i], verdicts[i], window.start, config.psi_threshold
             )
             decisions.extend(report.of_feature(state, cleared, upstream_cleared, drifted[i]))
         decisions = grouped(decisions)
