@@ -192,7 +192,7 @@ class SignalHealth:
             # A window that did not drift ends the condition its pool was gathered for.
             self.pool.drop(judged & ~candidate)
             wanted = np.flatnonzero(candidate)
-            present = self.reference.events - self.reference.nulls
+            present = (self.reference.events - self.reference.nulls).astype(np.float64)
             found = (causes, evidence, factor, window_factor)
             if wanted.size:
                 reference = (self.quantiles[wanted], present[wanted])

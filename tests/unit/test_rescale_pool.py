@@ -8,6 +8,7 @@ variances of sample medians, never the modules' own output.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from detectors.batch import PredictionBatch
 from detectors.monitor import ModelMonitor, MonitorConfig
 from detectors.upstream.conversions import CONVERSIONS, SCALES, snap
-from detectors.upstream.interval import Z_99, factor_interval
+from detectors.upstream.interval import factor_interval
 from detectors.upstream.pool import RescalePool
 from tests.support import feed
 
@@ -116,8 +117,7 @@ def test_the_99_percent_interval_holds_the_true_factor_nearly_always() -> None:
             rng.lognormal(3, 0.8, 1_200), rng.lognormal(3, 0.8, 500) * KM_TO_MI
         )
         held.append(low <= KM_TO_MI <= high)
-    assert 0.97 <= float(np.mean(held)) < 1.0 or float(np.mean(held)) == 1.0
-    assert Z_99 == pytest.approx(2.5758, abs=1e-4)
+    assert float(np.mean(held)) >= 0.97
 
 
 def test_an_affine_interval_holds_the_factor_and_offset_of_celsius_to_fahrenheit() -> None:
@@ -135,7 +135,7 @@ def test_an_affine_interval_holds_the_factor_and_offset_of_celsius_to_fahrenheit
 
 
 def test_the_interval_needs_the_quartiles_and_their_neighbours() -> None:
-    with pytest.raises(ValueError, match="probs must hold 0.5"):
+    with pytest.raises(ValueError, match=r"probs must hold 0\.5"):
         factor_interval([[1, 2, 3]], [10], [[1, 2, 3]], [10], [0.1, 0.25, 0.75], [1.0], [0.0])
 
 
@@ -158,7 +158,7 @@ def test_pooling_windows_narrows_the_interval() -> None:
         widths.append(float(np.log(i.high[0] / i.low[0])))
     # one window against eight: the current side's variance is 8x smaller
     assert widths[-1] < 0.75 * widths[0]
-    assert all(b < a for a, b in zip(widths, widths[1:]))
+    assert all(b < a for a, b in itertools.pairwise(widths))
 
 
 @settings(max_examples=30, deadline=None)
@@ -171,7 +171,7 @@ def test_the_pool_does_not_depend_on_how_a_window_was_cut(cuts: list[int]) -> No
     whole, parts = RescalePool(2), RescalePool(2)
     whole.add(values, scopes, np.array([0, 1]))
     bounds = [0, *sorted(cuts), 600]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         parts.add(values[a:b], scopes[a:b], np.array([0, 1]))
     for nonzero in (False, True):
         np.testing.assert_array_equal(
