@@ -24,19 +24,24 @@ from detectors.upstream import (
     ScopeStats,
     histogram_collision,
 )
+from detectors.upstream.conversions import Snap, snap
+from detectors.upstream.interval import CONFIDENCE, factor_interval
+from detectors.upstream.pool import RescalePool
 
 RESCALE_PROBS = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
 # A feature counts as present in the reference when at most this share was null.
 PRESENT_NULL_RATE = 0.05
 # Values of another type in at least this share of a window's events: the type changed.
 RETYPED_SHARE = 0.5
+# The reference's quantiles come from a sketch within 1% of the exact ones (the pool's are
+# finer): the rescale factor's interval allows for that on either side.
+QUANTILE_RESOLUTION = 0.01
 
 
 # A factor within this many powers of ten of 1 (0.32x to 3.2x) is as likely a genuine
 # change (a temperature that scales a frequency, inflation) as a unit change: it counts
-# as a rescale only when it is a common unit factor to within UNIT_MATCH.
+# as a rescale only when a common conversion lies within its confidence interval.
 MILD_LOG10 = 0.5
-UNIT_MATCH = 0.02
 
 
 def mild_factor(factor: float) -> bool:
@@ -44,20 +49,23 @@ def mild_factor(factor: float) -> bool:
     return factor > 0 and abs(math.log10(factor)) < MILD_LOG10
 
 
-def _plausible_unit_change(factor: float, unit: float | None) -> bool:
+def _plausible_unit_change(factor: float, conversion: Snap | None) -> bool:
     if not mild_factor(factor):
         return True  # a sign flip, or too big a factor for the world to have moved by
-    return unit is not None and abs(factor / unit - 1.0) <= UNIT_MATCH
+    return conversion is not None
 
 
 @dataclass(frozen=True)
 class HealthVerdict:
-    """Per scope: the upstream ``cause`` found ("" when healthy), its ``evidence`` and the
-    estimated rescale factor (NaN unless the scope was checked for a rescale)."""
+    """Per scope: the upstream ``cause`` found ("" when healthy), its ``evidence``, the
+    rescale factor estimated on the windows pooled since the scope's condition started,
+    and the factor of this window alone (both NaN unless the scope was checked for a
+    rescale)."""
 
     cause: tuple[str, ...]
     evidence: tuple[dict[str, Any], ...]
     rescale_factor: FloatArray
+    window_factor: FloatArray
 
     @property
     def hit(self) -> BoolArray:
@@ -120,6 +128,9 @@ class SignalHealth:
             self.zero_share, self.nonzero_quantiles = _nonzero_part(
                 values, scopes, np.arange(n_scopes)
             )
+        # The windows of each scope since it started to drift, pooled: a rescale's factor
+        # is estimated on all of them (see detectors.upstream.pool).
+        self.pool = RescalePool(n_scopes)
 
     def judge(
         self,
@@ -175,71 +186,140 @@ class SignalHealth:
                     cause, details["kind"] = "schema_change", "missing"
             causes[scope] = cause
             evidence[scope] = {"detector": "frozen_check", **details}
+        window_factor = np.full(n, np.nan)
         if self.quantiles is not None:
-            wanted = np.flatnonzero(judged & drifted & ~frozen.frozen)
+            candidate = judged & drifted & ~frozen.frozen
+            # A window that did not drift ends the condition its pool was gathered for.
+            self.pool.drop(judged & ~candidate)
+            wanted = np.flatnonzero(candidate)
+            present = (self.reference.events - self.reference.nulls).astype(np.float64)
+            found = (causes, evidence, factor, window_factor)
             if wanted.size:
-                current_q = segment_quantiles(values, scopes, wanted, RESCALE_PROBS)
-                self._rescales(wanted, self.quantiles[wanted], current_q, causes, evidence, factor)
+                reference = (self.quantiles[wanted], present[wanted])
+                self._rescales(wanted, reference, values, scopes, *found)
             # Scopes whose quartiles could not be compared, when zeros fill them.
             sparse = wanted[np.isnan(factor[wanted]) & (self.zero_share[wanted] >= 0.25)]
             if sparse.size:
-                zeros, current_q = _nonzero_part(values, scopes, sparse)
-                n_ref = self.reference.events[sparse] - self.reference.nulls[sparse]
-                n_cur = nonnull[sparse]
+                n_cur = self.pool.counts(sparse)
+                zeros = 1.0 - self.pool.counts(sparse, nonzero=True) / np.maximum(n_cur, 1)
+                n_ref = present[sparse]
                 p = self.zero_share[sparse]
                 # Zeros stay zeros under a change of unit: the zero share must hold
                 # (four standard errors of the difference, plus 2 points).
                 margin = 4 * np.sqrt(p * (1 - p) * (1 / n_ref + 1 / np.maximum(n_cur, 1))) + 0.02
-                same_zeros = np.abs(zeros - p) <= margin
+                keep = np.abs(zeros - p) <= margin
+                same = sparse[keep]
+                reference = (self.nonzero_quantiles[same], np.round(n_ref * (1 - p))[keep])
                 self._rescales(
-                    sparse[same_zeros],
-                    self.nonzero_quantiles[sparse[same_zeros]],
-                    current_q[same_zeros],
-                    causes,
-                    evidence,
-                    factor,
-                    zero_share=(p[same_zeros], zeros[same_zeros]),
+                    same, reference, values, scopes, *found, zero_share=(p[keep], zeros[keep])
                 )
-        return HealthVerdict(tuple(causes), tuple(evidence), factor)
+        return HealthVerdict(tuple(causes), tuple(evidence), factor, window_factor)
 
     def _rescales(
         self,
         wanted: IndexArray,
-        reference_q: FloatArray,
-        current_q: FloatArray,
+        reference: tuple[FloatArray, FloatArray],
+        values: FloatArray,
+        scopes: IndexArray,
         causes: list[str],
         evidence: list[dict[str, Any]],
         factor: FloatArray,
+        window_factor: FloatArray,
         zero_share: tuple[FloatArray, FloatArray] | None = None,
     ) -> None:
-        """Runs the rescale check on the wanted scopes' quantiles and names the rescaled
-        ones; ``zero_share`` (reference, current) when the quantiles are the non-zero
-        values'."""
+        """Pools the wanted scopes' window (first call of a window) and runs the rescale
+        check on their pooled quantiles against the ``reference`` (quantiles and counts),
+        naming the rescaled ones; also notes each window's own factor. ``zero_share``
+        (reference, current) when the quantiles are the non-zero values' (the window is
+        pooled already)."""
         if not wanted.size:
             return
+        nonzero = zero_share is not None
+        reference_q, reference_n = reference
+        own = values if not nonzero else np.where(values == 0, np.nan, values)
+        window_q = segment_quantiles(own, scopes, wanted, RESCALE_PROBS)
+        alone = self.rescale.judge(reference_q, window_q, RESCALE_PROBS)
+        window_factor[wanted] = alone.factor
+        if not nonzero:
+            # A window whose own interval does not hold the factor pooled so far is a new
+            # condition (a drift that turned into a unit change): its pool starts again.
+            window_n = np.bincount(scopes[~np.isnan(values)], minlength=len(factor))[wanted]
+            own_interval = factor_interval(
+                reference_q,
+                reference_n,
+                window_q,
+                window_n,
+                RESCALE_PROBS,
+                alone.factor,
+                alone.offset,
+                resolution=QUANTILE_RESOLUTION,
+            )
+            before = self.pool.factor[wanted]
+            with np.errstate(invalid="ignore"):
+                held = (own_interval.low <= before) & (before <= own_interval.high)
+            apart = np.isfinite(before) & np.isfinite(own_interval.low) & ~held
+            restart = np.zeros(len(factor), dtype=bool)
+            restart[wanted[apart]] = True
+            self.pool.drop(restart)
+            self.pool.add(values, scopes, wanted)
+        current_q = self.pool.quantiles(wanted, RESCALE_PROBS, nonzero)
+        current_n = self.pool.counts(wanted, nonzero)
         rescale = self.rescale.judge(reference_q, current_q, RESCALE_PROBS)
         factor[wanted] = rescale.factor
-        for i, scope in enumerate(wanted):
-            if rescale.rescaled[i] and _plausible_unit_change(
-                float(rescale.factor[i]), rescale.unit[i]
-            ):
-                causes[scope] = "rescaled_signal"
-                evidence[scope] = {
-                    "detector": "rescale_check",
-                    "factor": round(float(rescale.factor[i]), 6),
-                    "offset": round(float(rescale.offset[i]), 6),
-                    "nearest_unit": rescale.unit[i],
-                    "shape_distance": round(float(rescale.shape_distance[i]), 6),
-                    "raw_distance": round(float(rescale.raw_distance[i]), 6),
-                    "reference_quantiles": dict(
-                        zip(map(str, RESCALE_PROBS), reference_q[i].tolist())
-                    ),
-                    "current_quantiles": dict(zip(map(str, RESCALE_PROBS), current_q[i].tolist())),
-                }
-                if zero_share is not None:
-                    evidence[scope]["quantiles_of"] = "non-zero values"
-                    evidence[scope]["reference_zero_share"] = round(float(zero_share[0][i]), 6)
-                    evidence[scope]["current_zero_share"] = round(float(zero_share[1][i]), 6)
+        if not nonzero:
+            self.pool.factor[wanted] = rescale.factor
+        interval = factor_interval(
+            reference_q,
+            reference_n,
+            current_q,
+            current_n,
+            RESCALE_PROBS,
+            rescale.factor,
+            rescale.offset,
+            resolution=QUANTILE_RESOLUTION,
+        )
+        for i, scope in enumerate(wanted.tolist()):
+            if not rescale.rescaled[i]:
+                continue
+            raw = float(rescale.factor[i])
+            affine = rescale.offset[i] != 0.0
+            bounds = (float(interval.low[i]), float(interval.high[i]))
+            offsets = (float(interval.offset_low[i]), float(interval.offset_high[i]))
+            conversion = snap(raw, bounds, offsets if affine else None)
+            if not _plausible_unit_change(raw, conversion):
+                continue
+            causes[scope] = "rescaled_signal"
+            # The decision states the conversion's own factor when the interval holds
+            # one: the estimate is a few percent off on a few hundred values, and the
+            # conversion is what the feed did.
+            stated = conversion.factor if conversion else raw
+            found: dict[str, Any] = {
+                "detector": "rescale_check",
+                "factor": round(stated, 6),
+                "raw_factor": round(raw, 6),
+                "factor_interval": [round(b, 6) for b in bounds],
+                "confidence": CONFIDENCE,
+                "conversion": conversion.name if conversion else None,
+                "nearest_unit": conversion.factor if conversion else None,
+                "offset": round(float(rescale.offset[i]), 6),
+            }
+            if affine:
+                found["offset_interval"] = [round(b, 6) for b in offsets]
+            if conversion and conversion.others:
+                found["conversions_in_interval"] = [conversion.name, *conversion.others]
+            evidence[scope] = {
+                **found,
+                "pooled_windows": int(self.pool.windows[scope]),
+                "pooled_values": int(current_n[i]),
+                "shape_distance": round(float(rescale.shape_distance[i]), 6),
+                "raw_distance": round(float(rescale.raw_distance[i]), 6),
+                "reference_quantiles": dict(zip(map(str, RESCALE_PROBS), reference_q[i].tolist())),
+                "current_quantiles": dict(zip(map(str, RESCALE_PROBS), current_q[i].tolist())),
+            }
+            if zero_share is not None:
+                evidence[scope]["quantiles_of"] = "non-zero values"
+                evidence[scope]["reference_zero_share"] = round(float(zero_share[0][i]), 6)
+                evidence[scope]["current_zero_share"] = round(float(zero_share[1][i]), 6)
 
 
 def _nonzero_part(

@@ -139,11 +139,6 @@ class Truth:
             event_times=tuple((int(i), float(t)) for i, t in marks),
         )
 
-    @property
-    def seconds(self) -> float:
-        """The event time the stream spans, from its first mark to its last."""
-        return self.event_times[-1][1] - self.event_times[0][1]
-
     def events_at(self, ts: Sequence[float]) -> FloatArray:
         """The (interpolated) event indices at these event times."""
         marks = np.asarray(self.event_times, dtype=np.float64).reshape(-1, 2)
@@ -416,7 +411,7 @@ class Tally:
         return cls(
             runs=len(runs),
             events=sum(s.truth.events for s in runs),
-            seconds=sum(s.truth.seconds for s in runs),
+            seconds=sum(s.truth.event_times[-1][1] - s.truth.event_times[0][1] for s in runs),
             incidents=len(results),
             detected=len(found),
             action_correct=sum(r.action_correct for r in found),

@@ -70,7 +70,11 @@ class FeatureDrift:
     upstream_evidence: list[dict[str, Any]] = field(default_factory=list)
     last_health: HealthVerdict | None = None
     window_wrong_type: IntArray | None = None
+    # Per scope: the factors of the windows (each on its own) of a rescale in progress.
     rescale_history: list[list[float]] = field(default_factory=list)
+    # Per scope: whether the windows just before its rescale pool started looked like
+    # the reference (a step, as a unit change is), rather than already moving.
+    rescale_step: list[bool] = field(default_factory=list)
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
     window_values: list[FloatArray] = field(default_factory=list)
@@ -197,18 +201,31 @@ class FeatureDrift:
         drifted_now: BoolArray,
         health: HealthVerdict,
         window_start: FloatArray,
+        psi_threshold: float,
     ) -> None:
         """Record a closed window's verdicts in the judged scopes (after
         :func:`window_statistics`) and start the next window."""
         assert self.upstream is not None and self.window_wrong_type is not None
+        assert self.health is not None
         windows = self.drift.windows
         self.last_health = health
         upstream_now = health.hit
+        # A pool that started with this window, outside an upstream condition (a pool
+        # restarted within one keeps its verdict): did the two windows before it (the one
+        # before may hold the onset, part changed) include one that looked like the
+        # reference?
+        fresh = judged & (self.health.pool.windows == 1)
+        fresh &= (self.upstream.streak == 0) & ~self.upstream.open
+        for scope in np.flatnonzero(fresh).tolist():
+            before = self.psi_history[scope][-2:]
+            settled = REVERTED_PSI_RATIO * psi_threshold
+            self.rescale_step[scope] = not before or min(before) < settled
         for scope in np.flatnonzero(upstream_now).tolist():
             if health.cause[scope] == "rescaled_signal" and not rescale_is_upstream(
-                self.rescale_history[scope],
+                [*self.rescale_history[scope], float(health.window_factor[scope])],
                 float(health.rescale_factor[scope]),
                 bool(self.drift.open[scope]),
+                self.rescale_step[scope],
             ):
                 upstream_now[scope] = False
         # A window with too few of a sparse feature's values says nothing of its drift.
@@ -220,7 +237,7 @@ class FeatureDrift:
                 self.upstream_cause[scope] = health.cause[scope]
                 self.upstream_evidence[scope] = health.evidence[scope]
                 factors = self.rescale_history[scope]
-                factors.append(float(health.rescale_factor[scope]))
+                factors.append(float(health.window_factor[scope]))
                 del factors[:-windows]
         for scope in np.flatnonzero(judged & ~upstream_now).tolist():
             self.rescale_history[scope].clear()

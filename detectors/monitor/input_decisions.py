@@ -28,7 +28,7 @@ from detectors.monitor.windows import ScopeWindows
 from detectors.new_features import NewFeature, NewFeatures
 from detectors.persistence import Persistence, announce, transient
 from detectors.signal_health import RESCALE_PROBS
-from detectors.upstream import match_renamed, nearest_unit
+from detectors.upstream import match_renamed
 
 # This many features starting to drift in one scope in the same window are one event
 # (a new traffic source, a pipeline change): one decision lists them all.
@@ -131,15 +131,10 @@ class InputDecisions:
             if renamed:
                 evidence["kind"] = "renamed"
                 evidence["renamed_to"], evidence["shape_distance"] = renamed
-        factors = [f for f in state.rescale_history[scope] if math.isfinite(f) and f != 0]
-        if cause == "rescaled_signal" and factors:
-            # One window's quantiles are noisy (a few % at 2,000 events); the geometric
-            # mean over the windows the condition persisted is the better estimate.
-            sign = math.copysign(1.0, factors[-1])
-            factor = sign * math.exp(sum(math.log(abs(f)) for f in factors) / len(factors))
-            evidence["window_factors"] = [round(f, 6) for f in factors]
-            evidence["factor"] = round(factor, 6)
-            evidence["nearest_unit"] = nearest_unit(factor)
+        if cause == "rescaled_signal":
+            # Each window's own factor, beside the pooled one the evidence reports.
+            factors = state.rescale_history[scope]
+            evidence["window_factors"] = [round(f, 6) for f in factors if math.isfinite(f)]
         action = CLEARED if resolved else OPENED["broken_input"]
         return self._emit(state, state.upstream, scope, action, cause, evidence, resolved)  # type: ignore[arg-type]
 

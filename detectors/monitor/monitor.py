@@ -366,7 +366,7 @@ class ModelMonitor:
         )
         decisions = []
         for i, state in enumerate(states):
-            state.judge_window(judged, drifted[i], verdicts[i], window.start)
+            state.judge_window(judged, drifted[i], verdicts[i], window.start, config.psi_threshold)
             decisions.extend(report.of_feature(state, drifted[i]))
         decisions = grouped(decisions)
         decisions.extend(self.deployments.report_window(states, window.start, window.end))

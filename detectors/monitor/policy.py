@@ -177,21 +177,25 @@ def drift_hit(drifted: BoolArray, broken: BoolArray) -> BoolArray:
     return drifted & ~broken
 
 
-def rescale_is_upstream(history: Sequence[float], factor: float, drifting: bool) -> bool:
-    """Whether a window that looks rescaled by ``factor`` (after ``history``'s factors)
-    is a broken feed to fix. A unit change has one factor; one that wanders is a drift.
-    And a unit change is a step away from the reference: a feature already in a confirmed
-    drift that then looks mildly scaled is that drift going on (the peak of a
-    multiplicative daily cycle the reference did not cover is a steady factor of 1.6 for
-    an hour, and no reason to fix the feed). A factor of 1,000 is not something the world
-    drifts into."""
-    if not _steady(history, factor):
+def rescale_is_upstream(
+    window_factors: Sequence[float], factor: float, drifting: bool, step: bool
+) -> bool:
+    """Whether a scope that looks rescaled by ``factor`` (estimated on the windows pooled
+    since its condition started, each of which had its own factor in ``window_factors``)
+    is a broken feed to fix. A unit change has one factor; one that wanders from window
+    to window is a drift. And a unit change is a step away from the reference (``step``:
+    the windows just before the condition looked like the reference): a feature already
+    in a confirmed drift, or one that slid into the factor, that then looks mildly scaled
+    is that drift going on (the peak of a multiplicative daily cycle the reference did
+    not cover is a steady factor of 1.6 for an hour, reached over hours, and no reason
+    to fix the feed). A factor of 1,000 is not something the world drifts into."""
+    if not _steady(window_factors):
         return False
-    return not (drifting and mild_factor(factor))
+    return not ((drifting or not step) and mild_factor(factor))
 
 
-def _steady(history: Sequence[float], factor: float) -> bool:
-    factors = [f for f in (*history, factor) if math.isfinite(f) and f != 0]
+def _steady(window_factors: Sequence[float]) -> bool:
+    factors = [f for f in window_factors if math.isfinite(f) and f != 0]
     if not factors:
         return True
     if len({math.copysign(1.0, f) for f in factors}) > 1:

@@ -226,6 +226,7 @@ def _fit_feature(
     state.upstream_cause = [""] * n_scopes
     state.upstream_evidence = [{} for _ in range(n_scopes)]
     state.rescale_history = [[] for _ in range(n_scopes)]
+    state.rescale_step = [True] * n_scopes
     state.window_wrong_type = np.zeros(n_scopes, dtype=np.int64)
     return bin_index
 

@@ -44,8 +44,11 @@ rescale; total variation for categories).
 
 One module each: :mod:`~detectors.upstream.scope_stats` (the window summaries),
 :mod:`~detectors.upstream.frozen`, :mod:`~detectors.upstream.quantiles` (the shape
-distance), :mod:`~detectors.upstream.rescale` (with the common units) and
-:mod:`~detectors.upstream.rename`.
+distance), :mod:`~detectors.upstream.rescale`, :mod:`~detectors.upstream.pool` (the
+windows of a condition pooled, so a small cohort's factor is measured on all of them),
+:mod:`~detectors.upstream.interval` (the factor's confidence interval),
+:mod:`~detectors.upstream.conversions` (the table of common conversions a factor snaps
+to) and :mod:`~detectors.upstream.rename`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from detectors.arrays import BoolArray, FloatArray
 from detectors.upstream.checks import check_positive, check_unit_interval
+from detectors.upstream.conversions import SCALES
 from detectors.upstream.quantiles import (
     check_probs,
     check_quantiles,
@@ -19,20 +20,13 @@ from detectors.upstream.quantiles import (
     valid_rows,
 )
 
-_UNIT_BASES = (2.54, 0.3048, 1.609, 3.6, 60.0, 3600.0)
-_UNITS: FloatArray = np.unique(
-    np.array(
-        [10.0**k for k in range(-6, 7)] + list(_UNIT_BASES) + [1.0 / u for u in _UNIT_BASES],
-        dtype=np.float64,
-    )
-)
-
 
 def nearest_unit(factor: float, rel_tol: float = 0.05) -> float | None:
     """The common unit factor nearest to ``factor`` (within ``rel_tol`` relative), else None.
 
-    Units: ``10**k`` for k in -6..6, 2.54 (in->cm), 0.3048 (ft->m), 1.609 (mi->km), 3.6
-    (m/s->km/h), 60, 3600, their reciprocals, and the negatives of all (sign flips).
+    Units: the pure scales of :data:`detectors.upstream.conversions.CONVERSIONS` (powers of
+    ten, 1.609344 km/mi, 2.20462 lb/kg, 0.3048 ft/m, 2.54 in/cm, 3.6, 60, 3,600, 86,400,
+    1,024, their reciprocals, and 1), and the negatives of all (sign flips).
 
     >>> nearest_unit(98.7), nearest_unit(-1.02), nearest_unit(1 / 3590) == 1 / 3600
     (100.0, -1.0, True)
@@ -42,11 +36,11 @@ def nearest_unit(factor: float, rel_tol: float = 0.05) -> float | None:
     f = float(factor)
     if not math.isfinite(f) or f == 0.0:
         return None
-    ratio = np.abs(f) / _UNITS
+    ratio = np.abs(f) / SCALES
     best = int(np.argmin(np.abs(np.log(ratio))))
     if abs(ratio[best] - 1.0) > rel_tol:
         return None
-    return math.copysign(float(_UNITS[best]), f)
+    return math.copysign(float(SCALES[best]), f)
 
 
 @dataclass(frozen=True)

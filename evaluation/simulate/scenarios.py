@@ -79,6 +79,24 @@ def _rescaled(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     ]
 
 
+def _cohort_unit_change(share: float) -> Callable[[int], tuple[TrafficSpec, list[Incident]]]:
+    def scenario(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+        # Kilometres served as miles in one market: session_seconds stands in for a trip
+        # distance (lognormal, log-sd 0.8): a factor of 0.62 moves it by 0.6 sd. On a
+        # log-sd of 1.2, like balance's, it would be 0.4 sd, a PSI of ~0.16, under the
+        # drift threshold: nothing would be reported, rescale or drift.
+        spec = TrafficSpec()
+        shares = spec.cohort_shares()["region"]
+        region = min(shares, key=lambda v: abs(shares[v] - share))
+        incident = _upstream(
+            "rescale", "session_seconds", n_events // 2, cohort={"region": region},
+            magnitude=1 / 1.609344,
+        )  # fmt: skip
+        return spec, [dataclasses.replace(incident, name=f"session_seconds_km_to_mi_{region}")]
+
+    return scenario
+
+
 def _renamed(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     return TrafficSpec(), [_upstream("rename", "balance", n_events // 2, new_name="acct_balance")]
 
@@ -208,6 +226,9 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "cohort_frozen": _cohort_frozen,
     "rescaled": _rescaled,
     "renamed": _renamed,
+    # ~12% and ~5% of the traffic (~250 and ~100 predictions per 2,000-event window)
+    "cohort_unit_change_12": _cohort_unit_change(0.12),
+    "cohort_unit_change_5": _cohort_unit_change(0.05),
     "concept": _concept,
     "cohort_concept": _cohort_concept,
     "click_inflation": _click_inflation,

@@ -49,6 +49,42 @@ def test_upstream_faults_get_their_cause_and_scope_within_10000_events(tmp_path,
             assert decision.evidence["renamed_to"] == incident.new_name
 
 
+# The default reference (10,000 predictions), then 10 windows of 2,000 before the change
+# and 10 after: the 5% cohort (~100 predictions a window) is judged every second window.
+COHORT_UNIT_EVENTS = 40_000
+KM_TO_MI = 1 / 1.609344
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("scenario", ["cohort_unit_change_12", "cohort_unit_change_5"])
+def test_a_unit_change_in_a_small_cohort_is_one_rescaled_signal(tmp_path, scenario, seed):
+    """Kilometres served as miles in one market of 12% (or 5%) of the traffic: one
+    fix_upstream for that market, with the factor and its conversion, and nothing else
+    (no covariate drift there or in the population, before or after)."""
+    spec, (incident,) = SCENARIOS[scenario](COHORT_UNIT_EVENTS)
+    records = list(generate(spec, COHORT_UNIT_EVENTS, seed=seed, incidents=[incident]))
+    write_replay(tmp_path / "stream.jsonl", records)
+    decisions = _replay(tmp_path / "stream.jsonl", tmp_path / "decisions.jsonl")
+    acted = [d for d in decisions if d.action != "hold"]
+    assert [(d.action, d.cause, d.feature, d.cohort) for d in acted] == [
+        ("fix_upstream", "rescaled_signal", "session_seconds", incident.cohort)
+    ], [d.to_dict() for d in decisions]
+    (decision,) = acted
+    predictions = [r["value"] for r in records if r["topic"] == "predictions"]
+    assert decision.ts >= predictions[incident.start_event]["ts"]
+    evidence = decision.evidence
+    assert evidence["factor"] == pytest.approx(0.6214, rel=0.05)
+    # the estimate itself, a few percent off on a few hundred values, and its interval
+    low, high = evidence["factor_interval"]
+    assert low <= KM_TO_MI <= high and low <= evidence["raw_factor"] <= high
+    assert evidence["raw_factor"] == pytest.approx(KM_TO_MI, rel=0.1)
+    assert evidence["conversion"] == "km_to_mi"
+    assert evidence["nearest_unit"] == pytest.approx(KM_TO_MI, rel=1e-9)
+    # pooled over the windows since the change: more values than any one window holds
+    assert evidence["pooled_windows"] >= 2
+    assert evidence["pooled_values"] > evidence["window_events"]
+
+
 def test_a_feed_that_comes_back_gets_a_resolving_hold(tmp_path):
     spec, (incident,) = SCENARIOS["frozen"](EVENTS)
     incident = dataclasses.replace(incident, start_event=60_000, end_event=90_000)

@@ -64,17 +64,19 @@ def test_label_quality_is_not_judged_while_inputs_move() -> None:
 
 
 @pytest.mark.parametrize(
-    ("history", "factor", "drifting", "upstream"),
+    ("window_factors", "factor", "drifting", "step", "upstream"),
     [
-        ([], 1000.0, False, True),  # a unit change
-        ([1000.0, 1010.0], 990.0, True, True),  # not something the world drifts into
-        ([100.0], 1000.0, False, False),  # a factor that wanders is a drift
-        ([-2.0], 2.0, False, False),
-        ([1.6, 1.6], 1.6, True, False),  # a mild factor within a drift is the drift
-        ([1.6, 1.6], 1.6, False, True),
+        ([1000.0], 1000.0, False, True, True),  # a unit change
+        # not something the world drifts or slides into
+        ([1000.0, 1010.0, 990.0], 1000.0, True, False, True),
+        ([100.0, 1000.0], 400.0, False, True, False),  # a factor that wanders is a drift
+        ([-2.0, 2.0], 2.0, False, True, False),
+        ([1.6, 1.6, 1.6], 1.6, True, True, False),  # a mild factor within a drift is the drift
+        ([1.6, 1.6, 1.6], 1.6, False, False, False),  # and so is one the feature slid into
+        ([1.6, 1.6, 1.6], 1.6, False, True, True),
     ],
 )
 def test_a_rescale_is_upstream_only_with_one_factor(
-    history: list[float], factor: float, drifting: bool, upstream: bool
+    window_factors: list[float], factor: float, drifting: bool, step: bool, upstream: bool
 ) -> None:
-    assert rescale_is_upstream(history, factor, drifting) is upstream
+    assert rescale_is_upstream(window_factors, factor, drifting, step) is upstream

@@ -6,6 +6,7 @@ scenario was generated with), never from the module's own output.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -340,7 +341,12 @@ def test_rescales_are_detected_with_their_unit(name: str, n_ref: int, seed: int)
     verdict = RescaleCheck().judge(ref[None], cur[None], PROBS)
     assert verdict.rescaled.tolist() == [True]
     assert abs(verdict.factor[0] / truth - 1) < 0.05
-    assert verdict.unit[0] == pytest.approx(unit, rel=1e-12)
+    if unit in (0.001, 1000.0):
+        # 1,000 and 1,024 are 2.4% apart, closer than 500 events measure a factor: the
+        # nearest unit may be either (the decision's snap names both, test_conversions)
+        assert verdict.unit[0] in (unit, unit * 1.024, unit / 1.024)
+    else:
+        assert verdict.unit[0] == pytest.approx(unit, rel=1e-12)
     assert verdict.shape_distance[0] <= 0.1 < verdict.raw_distance[0]
     assert verdict.offset[0] == 0.0  # a unit change has no offset: the pure-scale fit is kept
 
@@ -486,10 +492,11 @@ def test_factor_is_scale_free(
 
 
 def test_nearest_unit() -> None:
-    assert nearest_unit(1000 * 1.03) == 1000.0
+    assert nearest_unit(1000 * 0.97) == 1000.0
+    assert nearest_unit(1000 * 1.03) == 1024.0  # binary prefixes are in the table too
     assert nearest_unit(-0.0101) == -0.01
     assert nearest_unit(1 / 0.3048) == pytest.approx(1 / 0.3048)
-    assert nearest_unit(1.609344) == 1.609
+    assert nearest_unit(1.609) == 1.609344
     assert nearest_unit(2.54 * 1.06) is None  # 6% off
     assert nearest_unit(7.0) is None
     assert nearest_unit(0.0) is None
@@ -651,16 +658,19 @@ def test_features_judged_together_get_the_verdicts_they_get_alone(seed: int) -> 
     judged = np.array([True, True, False])
     drifted = np.ones((len(healths), n_scopes), dtype=bool)
     wrong_type = np.zeros((len(healths), n_scopes), dtype=np.int64)
+    # Each health pools the windows it judged: judge the same window on fresh copies.
+    fresh = copy.deepcopy(healths)
     together = judge_features(
         healths, stats, histograms, values, scopes, judged, drifted, wrong_type
     )
-    for f, health in enumerate(healths):
+    for f, health in enumerate(fresh):
         alone = health.judge(
             stats[f], histograms[f], values[f], scopes, judged, drifted[f], wrong_type[f]
         )
         assert together[f].cause == alone.cause
         assert together[f].evidence == alone.evidence
         np.testing.assert_array_equal(together[f].rescale_factor, alone.rescale_factor)
+        np.testing.assert_array_equal(together[f].window_factor, alone.window_factor)
     causes = {name: v.cause for name, v in zip(reference, together, strict=True)}
     # The faults were caught where they were injected, and scope 2 was not judged.
     assert causes["frozen"][1] == "frozen_signal" and causes["frozen"][2] == ""
