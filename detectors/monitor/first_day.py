@@ -16,7 +16,10 @@ while the first day is sampled, a streak of drifted windows that began more than
 ``SLOW_ONSET_S`` (or two windows, if longer) after the last calm window of its scope (one
 the G-test found like the reference), or while the population had not been calm for that
 long, is deferred: it is not counted as drift (nor is a mild rescale seen in it a broken
-feed) until the day is in the reference, and then judged against the same hours. A cycle
+feed) until the day is in the reference, and then judged against the same hours. A streak
+whose first window differs from the window before it as much as a drift would (a step:
+the time of day takes hours to move that far) counts at once, however long its scope or
+the population was not calm (a cohort's drift leaks into the population). A cycle
 steeper than that (the log-mean of a lognormal feature swinging by more than about one
 standard deviation over the day) is still reported on its first day.
 
@@ -37,6 +40,7 @@ import numpy as np
 from detectors.arrays import BoolArray, FloatArray, IndexArray
 from detectors.cohorts import POPULATION
 from detectors.day_sample import DaySample, has_cycle
+from detectors.divergence import g_test, psi
 from detectors.monitor.config import MonitorConfig
 from detectors.monitor.feature_drift import FeatureDrift
 from detectors.monitor.reference import Reference
@@ -122,10 +126,22 @@ class FirstDay:
             # drifted: two windows' time is never slow.
             limit = np.maximum(SLOW_ONSET_S, 2 * (window_end - window_start))
             slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
-            deferred[begins] = slow[begins]
+            deferred[begins] = slow[begins] & ~self._stepped(state, begins)[begins]
             counted[i] &= ~deferred
             verdicts[i] = _without_mild_rescales(verdicts[i], judged & deferred)
         return counted
+
+    def _stepped(self, state: FeatureDrift, scopes: BoolArray) -> BoolArray:
+        """Per scope of ``scopes``: its window differs from its window before (PSI of half
+        the threshold, G-test at alpha), a step that no cycle takes in one window."""
+        stepped = np.zeros(len(scopes), dtype=bool)
+        if state.last_window is None or not scopes.any():
+            return stepped
+        before, now = state.last_window[scopes], state.current[scopes]
+        config = self.config
+        jump = psi(before, now) >= config.psi_threshold / 2
+        stepped[scopes] = jump & (g_test(before, now)[1] < config.alpha)
+        return stepped
 
     def make_seasonal(self, features: Mapping[str, FeatureDrift], window: ScopeWindows) -> bool:
         """Give the features that follow the hour (and are not drifting) their hourly

@@ -66,3 +66,13 @@ def test_while_the_first_day_is_sampled_the_snapshot_says_how_long_it_still_need
     remaining = monitor.snapshot().first_day_remaining_s
     assert remaining is not None
     assert remaining == 86_400 - 19_999
+
+
+def test_a_step_while_the_cycle_is_under_way_is_reported_at_once():
+    # Eight hours in, the cycle has moved the amounts for hours (nothing is calm); the
+    # step still differs from the window before it as no hour of a cycle does.
+    monitor = ModelMonitor("m", CONFIG)
+    decisions = monitor.update(_stream(cycle=0.4, step_at_h=8.0))
+    keys = [(d.action, d.cause, d.feature) for d in decisions]
+    assert keys[:1] == [("investigate", "covariate_drift", "amount")], keys
+    assert 8 * 3_600 <= decisions[0].ts <= 8 * 3_600 + 4 * WINDOW
