@@ -111,11 +111,12 @@ class DaySample:
         self._seen += counts
         keep = index % self._step[hours] == 0
         self._kept += np.bincount(hours[keep], minlength=HOURS)
-        self._hours.append(hours[keep])
+        # Narrow types: the sample of a wide model holds 50,000 rows of every feature.
+        self._hours.append(hours[keep].astype(np.int8))
         self._index.append(index[keep])
-        self._rows.append(rows[within][keep])
+        self._rows.append(rows[within][keep].astype(np.int32))
         for name in self.features:
-            self._bins[name].append(bins[name][within][keep])
+            self._bins[name].append(bins[name][within][keep].astype(np.int32))
         if (self._kept > self.cap_per_hour).any():
             self._thin()
 
@@ -126,8 +127,9 @@ class DaySample:
     def hourly(self, name: str, n_bins: int) -> IntArray:
         """A feature's sampled counts per (hour, scope, bin)."""
         hours, rows = self._joined()
-        bins = np.concatenate(self._bins[name]) if self._bins[name] else np.zeros(0, np.intp)
-        hour_scopes = hours[:, None] * self.n_scopes + rows
+        kept = self._bins[name]
+        bins = np.concatenate(kept).astype(np.intp) if kept else np.zeros(0, np.intp)
+        hour_scopes = hours.astype(np.intp)[:, None] * self.n_scopes + rows.astype(np.intp)
         counts = scope_histograms(bins, hour_scopes, HOURS * self.n_scopes, n_bins)
         return counts.reshape(HOURS, self.n_scopes, n_bins)
 

@@ -17,7 +17,7 @@ from tests.support import fingerprint_of, run_batches, small_engine, state_summa
 def test_the_first_state_format_restores_and_goes_on_as_a_straight_run(tmp_path: Path) -> None:
     header, _ = read_header(FIXTURE.read_bytes())
     assert (header["format"], header["state"]) == (FORMAT, 1)
-    assert FIXTURE.stat().st_size < 1_000_000
+    assert FIXTURE.stat().st_size < 1_500_000  # small enough to keep in the repository
 
     records = fixture_records()
     straight = small_engine()
