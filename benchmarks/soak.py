@@ -93,6 +93,9 @@ class SoakPlan:
     # full after join_max_entries / rate seconds (the default is 1,000,000)
     join_max_entries: int = 500_000
     checkpoint_events: int = 200_000  # the default; or every 60 s
+    # kafka.idle_ms, the default: how long a caught-up partition may be quiet before the
+    # event-time merge stops waiting for it (see docs/operations.md, Soak)
+    idle_ms: int = 1_000
     label_delay_s: float = 10.0
     sample_s: float = 5.0
     seed: int = 22
@@ -109,6 +112,7 @@ class SoakPlan:
         return {
             "DRIFTGATE_FEEDBACK__JOIN_MAX_ENTRIES": str(self.join_max_entries),
             "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": str(self.checkpoint_events),
+            "DRIFTGATE_KAFKA__IDLE_MS": str(self.idle_ms),
         }
 
 
@@ -294,7 +298,7 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def rss_figures(samples: list[tuple[float, int, float]], full: int) -> dict[str, object]:
+def rss_figures(samples: list[tuple[float, int, float, float]], full: int) -> dict[str, object]:
     """A's RSS once its join store first held ``full`` predictions.
 
     Which member judges (and holds the join store) can change when B joins and again
@@ -305,11 +309,11 @@ def rss_figures(samples: list[tuple[float, int, float]], full: int) -> dict[str,
     """
     if not samples:
         return {"fill_s": None}
-    full_at = [i for i, (_, _, entries) in enumerate(samples) if entries >= full]
+    full_at = [i for i, sample in enumerate(samples) if sample[2] >= full]
     figures: dict[str, object] = {
         "start_mib": round(samples[0][1] / 1024, 1),
         "end_mib": round(samples[-1][1] / 1024, 1),
-        "peak_mib": round(max(kib for _, kib, _ in samples) / 1024, 1),
+        "peak_mib": round(max(sample[1] for sample in samples) / 1024, 1),
         "fill_s": round(samples[full_at[0]][0], 1) if full_at else None,
     }
     if len(full_at) < 6:
@@ -324,7 +328,7 @@ def rss_figures(samples: list[tuple[float, int, float]], full: int) -> dict[str,
     return figures
 
 
-def _growth(samples: list[tuple[float, int, float]]) -> dict[str, float]:
+def _growth(samples: list[tuple[float, int, float, float]]) -> dict[str, float]:
     t = np.array([s[0] for s in samples])
     mib = np.array([s[1] for s in samples]) / 1024
     third = len(samples) // 3
@@ -388,14 +392,22 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
     started = time.monotonic()
     producer.start()
     events: dict[str, float] = {}
-    samples: list[tuple[float, int, float]] = []
+    # (seconds, A's RSS in KiB, A's join store entries, events A's merge released late)
+    samples: list[tuple[float, int, float, float]] = []
     b = None
     outage = threading.Thread(target=proxy.outage, args=(plan.outage_s,), daemon=True)
 
     def sample() -> dict[str, float]:
         metrics = scrape(port)
         now = time.monotonic() - started
-        samples.append((now, rss_kib(a.pid), metrics.get("driftgate_join_store_entries", 0)))
+        samples.append(
+            (
+                now,
+                rss_kib(a.pid),
+                metrics.get("driftgate_join_store_entries", 0),
+                metrics.get("driftgate_merge_late_events_total", 0),
+            )
+        )
         return metrics
 
     while producer.is_alive():
@@ -419,13 +431,25 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
     valid = produced.predictions
 
     def judged_all() -> bool:
+        assert a.poll() is None, f"A exited: {logs['a'].read_text()[-3000:]}"
         metrics = sample()
         return (
             metrics.get("driftgate_predictions_total", 0) >= valid
             and metrics.get("driftgate_merge_buffered_events", 1) == 0
         )
 
-    wait_for(judged_all, 300, "A to judge every prediction")
+    try:
+        wait_for(judged_all, 120, "A to judge every prediction")
+    except AssertionError:
+        # where it is stuck, for the report: every thread's stack
+        dump = subprocess.run(
+            [Path(sys.executable).parent / "py-spy", "dump", "--pid", str(a.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        (work / "a.stacks.txt").write_text(dump.stdout + dump.stderr)
+        raise
     time.sleep(3)  # labels released with the last predictions
     sample()
     a.send_signal(signal.SIGTERM)
@@ -439,23 +463,25 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
     ]
     reasons = Counter(dict(m.headers)["driftgate.reason"].decode() for m in dead)
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
-    soak_state = state_summary(
-        final_state(work / "state", f"{run}-group", topics["predictions"], **plan.settings())
+    soak_engine = final_state(
+        work / "state", f"{run}-group", topics["predictions"], **plan.settings()
     )
+    soak_state, soak_late = state_summary(soak_engine), soak_engine.order.late
 
     straight = f"{prefix}-straight"
+    # idle_ms at its default: a straight read of topics that are complete has no stall
     env = {**run_env(bootstrap, topics, straight, work / "straight"), **extra}
+    del env["DRIFTGATE_KAFKA__IDLE_MS"]
     began = time.monotonic()
     once = start_run(env, logs["straight"], "--exit-when-idle", "6")
     children.append(once)
     assert once.wait(1200) == 0, logs["straight"].read_text()[-3000:]
     straight_s = time.monotonic() - began
     reference = read_decisions(bootstrap, f"{straight}-decisions", f"{straight}-group")
-    straight_state = state_summary(
-        final_state(
-            work / "straight", f"{straight}-group", topics["predictions"], **plan.settings()
-        )
+    straight_engine = final_state(
+        work / "straight", f"{straight}-group", topics["predictions"], **plan.settings()
     )
+    straight_state, straight_late = state_summary(straight_engine), straight_engine.order.late
 
     ids = {d["decision_id"] for d in decisions}
     reference_ids = {d["decision_id"] for d in reference}
@@ -474,7 +500,7 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "soak_s": round(soak_s, 1),
         "straight_s": round(straight_s, 1),
         "rss": rss_figures(samples, plan.join_max_entries),
-        "rss_samples": [(round(t, 1), kib, entries) for t, kib, entries in samples],
+        "samples": [(round(t, 1), kib, entries, late) for t, kib, entries, late in samples],
         "dead_letters": len(dead),
         "dead_letters_distinct": len(set(dead_at)),
         "dead_letter_reasons": dict(reasons),
@@ -486,8 +512,10 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "decision_ids": len(ids),
         "straight_decisions": len(reference),
         "decision_ids_equal": ids == reference_ids,
-        "decision_ids_only_soak": sorted(ids - reference_ids)[:10],
-        "decision_ids_only_straight": sorted(reference_ids - ids)[:10],
+        "decisions_only_soak": [d for d in decisions if d["decision_id"] not in reference_ids],
+        "decisions_only_straight": [d for d in reference if d["decision_id"] not in ids],
+        "late_events": soak_late,
+        "straight_late_events": straight_late,
         "work": str(work),
     }
 
@@ -513,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = SoakPlan(duration_s=args.minutes * 60, rate=args.rate, outage_s=args.outage)
     figures = run_soak(plan, Path(tempfile.mkdtemp(prefix="driftgate-soak-")))
     args.out.write_text(json.dumps(figures, indent=1))
-    summary = {k: v for k, v in figures.items() if k != "rss_samples"}
+    summary = {k: v for k, v in figures.items() if k != "samples"}
     print(json.dumps(summary, indent=1))
     rss = figures["rss"]
     ok = (
