@@ -507,6 +507,11 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "dead_letters_are_the_malformed": sorted(set(dead_at)) == sorted(produced.malformed_at),
         "straight_events": fraud["events"] if isinstance(fraud, dict) else None,
         "states_equal": soak_state == straight_state,
+        # what a lost or doubled checkpoint changes, apart from what order changes
+        "events_and_windows_equal": [
+            (m["events"], m["windows"])
+            for m in (soak_state["fraud"], fraud)  # type: ignore[index]
+        ],
         "first_difference": _first_difference(soak_state, straight_state),
         "decisions": len(decisions),
         "decision_ids": len(ids),
