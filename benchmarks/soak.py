@@ -521,6 +521,17 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "decisions_only_straight": [d for d in reference if d["decision_id"] not in ids],
         "late_events": soak_late,
         "straight_late_events": straight_late,
+        # not in state_summary: the label join and the merge's forced releases
+        "join_and_merge": {
+            run: {
+                "joined": engine.join.joined,
+                "unknown": engine.join.unknown,
+                "evicted_labels": engine.join.evicted_labels,
+                "forced_releases": engine.order.forced,
+            }
+            for run, engine in (("soak", soak_engine), ("straight", straight_engine))
+        },
+        "malformed_acked": len(produced.malformed_at),
         "work": str(work),
     }
 
