@@ -161,9 +161,10 @@ def start_run(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def final_state(state: Path, group: str, topic: str) -> Engine:
-    """The judge's final checkpoint: the state of every model of the group."""
-    settings = load_settings()
+def final_state(state: Path, group: str, topic: str, **overrides: Any) -> Engine:
+    """The judge's final checkpoint: the state of every model of the group (run with the
+    settings ``overrides``, as for ``load_settings``, which are in its fingerprint)."""
+    settings = load_settings(None, **overrides)
     fingerprint = config_fingerprint(settings.monitor, settings.limits, settings.feedback)
     loaded = CheckpointDirectory(state).load(f"{group}.{topic}", fingerprint)
     assert loaded is not None, f"no final checkpoint in {state}"
