@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IntArray
@@ -67,6 +69,20 @@ class Persistence:
         self.reverted: IntArray = np.zeros(n, dtype=np.int64)
         # When the window each scope was last judged on started (its data's age).
         self.judged_start: FloatArray = np.full(n, np.nan)
+
+    def evidence(self, scope: int, resolved: bool = False) -> dict[str, Any]:
+        """What a decision on this condition in ``scope`` says of its persistence: the
+        windows it held (of the ``windows`` asked), since when, and once it is resolved,
+        after how many clean windows."""
+        evidence: dict[str, Any] = {
+            "persisted_windows": int(self.streak[scope]),
+            "persistence_windows": self.windows,
+            "first_seen": float(self.first_seen[scope]),
+        }
+        if resolved:
+            evidence["resolved"] = True
+            evidence["clean_windows"] = int(self.clean_streak[scope])
+        return evidence
 
     def update(
         self, judged: BoolArray, hit: BoolArray, window_start: FloatArray

@@ -256,15 +256,10 @@ class DeploymentWatch:
             "g_test_pvalue": float(f"{watch.pvalue[scope]:.6g}"),
             "alpha": self.alpha,
             "psi_history": list(watch.psi_history[scope]),
-            "persisted_windows": int(condition.streak[scope]),
-            "persistence_windows": self.windows,
-            "first_seen": float(condition.first_seen[scope]),
+            **condition.evidence(scope, resolved),
             "window_events": int(events[scope]),
             "reference_events": int(self.reference[scope].sum()),
         }
-        if resolved:
-            evidence["resolved"] = True
-            evidence["clean_windows"] = int(condition.clean_streak[scope])
         end = float(window_end[scope])
         start = float(condition.judged_start[scope])
         return Decision(

@@ -193,22 +193,17 @@ class InputDecisions:
         resolved: bool = False,
     ) -> Decision:
         reverted = cause == "transient_shift"
-        # A reverted streak was reset by the window that ended it: report its length.
-        streak = condition.reverted[scope] if reverted else condition.streak[scope]
         window = self.window
         evidence = {
             **evidence,
-            "persisted_windows": int(streak),
-            "persistence_windows": self.config.persistence_windows,
-            "first_seen": float(condition.first_seen[scope]),
+            **condition.evidence(scope, resolved and not reverted),
             "window_events": int(window.events[scope]),
             "reference_events": int(self.reference_events[scope]),
         }
         if reverted:
+            # A reverted streak was reset by the window that ended it: report its length.
+            evidence["persisted_windows"] = int(condition.reverted[scope])
             evidence["reverted"] = True
-        elif resolved:
-            evidence["resolved"] = True
-            evidence["clean_windows"] = int(condition.clean_streak[scope])
         end = float(window.end[scope])
         return Decision(
             model=self.model,

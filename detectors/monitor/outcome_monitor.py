@@ -398,13 +398,7 @@ class OutcomeMonitor:
     ) -> Decision:
         """A decision on ``condition`` (named ``cause``), reported as ``reported``'s
         (cause, model version)."""
-        evidence = dict(self.evidence[cause][scope])
-        evidence["persisted_windows"] = int(condition.streak[scope])
-        evidence["persistence_windows"] = self.windows
-        evidence["first_seen"] = float(condition.first_seen[scope])
-        if resolved:
-            evidence["resolved"] = True
-            evidence["clean_windows"] = int(condition.clean_streak[scope])
+        evidence = {**self.evidence[cause][scope], **condition.evidence(scope, resolved)}
         window = self.current
         return Decision(
             model=self.model,

@@ -281,13 +281,7 @@ class VersionOutcomes:
     def _decision(self, comparison: _Comparison, scope: int, *, resolved: bool) -> Decision:
         condition = comparison.condition
         assert comparison.evidence is not None
-        evidence = dict(comparison.evidence[scope])
-        evidence["persisted_windows"] = int(condition.streak[scope])
-        evidence["persistence_windows"] = self.windows
-        evidence["first_seen"] = float(condition.first_seen[scope])
-        if resolved:
-            evidence["resolved"] = True
-            evidence["clean_windows"] = int(condition.clean_streak[scope])
+        evidence = {**comparison.evidence[scope], **condition.evidence(scope, resolved)}
         labels = int(comparison.mine.n[scope])
         return Decision(
             model=self.model,
