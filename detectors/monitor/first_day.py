@@ -20,8 +20,9 @@ feed) until the day is in the reference, and then judged against the same hours.
 whose first window differs from the window before it as much as a drift would (a step:
 the time of day takes hours to move that far) counts at once, however long its scope or
 the population was not calm (a cohort's drift leaks into the population). A cycle
-steeper than that (the log-mean of a lognormal feature swinging by more than about one
-standard deviation over the day) is still reported on its first day.
+steeper than that (the log-mean of a lognormal feature swinging by about one standard
+deviation either way over the day: 0.8 passes, 1.2 does not) is still reported on its
+first day (tests/unit/test_first_day.py).
 
 A feature already reported drifting keeps the reference it drifted from: the day's
 sample holds the drift too, and would hide it. A real change that began during the first
