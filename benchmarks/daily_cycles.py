@@ -28,6 +28,18 @@ sys.path.insert(0, str(ROOT))
 from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  # noqa: E402
 
 
+def amount_shift(start_event: int, magnitude: float) -> Incident:
+    """The amount shifted by ``magnitude`` standard deviations from ``start_event`` on."""
+    return Incident(
+        name="amount_shift",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=start_event,
+        magnitude=magnitude,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, required=True, help="predictions per second")
@@ -41,17 +53,7 @@ def main() -> None:
     n = int(args.rate * args.days * 86_400)
     incidents = []
     if args.shift_at_h is not None:
-        start = int(args.rate * args.shift_at_h * 3_600)
-        incidents.append(
-            Incident(
-                name="amount_shift",
-                kind="covariate_shift",
-                feature="amount",
-                cohort=None,
-                start_event=start,
-                magnitude=args.shift,
-            )
-        )
+        incidents.append(amount_shift(int(args.rate * args.shift_at_h * 3_600), args.shift))
     with tempfile.TemporaryDirectory() as tmp:
         stream, decisions = Path(tmp) / "stream.jsonl", Path(tmp) / "decisions.jsonl"
         write_replay(stream, generate(spec, n, seed=args.seed, incidents=incidents))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.daily_cycles import amount_shift
 from evaluation.simulate import Incident, TrafficSpec, generate, write_replay
 from tests.support import replay_service
 
@@ -27,14 +28,7 @@ def _replay(tmp_path, incidents: list[Incident], seed: int = 0):
 
 
 def _shift(start_event: int) -> Incident:
-    return Incident(
-        name="amount_shift",
-        kind="covariate_shift",
-        feature="amount",
-        cohort=None,
-        start_event=start_event,
-        magnitude=0.5,
-    )
+    return amount_shift(start_event, magnitude=0.5)
 
 
 def test_two_days_of_a_daily_cycle_give_no_decision(tmp_path):
