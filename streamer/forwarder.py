@@ -13,6 +13,11 @@ and the judge drops the rows it already has (by source offset).
 
 A source that is caught up and has had no record for ``idle_ms`` is reported idle with an
 empty chunk, so that the judge's merge does not wait for a partition with nothing to say.
+That quiet must be seen, not inferred: "caught up" compares the position with the high
+watermark of the partition's last fetch, which is stale across a pause of this loop (a
+rebalance, a busy machine) and while no broker answers. After either, quiet time counts
+from the first poll again, so a partition is idle only once fetches had time to say it
+is (kafka-python waits fetch_max_wait_ms, 500 by default, for a fetch with no data).
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 # Input bytes per chunk: a chunk's JSON is about as large as its records, and Kafka's
 # default message size limit is 1 MB.
 CHUNK_INPUT_BYTES = 512 * 1024
+# A longer time between two polls is a pause of the loop, after which quiet time counts
+# afresh (a poll waits up to poll_timeout_ms, 200 by default, and a batch takes less).
+MAX_POLL_GAP_S = 1.0
 
 
 class Forwarder:
@@ -60,6 +68,9 @@ class Forwarder:
         self.reason_log = ReasonLog(clock=clock)
         self.forwarded = 0
         self._last_record_at: dict[Position, float] = {}
+        # Since when this loop polled without pauses and reached a broker.
+        self._watching_since = -math.inf
+        self._polled_at = -math.inf
         self._caught_up = False
         self.lag: dict[Position, int] = {}
         self.failure: BaseException | None = None
@@ -86,6 +97,9 @@ class Forwarder:
     def step(self) -> None:
         records = self.source.poll()
         now = self.clock()
+        if now - self._polled_at > MAX_POLL_GAP_S or not self.source.reachable():
+            self._watching_since = now
+        self._polled_at = now
         chunks: list[Chunk] = []
         for part in _by_size(records):
             for record in part:
@@ -100,7 +114,7 @@ class Forwarder:
         self.lag = self.source.lag()
         done = self.source.caught_up()
         self._caught_up = bool(self.source.assignment) and done >= self.source.assignment
-        idle = {tp for tp in done if now - self._last_record_at.get(tp, -math.inf) >= self.idle_s}
+        idle = {tp for tp in done if now - self._quiet_since(tp) >= self.idle_s}
         with_data: set[Position] = set()
         for chunk in chunks:
             flagged = Chunk(
@@ -124,6 +138,9 @@ class Forwarder:
             self.forwarded += len(records)
             self.service.touch()
             self.source.commit()
+
+    def _quiet_since(self, tp: Position) -> float:
+        return max(self._last_record_at.get(tp, -math.inf), self._watching_since)
 
     def _send(self, chunk: Chunk) -> None:
         key = f"{chunk.source[0]}/{chunk.source[1]}".encode()
