@@ -101,6 +101,14 @@ class Chunk:
     def events(self) -> int:
         return len(self.labels) + sum(len(batch) for batch, _ in self.predictions.values())
 
+    @property
+    def newest_ts(self) -> float:
+        """The newest event time in the chunk (-inf when it has no event)."""
+        times = [float(batch.ts.max()) for batch, _ in self.predictions.values() if len(batch)]
+        if len(self.labels):
+            times.append(float(self.labels.ts.max()))
+        return max(times, default=-math.inf)
+
 
 @dataclass(frozen=True)
 class Released:

@@ -18,6 +18,17 @@ watermark of the partition's last fetch, which is stale across a pause of this l
 rebalance, a busy machine) and while no broker answers. After either, quiet time counts
 from the first poll again, so a partition is idle only once fetches had time to say it
 is (kafka-python waits fetch_max_wait_ms, 500 by default, for a fetch with no data).
+A partition handed to another member stops being idle at once (see
+``partitions_revoked``).
+
+The partitions a member reads advance together in event time: one whose events run more
+than ``ALIGN_S`` ahead of the least advanced partition still being read is paused until
+that one catches up (Flink's watermark alignment). Without it a backfill reads a
+partition of small records (labels) far ahead of the predictions, and the judge's merge,
+which must hold them until the predictions of the same time come, overflows its bound
+and releases labels before their predictions (they then wait as unknown and, past the
+join's bound, are lost). A caught-up partition holds nothing back, so live traffic is
+never paused.
 """
 
 from __future__ import annotations
@@ -45,6 +56,10 @@ CHUNK_INPUT_BYTES = 512 * 1024
 # A longer time between two polls is a pause of the loop, after which quiet time counts
 # afresh (a poll waits up to poll_timeout_ms, 200 by default, and a batch takes less).
 MAX_POLL_GAP_S = 1.0
+# Seconds of event time a partition may run ahead of this member's least advanced one:
+# what the judge holds for it is this times the event rate (20,000 events at 2,000/s,
+# well below limits.max_buffered_events), and a fetch of a slow stream covers more.
+ALIGN_S = 10.0
 
 
 class Forwarder:
@@ -75,6 +90,9 @@ class Forwarder:
         self.lag: dict[Position, int] = {}
         self.failure: BaseException | None = None
         self._reported_idle: set[Position] = set()
+        # The newest event time forwarded from each partition (what it is aligned on).
+        self._watermark: dict[Position, float] = {}
+        self._paused: set[Position] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop``; a failure that retrying cannot fix stops the member
@@ -112,8 +130,14 @@ class Forwarder:
             chunks.extend(ingested)
         # The input partitions' lag, for the metrics (this thread owns the consumer).
         self.lag = self.source.lag()
-        done = self.source.caught_up()
+        # A partition paused at the last step was not fetched: its end is stale.
+        done = self.source.caught_up() - self._paused
         self._caught_up = bool(self.source.assignment) and done >= self.source.assignment
+        for chunk in chunks:
+            if chunk.events:
+                newest = max(chunk.newest_ts, self._watermark.get(chunk.source, -math.inf))
+                self._watermark[chunk.source] = newest
+        self._align(done, now)
         idle = {tp for tp in done if now - self._quiet_since(tp) >= self.idle_s}
         with_data: set[Position] = set()
         for chunk in chunks:
@@ -139,6 +163,21 @@ class Forwarder:
             self.service.touch()
             self.source.commit()
 
+    def _align(self, caught_up: set[Position], now: float) -> None:
+        """Pause the partitions ahead of the least advanced one still being read, and
+        resume the others."""
+        reading = {
+            tp: self._watermark.get(tp, -math.inf)
+            for tp in self.source.assignment
+            if tp not in caught_up
+        }
+        floor = min(reading.values(), default=math.inf)
+        ahead = {tp for tp, newest in reading.items() if newest > floor + ALIGN_S}
+        for tp in self._paused - ahead:
+            self._last_record_at[tp] = now  # quiet while paused says nothing
+        self.source.pause_only(ahead)
+        self._paused = ahead
+
     def _quiet_since(self, tp: Position) -> float:
         return max(self._last_record_at.get(tp, -math.inf), self._watching_since)
 
@@ -153,14 +192,24 @@ class Forwarder:
         return self._caught_up
 
     def partitions_revoked(self, partitions: set[Position]) -> None:
-        """Nothing to hand over: every batch is forwarded and committed before the next
-        poll, which is where kafka-python runs a rebalance."""
+        """Tell the judge that the partitions this member reported idle are not idle
+        any more: their next owner may have records to read (from the last commit, or
+        that came during the rebalance), and a merge that went on releasing past them
+        would have to count those late. Nothing else to hand over: every batch is
+        forwarded and committed before the next poll, where kafka-python rebalances.
+        (Not flushed: the producer's own thread sends it, also while no broker answers.)"""
+        for tp in sorted(partitions & self._reported_idle):
+            self._send(Chunk(tp))
+        self._reported_idle -= partitions
 
     def partitions_assigned(self, partitions: set[Position]) -> dict[Position, int]:
         """Report the idle state of every partition afresh; resume from the committed
         offsets."""
         log.info("reading %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
         self._reported_idle.clear()
+        for tp in partitions:  # read afresh: what was forwarded before says nothing now
+            self._watermark.pop(tp, None)
+        self._paused.clear()  # a new assignment fetches every partition
         return {}
 
 

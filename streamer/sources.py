@@ -248,6 +248,17 @@ class KafkaSource:
         except Exception:  # see above
             return True
 
+    def pause_only(self, partitions: set[tuple[str, int]]) -> None:
+        """Fetch nothing from these partitions (records already fetched for them are
+        fetched again once resumed); resume every other one."""
+        from kafka import TopicPartition
+
+        paused = {(tp.topic, tp.partition) for tp in self._consumer.paused()}
+        if paused - partitions:
+            self._consumer.resume(*(TopicPartition(*tp) for tp in sorted(paused - partitions)))
+        if partitions - paused:
+            self._consumer.pause(*(TopicPartition(*tp) for tp in sorted(partitions - paused)))
+
     def seek(self, tp: Any, offset: int) -> None:
         self._consumer.seek(tp, offset)
 

@@ -34,6 +34,9 @@ class Source:
 
     def commit(self) -> None: ...
 
+    def pause_only(self, partitions: set[tuple[str, int]]) -> None:
+        assert not partitions, "nothing to align: one caught-up partition"
+
 
 class Sinks:
     def __init__(self) -> None:
