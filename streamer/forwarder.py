@@ -93,6 +93,7 @@ class Forwarder:
         # The newest event time forwarded from each partition (what it is aligned on).
         self._watermark: dict[Position, float] = {}
         self._paused: set[Position] = set()
+        self._stopped = False
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop``; a failure that retrying cannot fix stops the member
@@ -111,6 +112,8 @@ class Forwarder:
             log.error("ingest stopped: %s", exc)
             self.failure = exc
             stop.set()
+        finally:
+            self._stopped = True
 
     def step(self) -> None:
         records = self.source.poll()
@@ -197,7 +200,12 @@ class Forwarder:
         that came during the rebalance), and a merge that went on releasing past them
         would have to count those late. Nothing else to hand over: every batch is
         forwarded and committed before the next poll, where kafka-python rebalances.
-        (Not flushed: the producer's own thread sends it, also while no broker answers.)"""
+        (Not flushed: the producer's own thread sends it, also while no broker answers.)
+        Not when this member stops: its judge has written its last checkpoint, and the
+        group may be done (a backfill checks that nothing is left on the internal topic);
+        the next owner reads only what came after this member's last poll."""
+        if self._stopped:
+            return
         for tp in sorted(partitions & self._reported_idle):
             self._send(Chunk(tp))
         self._reported_idle -= partitions
