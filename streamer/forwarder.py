@@ -94,6 +94,9 @@ class Forwarder:
         self._watermark: dict[Position, float] = {}
         self._paused: set[Position] = set()
         self._stopped = False
+        self._lock = threading.Lock()
+        # The partitions assigned to this member (by the rebalance callbacks).
+        self._owned: set[Position] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop``; a failure that retrying cannot fix stops the member
@@ -141,24 +144,27 @@ class Forwarder:
                 newest = max(chunk.newest_ts, self._watermark.get(chunk.source, -math.inf))
                 self._watermark[chunk.source] = newest
         self._align(done, now)
-        idle = {tp for tp in done if now - self._quiet_since(tp) >= self.idle_s}
-        with_data: set[Position] = set()
-        for chunk in chunks:
-            flagged = Chunk(
-                chunk.source,
-                chunk.predictions,
-                chunk.labels,
-                chunk.label_offsets,
-                chunk.end_offset,
-                chunk.source in idle,
-            )
-            self._send(flagged)
-            with_data.add(chunk.source)
-        # An idle source with nothing to send says so once, until it has records again.
-        quiet = sorted(idle - self._reported_idle - with_data)
-        for tp in quiet:
-            self._send(Chunk(tp, idle=True))
-        self._reported_idle = (self._reported_idle - with_data) | idle
+        # Under the lock: a rebalance (kafka-python's I/O thread) must not fall between
+        # what is owned and what is said about it.
+        with self._lock:
+            idle = {tp for tp in done & self._owned if now - self._quiet_since(tp) >= self.idle_s}
+            with_data: set[Position] = set()
+            for chunk in chunks:
+                flagged = Chunk(
+                    chunk.source,
+                    chunk.predictions,
+                    chunk.labels,
+                    chunk.label_offsets,
+                    chunk.end_offset,
+                    chunk.source in idle,
+                )
+                self._send(flagged)
+                with_data.add(chunk.source)
+            # An idle source with nothing to send says so once, until it has records again.
+            quiet = sorted(idle - self._reported_idle - with_data)
+            for tp in quiet:
+                self._send(Chunk(tp, idle=True))
+            self._reported_idle = (self._reported_idle - with_data) | idle
         if chunks or quiet:
             self.sinks.flush()
         if records:
@@ -204,17 +210,23 @@ class Forwarder:
         Not when this member stops: its judge has written its last checkpoint, and the
         group may be done (a backfill checks that nothing is left on the internal topic);
         the next owner reads only what came after this member's last poll."""
-        if self._stopped:
-            return
-        for tp in sorted(partitions & self._reported_idle):
-            self._send(Chunk(tp))
-        self._reported_idle -= partitions
+        with self._lock:
+            # Until they are assigned again, polls return nothing from them while their
+            # ends look reached: they must not be reported idle then (the soak found it).
+            self._owned -= partitions
+            if not self._stopped:
+                for tp in sorted(partitions & self._reported_idle):
+                    self._send(Chunk(tp))
+            self._reported_idle -= partitions
 
     def partitions_assigned(self, partitions: set[Position]) -> dict[Position, int]:
         """Report the idle state of every partition afresh; resume from the committed
         offsets."""
         log.info("reading %s", ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
-        self._reported_idle.clear()
+        with self._lock:
+            self._owned |= partitions
+            self._watching_since = self.clock()  # quiet counts from the assignment
+            self._reported_idle.clear()
         for tp in partitions:  # read afresh: what was forwarded before says nothing now
             self._watermark.pop(tp, None)
         self._paused.clear()  # a new assignment fetches every partition

@@ -81,6 +81,7 @@ def _forwarder() -> tuple[Forwarder, Source, Sinks]:
     service = SimpleNamespace(lock=threading.Lock(), touch=lambda: None, engine=engine)
     clock = iter(x * 0.1 for x in range(10**6))
     forwarder = Forwarder(source, sinks, "g.events", service, 1_000, clock=lambda: next(clock))  # type: ignore[arg-type]
+    forwarder.partitions_assigned(set(source.assignment))
     return forwarder, source, sinks
 
 
@@ -126,3 +127,16 @@ def test_a_partition_reported_idle_is_not_idle_once_it_goes_to_another_member():
     assert [(chunk.source, chunk.idle, chunk.events) for chunk in sinks.sent] == [
         (FEEDBACK, False, 0)
     ]
+
+
+def test_a_revoked_partition_is_not_reported_idle_before_it_is_assigned_again():
+    forwarder, source, sinks = _forwarder()
+    source.at_end = {PREDICTIONS, FEEDBACK}
+    forwarder.partitions_revoked({PREDICTIONS, FEEDBACK})
+    for _ in range(30):  # a rebalance: polls return nothing while the old ends look reached
+        forwarder.step()
+    assert not any(chunk.idle for chunk in sinks.sent)
+    forwarder.partitions_assigned({FEEDBACK})
+    for _ in range(30):
+        forwarder.step()
+    assert {chunk.source for chunk in sinks.sent if chunk.idle} == {FEEDBACK}

@@ -61,6 +61,7 @@ def _forwarder() -> tuple[Forwarder, Source, Sinks, Clock]:
     source, sinks, clock = Source(), Sinks(), Clock()
     service = SimpleNamespace(lock=threading.Lock(), touch=lambda: None)
     forwarder = Forwarder(source, sinks, "g.events", service, idle_ms=1_000, clock=clock)  # type: ignore[arg-type]
+    forwarder.partitions_assigned({TP})
     return forwarder, source, sinks, clock
 
 
