@@ -93,9 +93,6 @@ class SoakPlan:
     # full after join_max_entries / rate seconds (the default is 1,000,000)
     join_max_entries: int = 500_000
     checkpoint_events: int = 200_000  # the default; or every 60 s
-    # kafka.idle_ms, the default: how long a caught-up partition may be quiet before the
-    # event-time merge stops waiting for it (see docs/operations.md, Soak)
-    idle_ms: int = 1_000
     label_delay_s: float = 10.0
     sample_s: float = 5.0
     seed: int = 22
@@ -112,7 +109,6 @@ class SoakPlan:
         return {
             "DRIFTGATE_FEEDBACK__JOIN_MAX_ENTRIES": str(self.join_max_entries),
             "DRIFTGATE_CHECKPOINT__INTERVAL_EVENTS": str(self.checkpoint_events),
-            "DRIFTGATE_KAFKA__IDLE_MS": str(self.idle_ms),
         }
 
 
@@ -469,9 +465,7 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
     soak_state, soak_late = state_summary(soak_engine), soak_engine.order.late
 
     straight = f"{prefix}-straight"
-    # idle_ms at its default: a straight read of topics that are complete has no stall
     env = {**run_env(bootstrap, topics, straight, work / "straight"), **extra}
-    del env["DRIFTGATE_KAFKA__IDLE_MS"]
     began = time.monotonic()
     once = start_run(env, logs["straight"], "--exit-when-idle", "6")
     children.append(once)

@@ -14,6 +14,7 @@ from streamer.checkpoint import Checkpoints
 from streamer.engine import BatchResult, DeadLetter, Engine
 from streamer.errors import DriftgateError
 from streamer.event_order import Position
+from streamer.heap import return_freed_memory
 from streamer.retry import Backoff
 from streamer.sinks import DeadLetterSink, DecisionSink
 from streamer.sources import Source
@@ -247,6 +248,7 @@ class Service:
                 self.checkpoints.save(self.engine)
             self.engine = self.engine.fresh()
             self.has_state = False
+        return_freed_memory()
 
     def partitions_assigned(self, partitions: set[tuple[str, int]]) -> dict[Position, int]:
         """The source arrives: the state comes back from its checkpoint. Returns where
@@ -264,6 +266,7 @@ class Service:
                 return {}
             if restored is not None:
                 self.engine = restored
+                return_freed_memory()
             self.engine.order.expect(self.expected_sources)
             self.has_state = True
             resume = dict(self.engine.positions)

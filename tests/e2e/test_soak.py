@@ -15,10 +15,6 @@ PLAN = SoakPlan(
     duration_s=90.0,
     rate=1000.0,
     outage_s=6.0,
-    # longer than the consumers' stall in the outage and the rebalances (~12 s): with the
-    # default 1 s, a stall releases past the partition that lags and its events come late
-    # (docs/operations.md, Soak)
-    idle_ms=20_000,
     # full after 20 s, before B joins: the state that moves between the members holds a
     # full join store, evictions and tombstones included
     join_max_entries=20_000,
