@@ -161,6 +161,10 @@ def group_left(
     internal = (connections.internal_topic, 0)
     if internal in connections.judge.assignment:
         position, end = connections.judge.progress().get(internal, (0, None))
+        if not left and end is not None and position >= end:
+            # Every input is read and committed to its end, and all of it is here: what
+            # the merge holds back (the last seconds behind idle partitions) is final.
+            service.judge_held()
         with service.lock:
             held = service.engine.order.buffered
         if end is None or position < end or held:

@@ -10,8 +10,9 @@ Each source (a topic partition, or a replay file) delivers decoded chunks. The m
 keeps, per source, its watermark (the newest event time it delivered) and releases, at
 each step, every buffered event older than the oldest watermark among the sources that
 may still deliver (Kafka Streams' and Flink's min-watermark rule). A source that is caught
-up and quiet is idle and holds nothing back; a source that was never heard from holds
-everything back, so the first partition to be read cannot run ahead of the others.
+up and quiet is idle and holds back only the last ``IDLE_LATENESS_S`` of event time before
+the newest event of any source; a source that was never heard from holds everything
+back, so the first partition to be read cannot run ahead of the others.
 An event older than what was already released (a producer's clock, a partition read
 after it went idle) is late: it is released with the next step and counted.
 
@@ -38,6 +39,15 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11 on
 
 R = TypeVar("R", bound="TimedRows")
+
+# Seconds of event time an idle source may still deliver behind the newest event seen
+# elsewhere. Idle is a wall-clock notion (quiet for kafka.idle_ms), and a pause of the
+# whole input (a producer that stalls, a rebalance, an outage) ends with the partitions
+# read again one after the other: the first one back must not release past the others'
+# events of the same seconds (the soak counted thousands late, and a decision moved).
+# What it costs: while a source is idle, the last 10 s of event time wait for newer
+# events (or the end of a backfill), which no window of a stream that slow notices.
+IDLE_LATENESS_S = 10.0
 
 # A source of events: (topic, partition), or ("replay", -1) for a replay file.
 Position = tuple[str, int]
@@ -239,8 +249,14 @@ class EventOrder:
             return math.inf
         if not self._expected <= self._watermark.keys():
             return -math.inf  # a source not heard from yet could hold the oldest events
-        active = [w for s, w in self._watermark.items() if s not in self._idle]
-        return min(active) if active else math.inf
+        newest = max(self._watermark.values(), default=math.inf)
+        return min(
+            (
+                w if s not in self._idle else max(w, newest - IDLE_LATENESS_S)
+                for s, w in self._watermark.items()
+            ),
+            default=math.inf,
+        )
 
 
 class TimedRows(Protocol):

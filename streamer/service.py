@@ -177,15 +177,19 @@ class Service:
         """Something arrived (also from this member's ingest): not idle."""
         self.last_event_at = self.clock()
 
+    def judge_held(self) -> None:
+        """Judge every event the event-time merge still holds: no source will deliver
+        an older one (the end of a replay, a backfill that the group finished)."""
+        with self._batch:
+            with self.lock:
+                decisions = self.engine.flush()
+            self._publish(BatchResult(decisions, []))
+
     def step(self) -> bool:
         """One poll-process-publish-commit round; False once the source is exhausted."""
         records = self.source.poll()
         if records is None:
-            # The end of a replay: what the event-time merge still holds is judged now.
-            with self._batch:
-                with self.lock:
-                    decisions = self.engine.flush()
-                self._publish(BatchResult(decisions, []))
+            self.judge_held()  # the end of a replay
             return False
         carried = 0
         if records:

@@ -30,7 +30,7 @@ from streamer.engine import (
     source_of,
 )
 from streamer.errors import DriftgateError
-from streamer.event_order import NO_LABELS, Chunk, EventOrder
+from streamer.event_order import IDLE_LATENESS_S, NO_LABELS, Chunk, EventOrder
 from streamer.service import Service
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 
@@ -202,14 +202,32 @@ def _released(order: EventOrder, final: bool = False) -> list[str]:
 def test_a_source_not_heard_from_holds_everything_back_until_it_is_idle() -> None:
     order = EventOrder()
     order.expect({("p", 0), ("p", 1)})
-    order.add(_chunk(("p", 0), [1.0, 2.0, 3.0], "abc", [0, 1, 2]))
+    order.add(_chunk(("p", 0), [1.0, 2.0, 3.0, 30.0], "abcd", [0, 1, 2, 3]))
     assert _released(order) == []
     order.add(_chunk(("p", 1), [], "", [], idle=True))
-    # the only active source is p[0], whose newest event may still have a twin
-    assert _released(order) == ["a", "b"]
-    order.add(_chunk(("p", 1), [2.5], "z", [0]))
-    assert order.late == 1  # older than what was released
-    assert _released(order, final=True) == ["z", "c"]
+    # an idle source holds back the last IDLE_LATENESS_S before the newest event
+    assert IDLE_LATENESS_S == 10.0
+    assert _released(order) == ["a", "b", "c"]
+    order.add(_chunk(("p", 1), [25.0, 2.5], "yz", [0, 1]))
+    assert order.late == 1  # 2.5 is older than what was released, 25 is not
+    assert _released(order, final=True) == ["z", "y", "d"]
+
+
+def test_the_first_partition_back_after_a_pause_of_the_input_waits_for_the_others() -> None:
+    """Every partition went quiet (a producer stalled, a rebalance) and was reported
+    idle; the first one read again does not release past the others' same seconds."""
+    order = EventOrder()
+    order.expect({("p", 0), ("p", 1)})
+    order.add(_chunk(("p", 0), [100.0], "a", [0]))
+    order.add(_chunk(("p", 1), [100.5], "b", [0]))
+    order.add(_chunk(("p", 0), [], "", [], idle=True))
+    order.add(_chunk(("p", 1), [], "", [], idle=True))
+    assert _released(order) == []  # within 10 s of the newest: either may have a twin
+    order.add(_chunk(("p", 0), [104.0, 106.0], "cd", [1, 2]))  # p[0] is back first
+    assert _released(order) == ["a"]  # b waits: p[1]'s next events may be older than 106
+    order.add(_chunk(("p", 1), [103.0, 105.0], "ef", [1, 2]))  # then p[1], 3 s behind
+    assert order.late == 0
+    assert _released(order) == ["b", "e", "c"]
 
 
 def test_a_buffer_over_its_bound_is_released_and_counted() -> None:
@@ -255,7 +273,7 @@ def test_any_interleaving_releases_the_events_sorted_by_time_and_id(events, seed
         released += _released(order)
     for p in range(4):  # partitions that never had an event say they are idle
         order.add(_chunk(("p", p), [], "", [], idle=True))
-    released += _released(order)
+    released += _released(order, final=True)
     assert released == [r[1] for r in sorted(rows)]
     assert order.late == 0 and order.buffered == 0
 
