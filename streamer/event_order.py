@@ -238,7 +238,17 @@ class EventOrder:
         self._buffered -= released
         if bound != math.inf:
             self._frontier = max(self._frontier, bound)
+        elif released:  # all of it: what comes next is late if older than the newest
+            newest = [float(b.ts.max()) for b in predictions.values()]
+            newest += [float(labels.ts.max())] if len(labels) else []
+            self._frontier = max(self._frontier, *newest)
         return Released(predictions, labels)
+
+    @property
+    def all_idle(self) -> bool:
+        """Whether every source was heard from and is idle now (the input is paused)."""
+        sources = self._watermark.keys()
+        return bool(sources) and self._expected <= sources and self._idle >= sources
 
     def _bound(self, final: bool) -> float:
         """Release events strictly older than this."""

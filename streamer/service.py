@@ -22,6 +22,10 @@ from streamer.sources import Source
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+# Wall-clock seconds without any input record, every source idle, after which what the
+# event-time merge holds back is judged: an input paused that long is paused, not read
+# unevenly (the merge's IDLE_LATENESS_S is as long in event time at real-time rates).
+QUIET_INPUT_S = 10.0
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -207,6 +211,11 @@ class Service:
                 self.batches += 1
                 carried = result.records
                 self._publish(result)
+        elif self.clock() - self.last_event_at >= QUIET_INPUT_S:
+            with self.lock:
+                held = self.engine.order.all_idle and self.engine.order.buffered > 0
+            if held:
+                self.judge_held()
         if self.checkpoints is None:
             self.source.commit()
         elif self.checkpoints.due(carried):

@@ -22,6 +22,7 @@ from streamer import chunk_codec
 from streamer.checkpoint import Checkpoints
 from streamer.config import CheckpointConfig, load_settings
 from streamer.engine import (
+    CHUNKS,
     FEEDBACK,
     PREDICTIONS,
     REPLAY_PARTITION,
@@ -31,7 +32,7 @@ from streamer.engine import (
 )
 from streamer.errors import DriftgateError
 from streamer.event_order import IDLE_LATENESS_S, NO_LABELS, Chunk, EventOrder
-from streamer.service import Service
+from streamer.service import QUIET_INPUT_S, Service
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 
 TOPICS = {PREDICTIONS: "p", FEEDBACK: "f"}
@@ -349,3 +350,35 @@ def test_a_state_whose_checkpoint_failed_to_load_is_never_replaced(tmp_path, mon
         service.run(threading.Event())
     assert not failure.value.retriable
     assert list(tmp_path.glob("*.ckpt")) == []  # nothing written over the checkpoint
+
+
+def test_a_paused_input_has_its_held_back_events_judged(tmp_path) -> None:
+    """Every source idle and no record for QUIET_INPUT_S: the last seconds the merge
+    held back behind the idle sources are judged (a live stream that stopped)."""
+    records = _records(_stream("a-model", 3_000, 7), lambda *_: 0)
+    idle = [
+        InputRecord(CHUNKS, chunk_codec.encode(Chunk(tp, idle=True)), "g.events", 0, i)
+        for i, tp in enumerate(sorted({(r.topic, r.partition) for r in records}))
+    ]
+    now = [0.0]
+    service = Service(
+        _engine(),
+        _Source([records, idle, [], []]),
+        JsonLinesDecisionSink(tmp_path / "d.jsonl"),
+        ReportingDeadLetterSink(tmp_path / "dead.jsonl"),
+        clock=lambda: now[0],
+    )
+    service.engine.order.expect({(r.topic, r.partition) for r in records})
+    service.step()
+    service.step()
+    held = service.engine.order.buffered
+    assert held > 0, "nothing held back behind the idle sources"
+    now[0] = QUIET_INPUT_S - 0.1
+    service.step()
+    assert service.engine.order.buffered == held
+    now[0] = QUIET_INPUT_S + 0.1
+    service.step()
+    assert service.engine.order.buffered == 0
+    assert sum(m.events for m in service.engine.monitors.values()) == sum(
+        r.kind == PREDICTIONS for r in records
+    )
