@@ -11,7 +11,8 @@ by that many standard deviations on Saturdays and Sundays, when the traffic runs
 ``--weekend-volume`` times the weekday rate; optionally with a shift of the amount
 (``--shift`` standard deviations) from ``--shift-at-h`` hours on. Replays it with
 ``driftgate replay`` in a child process, and prints every decision with its hour, its
-day (UTC) and the replay's peak RSS. The stream starts on a Friday at 08:00 UTC.
+day (UTC) and the replay's peak RSS. The stream starts on a Friday at 08:00 UTC unless
+``--start-ts`` says otherwise.
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ def main() -> None:
     parser.add_argument("--shift", type=float, default=0.5)
     parser.add_argument("--weekend-shift", type=float, default=0.0)
     parser.add_argument("--weekend-volume", type=float, default=1.0)
+    parser.add_argument(
+        "--start-ts", type=float, default=TrafficSpec.start_ts, help="epoch seconds (UTC)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     spec = TrafficSpec(
+        start_ts=args.start_ts,
         events_per_second=args.rate,
         daily_cycle=args.cycle,
         weekend_shift=args.weekend_shift,
