@@ -34,7 +34,7 @@ def _replay(tmp_path, hours: float, incidents: list[Incident], seed: int = 0):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue #20: days of the week are not told apart; the reference's hours 0-8 are "
+    reason="issue #20: days of the week are not told apart; the reference's hours 0-7 are "
     "a Saturday's, and a weekday's early hours drift from them (docs/detection.md)",
 )
 def test_four_days_of_a_weekly_pattern_give_no_decision_but_hold(tmp_path):
