@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.arrays import BoolArray, FloatArray
+from detectors.arrays import FloatArray
+from detectors.seasonal import is_weekend
+
+__all__ = ["event_times", "expected_events", "is_weekend"]
 
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 # 1970-01-01 was a Thursday: the Monday before it starts the simulator's weeks.
 _MONDAY_S = -3 * DAY_S
 _WEEKDAYS_S = 5 * DAY_S
-
-
-def is_weekend(ts: FloatArray) -> BoolArray:
-    """Whether each epoch-seconds event time falls on a Saturday or a Sunday (UTC).
-
-    >>> import numpy as np
-    >>> is_weekend(np.array([1_763_712_000.0, 1_763_712_000.0 + 86_400.0])).tolist()
-    [False, True]
-    """
-    return np.asarray((ts - _MONDAY_S) % WEEK_S >= _WEEKDAYS_S, dtype=np.bool_)
 
 
 def _busy(ts: FloatArray, volume: float) -> FloatArray:
