@@ -143,8 +143,10 @@ class FirstWeek:
         window: ScopeWindows,
     ) -> BoolArray:
         """Each feature's drifted scopes (rows of ``drifted``) that count as drift now: not
-        those whose ``window`` has events in a slot the scope's reference has not seen.
-        Mild rescales seen in them are taken out of ``verdicts`` (in place) too."""
+        those whose ``window`` has events in a slot the scope's reference has not seen,
+        where the day types differed before the streak began (a condition already
+        reported is not deferred). Mild rescales seen in them are taken out of
+        ``verdicts`` (in place) too."""
         counted = drifted.copy()
         for i, state in enumerate(states):
             start = self._streak_start[state.name]
@@ -155,8 +157,11 @@ class FirstWeek:
             if state.reference_hourly is None:
                 continue
             unseen = unseen_slots(state.reference_hourly).T  # (scope, slot)
-            borrowed = judged & drifted[i] & (window.hour_events * unseen).any(axis=1)
-            for onset in np.unique(start[borrowed]).tolist():
+            # A condition already reported goes on being judged as it was found.
+            borrowed = judged & drifted[i] & ~state.drift.reported
+            borrowed &= (window.hour_events * unseen).any(axis=1)
+            # (A window without a streak start, all its values undecided, stays deferred.)
+            for onset in np.unique(start[borrowed & ~np.isnan(start)]).tolist():
                 if not self._day_types_differ(state.name, onset):
                     borrowed &= start != onset
             counted[i] &= ~borrowed

@@ -5,12 +5,12 @@ field with its default, rename one, or reshape a record, without the classes of 
 version that wrote them. ``MIGRATIONS[n]`` turns version n into n + 1;
 :data:`STATE_VERSION` is the version written now.
 
-    def migrate_1_to_2(tree):
+    def migrate_2_to_3(tree):
         for fields in records_of(tree, "detectors.monitor.monitor.ModelMonitor"):
             fields.setdefault("incidents", ["list", new_id(tree), []])
         return tree
 
-    MIGRATIONS = {1: migrate_1_to_2}; STATE_VERSION = 2
+    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 3
 
 A change to a class whose state is checkpointed (a new attribute, a renamed one) needs
 one, and tests/fixtures/checkpoint-v1.ckpt, restored by tests/unit/test_state_fixture.py,
