@@ -145,8 +145,8 @@ class FirstWeek:
         """Each feature's drifted scopes (rows of ``drifted``) that count as drift now: not
         those whose ``window`` has events in a slot the scope's reference has not seen,
         where the day types differed before the streak began (a condition already
-        reported is not deferred). Mild rescales seen in them are taken out of
-        ``verdicts`` (in place) too."""
+        reported is not deferred). Mild rescales seen in such windows are taken out of
+        ``verdicts`` (in place) too, drifted or not."""
         counted = drifted.copy()
         for i, state in enumerate(states):
             start = self._streak_start[state.name]
@@ -158,12 +158,15 @@ class FirstWeek:
                 continue
             unseen = unseen_slots(state.reference_hourly).T  # (scope, slot)
             # A condition already reported goes on being judged as it was found.
-            borrowed = judged & drifted[i] & ~state.drift.reported
+            borrowed = judged & ~state.drift.reported
             borrowed &= (window.hour_events * unseen).any(axis=1)
-            # (A window without a streak start, all its values undecided, stays deferred.)
-            for onset in np.unique(start[borrowed & ~np.isnan(start)]).tolist():
+            # Judged on the hours before the streak (before the window, out of one: a
+            # mild rescale is looked for against the whole reference, which the
+            # weekend's level can look like).
+            onsets = np.where(np.isnan(start), window.start, start)
+            for onset in np.unique(onsets[borrowed]).tolist():
                 if not self._day_types_differ(state.name, onset):
-                    borrowed &= start != onset
+                    borrowed &= onsets != onset
             counted[i] &= ~borrowed
             verdicts[i] = without_mild_rescales(verdicts[i], borrowed)
         return counted
