@@ -172,11 +172,15 @@ class FirstDay:
         return slots
 
 
-def without_mild_rescales(verdict: HealthVerdict, scopes: BoolArray) -> HealthVerdict:
-    """``verdict`` without the mild rescales it found in ``scopes``: the peak of a daily
-    cycle looks like a steady factor of 1.6 for an hour."""
+def without_mild_rescales(
+    verdict: HealthVerdict, scopes: BoolArray, mild_only: bool = True
+) -> HealthVerdict:
+    """``verdict`` without the mild rescales (or, without ``mild_only``, any rescale) it
+    found in ``scopes``: the peak of a daily cycle looks like a steady factor of 1.6 for
+    an hour."""
     cause = list(verdict.cause)
     for scope in np.flatnonzero(scopes).tolist():
-        if cause[scope] == "rescaled_signal" and mild_factor(float(verdict.rescale_factor[scope])):
+        factor = float(verdict.rescale_factor[scope])
+        if cause[scope] == "rescaled_signal" and (mild_factor(factor) or not mild_only):
             cause[scope] = ""
     return dataclasses.replace(verdict, cause=tuple(cause))

@@ -16,7 +16,7 @@ the sample is dropped: each slot then holds the first week's events.
 Until a slot is in the reference, a window of its hours is compared with the same hours
 of the other day type, which can differ by the weekend's shift. Such a window cannot
 tell a change from a weekend where weekends differ, so in the first week a drift streak
-is not counted (nor a mild rescale in it as a broken feed) in the windows with events in
+is not counted (nor a rescale in it as a broken feed) in the windows with events in
 a slot their scope's reference has not seen (a day at most), when the stream's weekend
 hours differed from its weekday hours before the streak began, or could not be told
 apart yet (no hour of the day seen on both day types). Whether they differ is judged on
@@ -145,7 +145,7 @@ class FirstWeek:
         """Each feature's drifted scopes (rows of ``drifted``) that count as drift now: not
         those whose ``window`` has events in a slot the scope's reference has not seen,
         where the day types differed before the streak began (a condition already
-        reported is not deferred). Mild rescales seen in such windows are taken out of
+        reported is not deferred). Rescales seen in such windows are taken out of
         ``verdicts`` (in place) too, drifted or not."""
         counted = drifted.copy()
         for i, state in enumerate(states):
@@ -161,14 +161,16 @@ class FirstWeek:
             borrowed = judged & ~state.drift.reported
             borrowed &= (window.hour_events * unseen).any(axis=1)
             # Judged on the hours before the streak (before the window, out of one: a
-            # mild rescale is looked for against the whole reference, which the
+            # rescale is looked for against the whole reference, which the
             # weekend's level can look like).
             onsets = np.where(np.isnan(start), window.start, start)
             for onset in np.unique(onsets[borrowed]).tolist():
                 if not self._day_types_differ(state.name, onset):
                     borrowed &= onsets != onset
             counted[i] &= ~borrowed
-            verdicts[i] = without_mild_rescales(verdicts[i], borrowed)
+            # Any factor: the quantiles are compared with the whole reference, and the
+            # hours of the other day type moved them by 3.2x-3.9x (docs/detection.md).
+            verdicts[i] = without_mild_rescales(verdicts[i], borrowed, mild_only=False)
         return counted
 
     def _day_types_differ(self, name: str, before_ts: float) -> bool:

@@ -65,7 +65,9 @@ def test_a_step_in_the_first_week_is_found_and_the_verdicts_do_not_depend_on_the
         monitor = ModelMonitor("m", CONFIG)
         runs.append([d.to_dict() for d in feed(monitor, stream, cuts)])
     assert runs[0] == runs[1]
-    found = [d for d in runs[0] if (d["action"], d["scope"]["feature"]) == ("investigate", "amount")]
+    found = [
+        d for d in runs[0] if (d["action"], d["scope"]["feature"]) == ("investigate", "amount")
+    ]
     onset = FRIDAY_8H + 124 * 3_600
     assert found and onset <= found[0]["ts"] <= onset + 4 * CONFIG.window_events * EVERY_S
 
