@@ -7,7 +7,8 @@ every hour evenly and in bounded memory (:class:`detectors.day_sample.DaySample`
 ``reference_max_events`` rows in all). When the day is over, each feature whose
 distribution follows the hour of the day gets hourly reference histograms from the
 sample, and its windows are compared with the same hours from then on; the others keep
-the reference they had.
+the reference they had. (The hours are kept on the day type they fell on, weekday or
+weekend; :mod:`detectors.monitor.first_week` samples the rest of the week.)
 
 Before the day is over, a drift cannot be told from the time of day by its size, but it
 can by its speed: traffic that follows the hour drifts away from a reference of one hour
