@@ -3,12 +3,16 @@
     python benchmarks/daily_cycles.py --rate 5 --days 7
     python benchmarks/daily_cycles.py --rate 50 --days 1
     python benchmarks/daily_cycles.py --rate 2 --days 2 --shift-at-h 36
+    python benchmarks/daily_cycles.py --rate 5 --days 28 --weekend-shift 0.3 --weekend-volume 0.7
 
 Simulates ``--days`` of traffic at ``--rate`` predictions/s whose behavioural inputs
-follow the hour of day (``TrafficSpec.daily_cycle``), optionally with a shift of the amount
-(``--shift`` standard deviations) from ``--shift-at-h`` hours on, replays it with
-``driftgate replay`` in a child process, and prints every decision with its hour and the
-replay's peak RSS.
+follow the hour of day (``TrafficSpec.daily_cycle``) and, with ``--weekend-shift``, move
+by that many standard deviations on Saturdays and Sundays, when the traffic runs at
+``--weekend-volume`` times the weekday rate; optionally with a shift of the amount
+(``--shift`` standard deviations) from ``--shift-at-h`` hours on. Replays it with
+``driftgate replay`` in a child process, and prints every decision with its hour, its
+day (UTC) and the replay's peak RSS. The stream starts on a Friday at 08:00 UTC unless
+``--start-ts`` says otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  # noqa: E402
+from evaluation.simulate.calendar import expected_events  # noqa: E402
 
 
 def amount_shift(start_event: int, magnitude: float) -> Incident:
@@ -47,13 +53,28 @@ def main() -> None:
     parser.add_argument("--cycle", type=float, default=0.5, help="TrafficSpec.daily_cycle")
     parser.add_argument("--shift-at-h", type=float, default=None)
     parser.add_argument("--shift", type=float, default=0.5)
+    parser.add_argument("--weekend-shift", type=float, default=0.0)
+    parser.add_argument("--weekend-volume", type=float, default=1.0)
+    parser.add_argument(
+        "--start-ts", type=float, default=TrafficSpec.start_ts, help="epoch seconds (UTC)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    spec = TrafficSpec(events_per_second=args.rate, daily_cycle=args.cycle)
-    n = int(args.rate * args.days * 86_400)
+    spec = TrafficSpec(
+        start_ts=args.start_ts,
+        events_per_second=args.rate,
+        daily_cycle=args.cycle,
+        weekend_shift=args.weekend_shift,
+        weekend_volume=args.weekend_volume,
+    )
+
+    def events_in(hours: float) -> int:
+        return expected_events(spec.start_ts, hours * 3_600, args.rate, args.weekend_volume)
+
+    n = events_in(args.days * 24)
     incidents = []
     if args.shift_at_h is not None:
-        incidents.append(amount_shift(int(args.rate * args.shift_at_h * 3_600), args.shift))
+        incidents.append(amount_shift(events_in(args.shift_at_h), args.shift))
     with tempfile.TemporaryDirectory() as tmp:
         stream, decisions = Path(tmp) / "stream.jsonl", Path(tmp) / "decisions.jsonl"
         write_replay(stream, generate(spec, n, seed=args.seed, incidents=incidents))
@@ -69,14 +90,16 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         f"{n:,} predictions, {args.days:g} days at {args.rate:g}/s, cycle {args.cycle:g}, "
+        f"weekends {args.weekend_shift:+g} sd at {args.weekend_volume:g}x, "
         f"seed {args.seed}: {len(lines)} decisions; replay peak RSS {peak_mb:,.0f} MB"
     )
     for line in lines:
         decision = orjson.loads(line)
         hours = (decision["ts"] - spec.start_ts) / 3_600
         scope = decision["scope"]
+        day = time.strftime("%a", time.gmtime(decision["ts"]))
         print(
-            f"  {hours:6.1f} h  {decision['action']:<12} {decision['cause']:<18} "
+            f"  {hours:6.1f} h {day}  {decision['action']:<12} {decision['cause']:<18} "
             f"{scope['feature']} {scope['cohort'] or ''}"
         )
 

@@ -102,6 +102,11 @@ class CohortScopes:
                 out.append(dict(zip(dimension, value)))
         return tuple(out)
 
+    def scope_of(self, cohort: Mapping[str, str]) -> int | None:
+        """The scope of a cohort ({} is the population), or None when there is none."""
+        wanted = dict(cohort)
+        return next((s for s, label in enumerate(self.labels) if label == wanted), None)
+
     def dimension_of(self, scope: int) -> int:
         """Index of the dimension a scope belongs to (-1 for the population)."""
         if scope == POPULATION:

@@ -6,17 +6,26 @@ the reference covers at least a day of event time, driftgate compares each windo
 the reference *at the same hours*: the reference's histogram of every hour of the day
 (UTC), mixed in the proportions of the window's hours. A change that is not the cycle
 still shows: the evening's window is compared with the reference's evenings.
+
+Weekends are told apart from weekdays: the reference's histograms are kept per *slot*, an
+hour of a weekday (slots 0-23) or of a weekend day (Saturday and Sunday UTC, slots
+24-47). A slot the reference has not seen yet in a scope (a reference of one day holds
+one day type for each hour) is compared as the same hour of the other day type.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from detectors.arrays import FloatArray, IndexArray, IntArray
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.binning import scope_histograms
 
 DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
 HOURS = 24
+SLOTS = 2 * HOURS  # (day type, hour): weekday hours, then weekend hours
+# 1970-01-01 was a Thursday: the Monday before it starts the weeks.
+_MONDAY_S = -3 * DAY_S
 
 
 def hour_of_day(ts: FloatArray) -> IndexArray:
@@ -24,33 +33,68 @@ def hour_of_day(ts: FloatArray) -> IndexArray:
     return np.asarray(np.floor((ts % DAY_S) / 3600.0), dtype=np.intp) % HOURS
 
 
-def hourly_histograms(
-    bins: IndexArray, hours: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int
+def is_weekend(ts: FloatArray) -> BoolArray:
+    """Whether each epoch-seconds event time falls on a Saturday or a Sunday (UTC).
+
+    >>> import numpy as np
+    >>> is_weekend(np.array([1_763_712_000.0, 1_763_712_000.0 + 86_400.0])).tolist()
+    [False, True]
+    """
+    return np.asarray((ts - _MONDAY_S) % WEEK_S >= 5 * DAY_S, dtype=np.bool_)
+
+
+def slot_of(ts: FloatArray) -> IndexArray:
+    """The slot of each event time: its UTC hour, plus 24 on a weekend.
+
+    >>> import numpy as np
+    >>> friday_23h = 1_763_683_200.0 + 23 * 3_600.0  # Friday 2025-11-21, 23:00
+    >>> slot_of(np.array([friday_23h, friday_23h + 3_600.0])).tolist()
+    [23, 24]
+    """
+    return hour_of_day(ts) + HOURS * is_weekend(ts).astype(np.intp)
+
+
+def slot_histograms(
+    bins: IndexArray, slots: IndexArray, scopes: IndexArray, n_scopes: int, n_bins: int
 ) -> IntArray:
-    """Counts per (hour, scope, bin); ``scopes`` has one column per scope a row is in.
-    (Each hour of each scope is a scope of its own for :func:`scope_histograms`.)"""
-    hour_scopes = hours[:, None] * n_scopes + scopes
-    counts = scope_histograms(bins, hour_scopes, HOURS * n_scopes, n_bins)
-    return counts.reshape(HOURS, n_scopes, n_bins)
+    """Counts per (slot, scope, bin); ``scopes`` has one column per scope a row is in.
+    (Each slot of each scope is a scope of its own for :func:`scope_histograms`.)"""
+    slot_scopes = slots[:, None] * n_scopes + scopes
+    counts = scope_histograms(bins, slot_scopes, SLOTS * n_scopes, n_bins)
+    return counts.reshape(SLOTS, n_scopes, n_bins)
+
+
+def unseen_slots(hourly: IntArray) -> BoolArray:
+    """(slot, scope): the slots of each scope that ``hourly`` (slot, scope, bin) has no
+    events in."""
+    return np.asarray(hourly.sum(axis=2) == 0, dtype=np.bool_)
+
+
+def _other_day_type(hourly: IntArray) -> IntArray:
+    """``hourly`` with each unseen slot of a scope filled with the same hour of the other
+    day type: a weekday's hour is likelier like a weekend's same hour than like the day."""
+    other = np.concatenate([hourly[HOURS:], hourly[:HOURS]])
+    return np.where(unseen_slots(hourly)[:, :, None], other, hourly)
 
 
 def matched_reference(hourly: IntArray, window_hours: IntArray) -> FloatArray:
     """The reference each window scope should look like, as counts.
 
-    ``hourly`` is the reference's (hour, scope, bin) counts for the scopes judged,
-    ``window_hours`` those scopes' events per hour in the window. Each scope's reference
-    hours are mixed in the window's proportions. The mixture is scaled to its effective
+    ``hourly`` is the reference's (slot, scope, bin) counts for the scopes judged,
+    ``window_hours`` those scopes' events per slot in the window. Each scope's reference
+    slots are mixed in the window's proportions; a slot unseen in a scope is its other
+    day type's same hour. The mixture is scaled to its effective
     number of events, ``1 / sum(w_h**2 / n_h)``: the evidence the reference really holds
     about those hours, so that the G-test stays calibrated when a small cohort has few
-    reference events in some hour. An hour the reference never saw in a scope counts as
-    that scope's whole-day histogram.
+    reference events in some hour. An hour the reference never saw in a scope, on either
+    day type, counts as that scope's whole-reference histogram.
 
     >>> import numpy as np
     >>> from detectors.divergence import g_test
-    >>> hourly = np.zeros((24, 1, 2), dtype=np.int64)
-    >>> hourly[:12, 0] = [90, 10]  # mornings mostly in bin 0,
-    >>> hourly[12:, 0] = [10, 90]  # afternoons mostly in bin 1
-    >>> morning = np.zeros((1, 24), dtype=np.int64)
+    >>> hourly = np.zeros((48, 1, 2), dtype=np.int64)
+    >>> hourly[:12, 0] = [90, 10]  # weekday mornings mostly in bin 0,
+    >>> hourly[12:24, 0] = [10, 90]  # afternoons mostly in bin 1 (no weekend seen yet)
+    >>> morning = np.zeros((1, 48), dtype=np.int64)
     >>> morning[0, :12] = 50
     >>> expected = matched_reference(hourly, morning)
     >>> expected.round(1).tolist()  # 90% / 10% of the 1,200 morning events
@@ -59,9 +103,12 @@ def matched_reference(hourly: IntArray, window_hours: IntArray) -> FloatArray:
     True
     >>> float(g_test(expected, np.array([[300, 300]]))[1][0]) < 1e-6  # not a morning
     True
+    >>> weekend_morning = np.roll(morning, 24, axis=1)  # compared as a weekday's
+    >>> matched_reference(hourly, weekend_morning).round(1).tolist()
+    [[1080.0, 120.0]]
     """
-    counts = hourly.astype(np.float64)
-    pooled = counts.sum(axis=0)
+    pooled = hourly.sum(axis=0).astype(np.float64)
+    counts = _other_day_type(hourly).astype(np.float64)
     pooled_n = pooled.sum(axis=1)
     per_hour = counts.sum(axis=2)  # (hour, scope)
     with np.errstate(invalid="ignore", divide="ignore"):

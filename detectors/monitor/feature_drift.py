@@ -78,8 +78,8 @@ class FeatureDrift:
     # The window's values as flat (value, scope) pairs, one array per part; the
     # monitor keeps the matching scopes (the same for every feature).
     window_values: list[FloatArray] = field(default_factory=list)
-    # (hour, scope, bin) reference counts, kept when the reference covers a day, or
-    # from the first day's sample when the feature follows the hour (DaySample).
+    # (slot, scope, bin) reference counts (detectors.seasonal), kept when the reference
+    # covers a day, or from the first days' samples when the feature follows the hour.
     reference_hourly: IntArray | None = None
     # Per scope: the last window had too few present values to judge drift on.
     undecided: BoolArray | None = None
@@ -355,7 +355,7 @@ def window_statistics(
 ) -> None:
     """PSI, JS distance and G-test of every feature and judged scope in one call each:
     histograms are padded with empty bins (which every statistic ignores) to stack.
-    ``hour_events`` (scope x hour) weighs the reference of a seasonal feature."""
+    ``hour_events`` (scope x slot) weighs the reference of a seasonal feature."""
     if not states:
         return
     width = max(state.bins.n_bins for state in states)

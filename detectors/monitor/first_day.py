@@ -7,7 +7,8 @@ every hour evenly and in bounded memory (:class:`detectors.day_sample.DaySample`
 ``reference_max_events`` rows in all). When the day is over, each feature whose
 distribution follows the hour of the day gets hourly reference histograms from the
 sample, and its windows are compared with the same hours from then on; the others keep
-the reference they had.
+the reference they had. (The hours are kept on the day type they fell on, weekday or
+weekend; :mod:`detectors.monitor.first_week` samples the rest of the week.)
 
 Before the day is over, a drift cannot be told from the time of day by its size, but it
 can by its speed: traffic that follows the hour drifts away from a reference of one hour
@@ -38,7 +39,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from detectors.arrays import BoolArray, FloatArray, IndexArray
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.cohorts import POPULATION
 from detectors.day_sample import DaySample, has_cycle
 from detectors.divergence import g_test, psi
@@ -46,7 +47,7 @@ from detectors.monitor.config import MonitorConfig
 from detectors.monitor.feature_drift import FeatureDrift
 from detectors.monitor.reference import Reference
 from detectors.monitor.windows import ScopeWindows
-from detectors.seasonal import HOURS
+from detectors.seasonal import HOURS, SLOTS, hour_of_day, is_weekend
 from detectors.signal_health import HealthVerdict, mild_factor
 
 # An hour: the time of day moves a feature no faster than that from calm to drifted
@@ -129,7 +130,7 @@ class FirstDay:
             slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
             deferred[begins] = slow[begins] & ~self._stepped(state, begins)[begins]
             counted[i] &= ~deferred
-            verdicts[i] = _without_mild_rescales(verdicts[i], judged & deferred)
+            verdicts[i] = without_mild_rescales(verdicts[i], judged & deferred)
         return counted
 
     def _stepped(self, state: FeatureDrift, scopes: BoolArray) -> BoolArray:
@@ -155,16 +156,32 @@ class FirstDay:
                 continue
             hourly = self.sample.hourly(state.name, state.bins.n_bins)
             if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):
-                state.reference_hourly = hourly
+                state.reference_hourly = self._slots(hourly)
                 window.seasonal = True
         return window.seasonal
 
+    def _slots(self, hourly: IntArray) -> IntArray:
+        """The day's (hour, scope, bin) counts at their slots (detectors.seasonal): each
+        hour on the day type it fell on. (The hour the day began in also ends it, on the
+        next day: it counts as the first.)"""
+        start = self.sample.start_ts
+        hours = np.arange(HOURS)
+        after = (hours - hour_of_day(np.array([start]))[0]) % HOURS
+        began = np.maximum(start, (np.floor(start / 3_600.0) + after) * 3_600.0)
+        slots = np.zeros((SLOTS, *hourly.shape[1:]), dtype=hourly.dtype)
+        slots[hours + HOURS * is_weekend(began)] = hourly
+        return slots
 
-def _without_mild_rescales(verdict: HealthVerdict, scopes: BoolArray) -> HealthVerdict:
-    """``verdict`` without the mild rescales it found in ``scopes``: the peak of a daily
-    cycle looks like a steady factor of 1.6 for an hour."""
+
+def without_mild_rescales(
+    verdict: HealthVerdict, scopes: BoolArray, mild_only: bool = True
+) -> HealthVerdict:
+    """``verdict`` without the mild rescales (or, without ``mild_only``, any rescale) it
+    found in ``scopes``: the peak of a daily cycle looks like a steady factor of 1.6 for
+    an hour."""
     cause = list(verdict.cause)
     for scope in np.flatnonzero(scopes).tolist():
-        if cause[scope] == "rescaled_signal" and mild_factor(float(verdict.rescale_factor[scope])):
+        factor = float(verdict.rescale_factor[scope])
+        if cause[scope] == "rescaled_signal" and (mild_factor(factor) or not mild_only):
             cause[scope] = ""
     return dataclasses.replace(verdict, cause=tuple(cause))

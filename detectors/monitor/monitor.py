@@ -35,6 +35,7 @@ from detectors.monitor.config import MonitorConfig
 from detectors.monitor.deployment import DeploymentWatch
 from detectors.monitor.feature_drift import FeatureDrift, upstream_checks, window_statistics
 from detectors.monitor.first_day import FirstDay
+from detectors.monitor.first_week import FirstWeek
 from detectors.monitor.input_decisions import InputDecisions, grouped
 from detectors.monitor.outcome_monitor import OutcomeMonitor
 from detectors.monitor.reference import ReferenceCollector, fit_reference
@@ -93,6 +94,7 @@ class ModelMonitor:
         # Windows are compared with the reference at the same hours once it covers a day.
         self.seasonal = False
         self._first_day: FirstDay | None = None  # sampled until it is over
+        self._first_week: FirstWeek | None = None  # likewise
         self.new_features = NewFeatures(self.config.max_features, self.config.persistence_windows)
         # Vanished feature -> the new name it was found renamed to.
         self._renamed: dict[str, str] = {}
@@ -210,14 +212,11 @@ class ModelMonitor:
     ) -> DistributionSnapshot | None:
         """A feature's reference and last judged window in one scope (``None`` for the
         population), or None when the reference has no such feature or scope."""
-        state = self.features.get(feature)
-        if state is None or self.scopes is None:
+        state, scopes = self.features.get(feature), self.scopes
+        scope = None if scopes is None else scopes.scope_of(cohort or {})
+        if state is None or scopes is None or scope is None:
             return None
-        wanted = dict(cohort or {})
-        for scope, label in enumerate(self.scopes.labels):
-            if label == wanted:
-                return state.distribution(scope, label)
-        return None
+        return state.distribution(scope, scopes.labels[scope])
 
     def snapshot(self) -> MonitorSnapshot:
         """What the monitor says of itself now, for whoever reports on it."""
@@ -305,6 +304,7 @@ class ModelMonitor:
         self._window = ScopeWindows(n_scopes, reference.seasonal)
         if FirstDay.needed(reference, config, pinned=not self._collector.rows):
             self._first_day = FirstDay(reference, config)
+        self._first_week = FirstWeek.sample_for(reference, config, pinned=not self._collector.rows)
 
     def _accumulate(self, part: PredictionBatch) -> IndexArray:
         """Add a part of the current window; returns each row's scopes."""
@@ -318,8 +318,9 @@ class ModelMonitor:
             name: state.accumulate(part.features.get(name, empty), rows)
             for name, state in self.features.items()
         }
-        if self._first_day is not None:
-            self._first_day.add(part.ts, rows, bins)
+        for sample in (self._first_day, self._first_week):
+            if sample is not None:
+                sample.add(part.ts, rows, bins)
         unknown = part.features.keys() - self.features.keys()
         if unknown:
             self.new_features.observe({n: part.features[n] for n in sorted(unknown)}, len(part))
@@ -336,6 +337,9 @@ class ModelMonitor:
         if self._first_day is not None and self._first_day.complete:
             self.seasonal = self._first_day.make_seasonal(self.features, self._window)
             self._first_day = None
+        if self._first_week is not None:
+            self.seasonal = self._first_week.update(self.features, self._window)
+            self._first_week = None if self._first_week.complete else self._first_week
         config, window = self.config, self._window
         judgeable = self.reference_scope_events >= config.min_reference_events
         judged = (window.events >= config.min_window_events) & judgeable
@@ -352,6 +356,8 @@ class ModelMonitor:
             drifted = self._first_day.defer_slow(
                 states, drifted, verdicts, judged, window.start, window.end
             )
+        if self._first_week is not None:
+            drifted = self._first_week.defer_unseen(states, drifted, verdicts, judged, window)
         report = InputDecisions(
             model=self.model,
             model_version=self.model_version,

@@ -25,7 +25,7 @@ from detectors.cohorts import CohortScopes, Dimension
 from detectors.monitor.config import MonitorConfig
 from detectors.monitor.feature_drift import QUANTILE_PROBS, FeatureDrift
 from detectors.persistence import Persistence
-from detectors.seasonal import DAY_S, hour_of_day, hourly_histograms
+from detectors.seasonal import DAY_S, slot_histograms, slot_of
 from detectors.segments import segment_order, sorted_segment_stats
 from detectors.signal_health import SignalHealth
 from detectors.sketches import NumericSketch
@@ -169,7 +169,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
     rows = scopes.assign(reference.cohorts, len(reference))
     flat_scopes = rows.ravel()
     order = segment_order(flat_scopes)
-    hours = hour_of_day(reference.ts) if seasonal else None
+    slots = slot_of(reference.ts) if seasonal else None
     presence = {
         name: sum(v is not None for v in values) for name, values in reference.features.items()
     }
@@ -185,7 +185,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
             config.persistence_windows,
             config.resolve_windows,
         )
-        row_bins[name] = _fit_feature(state, reference.features[name], rows, order, hours)
+        row_bins[name] = _fit_feature(state, reference.features[name], rows, order, slots)
         features[name] = state
     versions = Counter(reference.model_version)
     return Reference(
@@ -205,7 +205,7 @@ def _fit_feature(
     values: Sequence[object],
     rows: IndexArray,
     order: IndexArray,
-    hours: IntArray | None,
+    slots: IntArray | None,
 ) -> IndexArray:
     """A fresh feature's reference: histograms, statistics, quantiles, health checks.
     Returns each reference row's bin."""
@@ -213,8 +213,8 @@ def _fit_feature(
     flat_scopes = rows.ravel()
     bin_index, series = state.observe(values)
     state.reference = scope_histograms(bin_index, rows, n_scopes, bins.n_bins)
-    if hours is not None:
-        state.reference_hourly = hourly_histograms(bin_index, hours, rows, n_scopes, bins.n_bins)
+    if slots is not None:
+        state.reference_hourly = slot_histograms(bin_index, slots, rows, n_scopes, bins.n_bins)
     flat = np.repeat(series, rows.shape[1])
     state.reference_stats = sorted_segment_stats(flat[order], flat_scopes[order], n_scopes)
     if isinstance(bins, NumericBins):

@@ -17,7 +17,7 @@ import numpy as np
 from detectors.arrays import BoolArray, FloatArray, IndexArray
 from detectors.binning import scope_histograms
 from detectors.monitor.config import MonitorConfig
-from detectors.seasonal import HOURS, hour_of_day
+from detectors.seasonal import SLOTS, slot_of
 
 
 class WindowClock:
@@ -80,7 +80,8 @@ class WindowClock:
 class ScopeWindows:
     """Each scope's current window: its events, its span of event time (the earliest and
     latest event time of its rows, whatever their order and the batch cuts: rows may come
-    late), and with ``seasonal`` its events per hour of day."""
+    late), and with ``seasonal`` its events per slot (hour of a weekday or of a weekend
+    day, :mod:`detectors.seasonal`)."""
 
     def __init__(self, n_scopes: int, seasonal: bool) -> None:
         if n_scopes < 1:
@@ -94,7 +95,7 @@ class ScopeWindows:
         self.events = np.zeros(n, dtype=np.int64)
         self.start = np.full(n, np.nan)
         self.end = np.full(n, np.nan)
-        self.hour_events = np.zeros((n, HOURS), dtype=np.int64)
+        self.hour_events = np.zeros((n, SLOTS), dtype=np.int64)
         # The scope of every (row, scope) pair of the window, one array per part.
         self._pairs: list[IndexArray] = []
 
@@ -116,8 +117,8 @@ class ScopeWindows:
         self.end[going_on] = np.maximum(self.end[going_on], last[going_on])
         self.events += counts
         if self.seasonal:
-            # Events per (scope, hour): the hour of day is the "bin".
-            self.hour_events += scope_histograms(hour_of_day(ts), rows, n, HOURS)
+            # Events per (scope, slot): the slot is the "bin".
+            self.hour_events += scope_histograms(slot_of(ts), rows, n, SLOTS)
         self._pairs.append(rows.ravel())
 
     def take_pairs(self, carried: BoolArray) -> tuple[IndexArray, BoolArray]:

@@ -180,6 +180,11 @@ class TrafficSpec:
     # Amplitude (in latent standard deviations) of a 24-hour cycle in the behavioural
     # features: bigger baskets in the evening, longer sessions at night.
     daily_cycle: float = 0.0
+    # On Saturdays and Sundays (UTC) the behavioural features move by this many latent
+    # standard deviations (bigger baskets, longer sessions) on top of the daily cycle,
+    # and the traffic runs at weekend_volume times its weekday rate (events_per_second).
+    weekend_shift: float = 0.0
+    weekend_volume: float = 1.0
 
     def __post_init__(self) -> None:
         check_name("model", self.model)
@@ -215,6 +220,8 @@ class TrafficSpec:
         check_float("untrusted_share", self.untrusted_share, 0.0, 1.0)
         check_float("missing_rate", self.missing_rate, 0.0, 1.0)
         check_float("daily_cycle", self.daily_cycle, 0.0, 5.0)
+        check_float("weekend_shift", self.weekend_shift, -5.0, 5.0)
+        check_float("weekend_volume", self.weekend_volume, 0.0, 10.0, lo_open=True)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -244,6 +251,8 @@ class TrafficSpec:
             "untrusted_share": self.untrusted_share,
             "missing_rate": self.missing_rate,
             "daily_cycle": self.daily_cycle,
+            "weekend_shift": self.weekend_shift,
+            "weekend_volume": self.weekend_volume,
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IntArray
+from evaluation.simulate.calendar import event_times
 from evaluation.simulate.checks import check_int, fail
 from evaluation.simulate.injection import Plan, affected_rows, apply_plan, plan_incident
 from evaluation.simulate.spec import (
@@ -96,7 +97,7 @@ def _stream(world: World, n_events: int, seed: int, plans: list[Plan]) -> Iterat
         gaps = rng_time.exponential(mean_gap, n)
         elapsed = offset + np.cumsum(gaps)
         offset = float(elapsed[-1])
-        ts = np.round(spec.start_ts + elapsed, 3)
+        ts = np.round(event_times(spec.start_ts, elapsed, spec.weekend_volume), 3)
         cidx = draw_cohorts(world, rng_time, n)
         cols, clicks_null = draw_features(world, rng_feat, rng_extra, cidx, n, ts)
         world_plans = [

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.arrays import FloatArray, IntArray
+from evaluation.simulate.calendar import is_weekend
 from evaluation.simulate.checks import fail
 from evaluation.simulate.spec import CATEGORICAL_BASE, NUMERIC_BASE, TrafficSpec, zipf
 
@@ -44,7 +45,8 @@ _LOC_SD: dict[str, float] = {
     "session_seconds": 0.2,
 }
 _EXTRA_LOC_SD = 0.3
-# Behaviour that follows the time of day (account age and balance do not).
+# Behaviour that follows the time of day and the day of the week (account age and
+# balance do not).
 _CYCLIC = ("amount", "clicks_7d", "session_seconds")
 _TILT_SD = 0.3
 # Decimals of the values as served (a rescaled feed keeps 4 more).
@@ -190,16 +192,17 @@ def draw_features(
 
     The base features are always drawn, in a fixed order, whatever n_numeric is, so that
     a wider spec shares its first features with a narrower one for the same seed. With
-    event times ``ts``, the behavioural features follow the spec's daily cycle.
+    event times ``ts``, the behavioural features follow the spec's daily cycle and weekends.
     """
     spec = world.spec
     eff = {name: _effect(world, name, cidx, n) for name in world.loc}
-    if ts is not None and spec.daily_cycle > 0:
+    if ts is not None and (spec.daily_cycle > 0 or spec.weekend_shift != 0.0):
         day = 2.0 * math.pi * (ts % 86_400.0) / 86_400.0
+        weekend = spec.weekend_shift * is_weekend(ts)
         for name in eff:
             if name in _CYCLIC or name.startswith("num_"):
                 phase = 2.0 * math.pi * (zlib.crc32(name.encode()) % 24) / 24
-                eff[name] = eff[name] + spec.daily_cycle * np.sin(day + phase)
+                eff[name] = eff[name] + spec.daily_cycle * np.sin(day + phase) + weekend
 
     def e(name: str) -> FloatArray | float:
         return eff.get(name, 0.0)

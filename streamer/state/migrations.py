@@ -5,12 +5,12 @@ field with its default, rename one, or reshape a record, without the classes of 
 version that wrote them. ``MIGRATIONS[n]`` turns version n into n + 1;
 :data:`STATE_VERSION` is the version written now.
 
-    def migrate_1_to_2(tree):
+    def migrate_2_to_3(tree):
         for fields in records_of(tree, "detectors.monitor.monitor.ModelMonitor"):
             fields.setdefault("incidents", ["list", new_id(tree), []])
         return tree
 
-    MIGRATIONS = {1: migrate_1_to_2}; STATE_VERSION = 2
+    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 3
 
 A change to a class whose state is checkpointed (a new attribute, a renamed one) needs
 one, and tests/fixtures/checkpoint-v1.ckpt, restored by tests/unit/test_state_fixture.py,
@@ -22,12 +22,43 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from streamer.state.codec import not_a_checkpoint
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 Migration = Callable[[Any], Any]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def migrate_1_to_2(tree: Any) -> Any:
+    """Weekdays and weekends told apart (detectors.seasonal): hourly references and a
+    window's events per hour become per slot, 24 hours of weekdays then 24 of weekends.
+    A reference of format 1 did not tell them apart: its hours serve both day types, as
+    they did, and the window's hours count as weekdays' (alike, then); the monitor of a
+    format-1 checkpoint samples no first week."""
+    for fields in records_of(tree, "detectors.monitor.monitor.ModelMonitor"):
+        fields.setdefault("_first_week", None)
+    for fields in records_of(tree, "detectors.monitor.windows.ScopeWindows"):
+        _reshape(fields, "hour_events", lambda a: np.concatenate([a, np.zeros_like(a)], axis=1))
+    for fields in records_of(tree, "detectors.monitor.feature_drift.FeatureDrift"):
+        _reshape(fields, "reference_hourly", lambda a: np.concatenate([a, a]))
+    return tree
+
+
+def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) -> None:
+    """Apply ``change`` to the array record of field ``name``, if it holds one."""
+    record = fields.get(name)
+    if type(record) is not list or len(record) != 5 or record[0] != "nd":
+        return
+    _, ref, dtype, shape, data = record
+    if type(data) is not bytes or type(shape) is not list:
+        raise not_a_checkpoint(f"a malformed nd record for {name}")
+    array = change(np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape))
+    fields[name] = ["nd", ref, dtype, list(array.shape), array.astype(dtype).tobytes()]
+
+
+MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2}
 
 
 def migrate(

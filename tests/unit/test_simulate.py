@@ -22,6 +22,7 @@ from evaluation.simulate import (
     write_replay,
     write_truth,
 )
+from evaluation.simulate.calendar import is_weekend
 
 SPEC = TrafficSpec()
 N = 40_000  # several generation chunks, enough rows for ~1/8 cohorts to be measurable
@@ -446,6 +447,8 @@ def test_write_replay_and_truth(tmp_path: Any) -> None:
         ({"cohorts": {"region": "eu"}}, "distinct"),
         ({"cohorts": {"region": [1, 2]}}, "distinct"),
         ({"cohort_skew": -1}, "cohort_skew"),
+        ({"weekend_volume": 0.0}, r"weekend_volume must be a number in \(0.0, 10.0\]"),
+        ({"weekend_shift": math.inf}, "weekend_shift"),
     ],
 )
 def test_spec_validation(kwargs: dict[str, Any], message: str) -> None:
@@ -668,3 +671,33 @@ def test_a_daily_cycle_moves_behaviour_with_the_hour_but_not_accounts() -> None:
 
     assert hourly_spread("amount") > 0.5  # +-0.5 latent sd: about one sd peak to trough
     assert hourly_spread("age_days") < 0.15
+
+
+def test_a_weekend_moves_behaviour_and_slows_traffic_from_saturday_on() -> None:
+    # 2 predictions/s from Friday 08:00 UTC for ~3.5 days: Friday, the weekend, Monday.
+    plain = TrafficSpec(events_per_second=2.0)
+    weekly = dataclasses.replace(plain, weekend_shift=0.3, weekend_volume=0.7)
+    n = 550_000
+    _, before, _ = run(plain, n, SEED)
+    _, after, _ = run(weekly, n, SEED)
+    ts = np.array([p["ts"] for p in after])
+    weekend = is_weekend(ts)
+    saturday = int(np.argmax(weekend))
+    # The weekdays before the first Saturday are the plain stream's, draw for draw, up to
+    # the chunk of rows that holds it (the clicks' Poisson draws there use other numbers).
+    chunk = saturday // 8_192 * 8_192
+    assert chunk > 100_000 and after[:chunk] == before[:chunk]
+    assert weekend.sum() == pytest.approx(2 * 86_400 * 2.0 * 0.7, rel=0.01)
+    assert not weekend[-1]
+    days = np.floor((ts - ts[saturday]) / 86_400).astype(int)
+    per_day = np.bincount(days[days >= 0])[:3]  # Saturday, Sunday, Monday
+    assert per_day[0] / per_day[2] == pytest.approx(0.7, abs=0.01)
+    assert per_day[1] / per_day[2] == pytest.approx(0.7, abs=0.01)
+
+    def weekend_gap(feature: str) -> float:
+        values = np.log1p(column(after, feature))
+        return float(values[weekend].mean() - values[~weekend].mean())
+
+    assert weekend_gap("amount") == pytest.approx(0.3, abs=0.02)  # log-mean, log-sd 1
+    assert weekend_gap("session_seconds") == pytest.approx(0.8 * 0.3, abs=0.02)
+    assert abs(weekend_gap("age_days")) < 0.02
