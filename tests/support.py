@@ -257,6 +257,20 @@ def engine_state(engine: Engine) -> dict[str, object]:
     }
 
 
+def amount_batch(ts: np.ndarray, log_mean: np.ndarray, seed: int = 0) -> PredictionBatch:
+    """One version's predictions at ``ts`` with one feature, a lognormal ``amount`` of
+    these log-means (sd 0.5), and random scores."""
+    rng = np.random.default_rng(seed)
+    n = len(ts)
+    return PredictionBatch(
+        ts=ts,
+        score=rng.random(n),
+        model_version=["v1"] * n,
+        cohorts={},
+        features={"amount": rng.lognormal(log_mean, 0.5).tolist()},
+    )
+
+
 def feed(monitor: ModelMonitor, batch: PredictionBatch, cuts: list[int]) -> list[Decision]:
     bounds = [0, *sorted(cuts), len(batch)]
     out: list[Decision] = []

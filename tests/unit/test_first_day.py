@@ -7,7 +7,7 @@ import numpy as np
 from detectors.batch import PredictionBatch
 from detectors.monitor import ModelMonitor
 from detectors.monitor.config import MonitorConfig
-from tests.support import feed
+from tests.support import amount_batch, feed
 
 # One prediction a second: with the defaults, a day (86,400) does not fit in the
 # reference (reference_max_events, 50,000), so the first day is sampled.
@@ -17,19 +17,11 @@ HOURS = 30
 
 
 def _stream(cycle: float, step_at_h: float | None = None, seed: int = 0) -> PredictionBatch:
-    rng = np.random.default_rng(seed)
     ts = np.arange(HOURS * 3_600, dtype=float)
     mean = 3.0 + cycle * np.sin(2 * np.pi * ts / 86_400)
     if step_at_h is not None:
         mean = mean + 1.0 * (ts >= step_at_h * 3_600)
-    n = len(ts)
-    return PredictionBatch(
-        ts=ts,
-        score=rng.random(n),
-        model_version=["v1"] * n,
-        cohorts={},
-        features={"amount": rng.lognormal(mean, 0.5).tolist()},
-    )
+    return amount_batch(ts, mean, seed)
 
 
 def test_a_daily_cycle_gives_no_decision_and_is_compared_hour_by_hour_after_a_day():

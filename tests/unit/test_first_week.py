@@ -11,7 +11,7 @@ from detectors.seasonal import HOURS, is_weekend
 from streamer.state.codec import Decoder, Encoder
 from streamer.state.migrations import migrate_1_to_2
 from streamer.state.registry import REGISTRY
-from tests.support import feed
+from tests.support import amount_batch, feed
 
 CONFIG = MonitorConfig()
 FRIDAY_8H = 1_763_712_000.0  # 2025-11-21 08:00 UTC
@@ -20,20 +20,12 @@ EVERY_S = 4.0
 
 
 def _stream(days: float, weekend_shift: float, step_at_h: float | None = None) -> PredictionBatch:
-    rng = np.random.default_rng(0)
     ts = FRIDAY_8H + np.arange(0.0, days * 86_400, EVERY_S)
     # Weekends' amounts are higher by ``weekend_shift`` standard deviations (of the log).
     mean = 3.0 + 0.5 * weekend_shift * is_weekend(ts)
     if step_at_h is not None:
         mean = mean + 0.5 * (ts >= FRIDAY_8H + step_at_h * 3_600)
-    n = len(ts)
-    return PredictionBatch(
-        ts=ts,
-        score=rng.random(n),
-        model_version=["v1"] * n,
-        cohorts={},
-        features={"amount": rng.lognormal(mean, 0.5).tolist()},
-    )
+    return amount_batch(ts, mean)
 
 
 def test_a_weekend_shift_gives_no_decision_and_the_week_keeps_its_day_types_apart():
