@@ -437,14 +437,14 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
     try:
         wait_for(judged_all, 120, "A to judge every prediction")
     except AssertionError:
-        # where it is stuck, for the report: every thread's stack
-        dump = subprocess.run(
-            [Path(sys.executable).parent / "py-spy", "dump", "--pid", str(a.pid)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        (work / "a.stacks.txt").write_text(dump.stdout + dump.stderr)
+        # where it is stuck, for the report: every thread's stack (py-spy is no
+        # dependency, installed by hand where wanted: without it, the wait's failure stands)
+        spy = Path(sys.executable).parent / "py-spy"
+        if spy.exists():
+            dump = subprocess.run(
+                [spy, "dump", "--pid", str(a.pid)], capture_output=True, text=True, check=False
+            )
+            (work / "a.stacks.txt").write_text(dump.stdout + dump.stderr)
         raise
     time.sleep(3)  # labels released with the last predictions
     sample()
