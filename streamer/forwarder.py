@@ -18,8 +18,6 @@ watermark of the partition's last fetch, which is stale across a pause of this l
 rebalance, a busy machine) and while no broker answers. After either, quiet time counts
 from the first poll again, so a partition is idle only once fetches had time to say it
 is (kafka-python waits fetch_max_wait_ms, 500 by default, for a fetch with no data).
-A partition handed to another member stops being idle at once (see
-``partitions_revoked``).
 
 The partitions a member reads advance together in event time: one whose events run more
 than ``ALIGN_S`` ahead of the least advanced partition still being read is paused until
@@ -93,7 +91,6 @@ class Forwarder:
         # The newest event time forwarded from each partition (what it is aligned on).
         self._watermark: dict[Position, float] = {}
         self._paused: set[Position] = set()
-        self._stopped = False
         self._lock = threading.Lock()
         # The partitions assigned to this member (by the rebalance callbacks).
         self._owned: set[Position] = set()
@@ -115,8 +112,6 @@ class Forwarder:
             log.error("ingest stopped: %s", exc)
             self.failure = exc
             stop.set()
-        finally:
-            self._stopped = True
 
     def step(self) -> None:
         records = self.source.poll()
@@ -201,22 +196,15 @@ class Forwarder:
         return self._caught_up
 
     def partitions_revoked(self, partitions: set[Position]) -> None:
-        """Tell the judge that the partitions this member reported idle are not idle
-        any more: their next owner may have records to read (from the last commit, or
-        that came during the rebalance), and a merge that went on releasing past them
-        would have to count those late. Nothing else to hand over: every batch is
-        forwarded and committed before the next poll, where kafka-python rebalances.
-        (Not flushed: the producer's own thread sends it, also while no broker answers.)
-        Not when this member stops: its judge has written its last checkpoint, and the
-        group may be done (a backfill checks that nothing is left on the internal topic);
-        the next owner reads only what came after this member's last poll."""
+        """Nothing to hand over: every batch is forwarded and committed before the next
+        poll, where kafka-python rebalances. Nothing is sent either: a chunk written now
+        could come after the judge's last checkpoint when the judging member is the one
+        leaving (the backfill test found it), and a partition reported idle that moves is
+        covered by the merge's IDLE_LATENESS_S."""
         with self._lock:
             # Until they are assigned again, polls return nothing from them while their
             # ends look reached: they must not be reported idle then (the soak found it).
             self._owned -= partitions
-            if not self._stopped:
-                for tp in sorted(partitions & self._reported_idle):
-                    self._send(Chunk(tp))
             self._reported_idle -= partitions
 
     def partitions_assigned(self, partitions: set[Position]) -> dict[Position, int]:
