@@ -114,10 +114,7 @@ class Chunk:
     @property
     def newest_ts(self) -> float:
         """The newest event time in the chunk (-inf when it has no event)."""
-        times = [float(batch.ts.max()) for batch, _ in self.predictions.values() if len(batch)]
-        if len(self.labels):
-            times.append(float(self.labels.ts.max()))
-        return max(times, default=-math.inf)
+        return _newest_ts((batch for batch, _ in self.predictions.values()), self.labels)
 
 
 @dataclass(frozen=True)
@@ -126,6 +123,11 @@ class Released:
 
     predictions: dict[str, PredictionBatch]
     labels: Labels
+
+    @property
+    def newest_ts(self) -> float:
+        """The newest event time released (-inf when nothing was)."""
+        return _newest_ts(self.predictions.values(), self.labels)
 
     def __bool__(self) -> bool:
         return bool(self.predictions) or len(self.labels) > 0
@@ -234,15 +236,13 @@ class EventOrder:
                 del self._predictions[model]
         ready_labels, self._labels = _older_than(self._labels, bound, Labels.concat)
         labels = NO_LABELS if ready_labels is None else ready_labels
-        released = len(labels) + sum(map(len, predictions.values()))
-        self._buffered -= released
+        result = Released(predictions, labels)
+        self._buffered -= len(labels) + sum(map(len, predictions.values()))
         if bound != math.inf:
             self._frontier = max(self._frontier, bound)
-        elif released:  # all of it: what comes next is late if older than the newest
-            newest = [float(b.ts.max()) for b in predictions.values()]
-            newest += [float(labels.ts.max())] if len(labels) else []
-            self._frontier = max(self._frontier, *newest)
-        return Released(predictions, labels)
+        else:  # all of it: what comes next is late if older than the newest
+            self._frontier = max(self._frontier, result.newest_ts)
+        return result
 
     @property
     def all_idle(self) -> bool:
@@ -305,3 +305,10 @@ def _older_than(
         return None, kept
     merged = concat(ready)
     return merged.take(_order(merged.ts, merged.event_id)), kept
+
+
+def _newest_ts(batches: Iterable[PredictionBatch], labels: Labels) -> float:
+    times = [float(batch.ts.max()) for batch in batches if len(batch)]
+    if len(labels):
+        times.append(float(labels.ts.max()))
+    return max(times, default=-math.inf)
