@@ -445,6 +445,7 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
                 [spy, "dump", "--pid", str(a.pid)], capture_output=True, text=True, check=False
             )
             (work / "a.stacks.txt").write_text(dump.stdout + dump.stderr)
+        (work / "groups.txt").write_text(describe_groups(bootstrap, [f"{run}-group"]))
         raise
     time.sleep(3)  # labels released with the last predictions
     sample()
@@ -458,6 +459,17 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         for h in ({k: v.decode() for k, v in m.headers} for m in dead)
     ]
     reasons = Counter(dict(m.headers)["driftgate.reason"].decode() for m in dead)
+    # Where the malformed messages are, as the topic holds them: the producer's
+    # acknowledgements are not that (a send retried across the outage may be written
+    # twice, or acknowledged with another offset).
+    malformed_at = {
+        (m.partition, m.offset)
+        for m in read_all(
+            bootstrap,
+            topics["predictions"],
+            keep=lambda m: m.key is not None and m.key.startswith(b"malformed-"),
+        )
+    }
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     soak_engine = final_state(
         work / "state", f"{run}-group", topics["predictions"], **plan.settings()
@@ -498,7 +510,9 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "dead_letters": len(dead),
         "dead_letters_distinct": len(set(dead_at)),
         "dead_letter_reasons": dict(reasons),
-        "dead_letters_are_the_malformed": sorted(set(dead_at)) == sorted(produced.malformed_at),
+        "dead_letters_are_the_malformed": set(dead_at) == malformed_at,
+        "malformed_in_topic": len(malformed_at),
+        "acknowledged_where_written": malformed_at == produced.malformed_at,
         "straight_events": fraud["events"] if isinstance(fraud, dict) else None,
         "states_equal": soak_state == straight_state,
         # what a lost or doubled checkpoint changes, apart from what order changes
@@ -528,6 +542,25 @@ def _soak(plan: SoakPlan, work: Path, bootstrap: str, proxy: OutageProxy, childr
         "malformed_acked": len(produced.malformed_at),
         "work": str(work),
     }
+
+
+def describe_groups(bootstrap: str, groups: list[str]) -> str:
+    """Each group's members, their partitions and committed offsets, and the internal
+    group's (``<group>.judge``): what a wait in vain saves for its report."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    lines = []
+    try:
+        for group in [g for name in groups for g in (name, f"{name}.judge")]:
+            try:
+                lines.append(f"{group}: {admin.describe_groups([group])}")
+                lines.append(f"{group} committed: {admin.list_group_offsets(group)}")
+            except Exception as error:  # a report, not a check: say what failed
+                lines.append(f"{group}: {error!r}")
+    finally:
+        admin.close()
+    return "\n".join(lines) + "\n"
 
 
 def _first_difference(a: object, b: object, path: str = "") -> str | None:

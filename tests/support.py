@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -56,8 +57,11 @@ _T = TypeVar("_T")
 Change = tuple[int, int, float, float]
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
-    """Every message of a topic: read until nothing new came for ``idle_s``.
+def read_all(
+    bootstrap: str, topic: str, idle_s: float = 3.0, keep: Callable[[Any], bool] | None = None
+) -> list:
+    """Every message of a topic (those ``keep`` says yes to, when given: a long topic
+    need not be held whole): read until nothing new came for ``idle_s``.
 
     (Not up to end_offsets(): Tansu answers ListOffsets with the last batch's base
     offset, so that would stop short of the last batch.)
@@ -70,7 +74,7 @@ def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < idle_s:
         for batch in consumer.poll(timeout_ms=200).values():
-            messages.extend(batch)
+            messages.extend(batch if keep is None else filter(keep, batch))
             quiet_since = time.monotonic()
     consumer.close()
     return messages

@@ -40,5 +40,6 @@ def test_a_soak_with_an_outage_a_rebalance_and_malformed_messages(tmp_path):
     )
     # every malformed message dead-lettered and nothing else (again after a rebalance)
     assert figures["dead_letters_are_the_malformed"]
-    assert figures["dead_letters_distinct"] == produced["malformed"]
+    assert figures["malformed_in_topic"] >= produced["malformed"]  # a retry may write twice
+    assert figures["dead_letters_distinct"] == figures["malformed_in_topic"]
     assert figures["rss"]["fill_s"] is not None, "the join store never filled"
