@@ -23,6 +23,7 @@ from detectors.batch import numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import OTHER
 from detectors.divergence import g_test, js_distance, psi
+from detectors.monitor.config import MonitorConfig
 from detectors.monitor.policy import drift_hit, rescale_is_upstream
 from detectors.monitor.snapshot import DistributionSnapshot, FeatureSnapshot
 from detectors.persistence import Persistence
@@ -351,11 +352,16 @@ def _psi_of_present_values(
 
 
 def window_statistics(
-    states: Sequence[FeatureDrift], judged: BoolArray, hour_events: IntArray, threshold: float
+    states: Sequence[FeatureDrift],
+    judged: BoolArray,
+    hour_events: IntArray,
+    config: MonitorConfig,
 ) -> None:
     """PSI, JS distance and G-test of every feature and judged scope in one call each:
     histograms are padded with empty bins (which every statistic ignores) to stack.
-    ``hour_events`` (scope x slot) weighs the reference of a seasonal feature."""
+    ``hour_events`` (scope x slot) weighs the reference of a seasonal feature, whose
+    slots hold ``min_reference_events`` where they can (see ``matched_reference``)."""
+    threshold, min_events = config.psi_threshold, config.min_reference_events
     if not states:
         return
     width = max(state.bins.n_bins for state in states)
@@ -366,7 +372,9 @@ def window_statistics(
     for i, state in enumerate(states):
         block = slice(i * rows, (i + 1) * rows)
         if state.reference_hourly is not None:
-            expected = matched_reference(state.reference_hourly[:, judged], hour_events[judged])
+            expected = matched_reference(
+                state.reference_hourly[:, judged], hour_events[judged], min_events
+            )
             # A scope whose window began before the feature became seasonal has no
             # hours counted, and one the day's sample missed has no hourly reference.
             unmatched = (hour_events[judged].sum(axis=1) == 0) | (expected.sum(axis=1) == 0)

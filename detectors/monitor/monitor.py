@@ -346,7 +346,7 @@ class ModelMonitor:
         if not judged.any():
             return []
         states = list(self.features.values())
-        window_statistics(states, judged, window.hour_events, config.psi_threshold)
+        window_statistics(states, judged, window.hour_events, config)
         # Rows carry over for scopes still short of a window, not for those too small in
         # the reference to ever be judged (they would pile up for good).
         scopes, carried = window.take_pairs(~judged & judgeable)
