@@ -89,8 +89,8 @@ def matched_reference(hourly: IntArray, window_hours: IntArray, min_events: int 
     mixture is scaled to its effective number of events, ``1 / sum(w_h**2 / n_h)``: the
     evidence the reference really holds about those hours, so that the G-test stays
     calibrated when a small cohort has few reference events in some hour. An hour the
-    reference never saw in a scope, on either day type, counts as that scope's
-    whole-reference histogram.
+    reference never saw in a scope, on either day type nor within ``MAX_WIDEN_HOURS`` of
+    it, counts as that scope's whole-reference histogram.
 
     >>> import numpy as np
     >>> from detectors.divergence import g_test
