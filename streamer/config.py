@@ -213,7 +213,8 @@ class LimitsConfig(_Section):
         gt=0,
         description="Seconds an event time may be ahead of the newest one its partition (or "
         "replay file) has shown; later ones are rejected as invalid_value rather than move the "
-        "clock of the join store, the windows and the event-time merge.",
+        "clock of the join store, the windows and the event-time merge, until ten in a row "
+        "agree (a partition back after a longer pause).",
     )
 
 

@@ -5,6 +5,14 @@ prediction dated a year ahead would expire every prediction waiting for its labe
 event dated more than ``max_future_s`` after the newest event time its source (a topic
 partition, or a replay file) has shown so far is rejected instead. The first event of a
 source sets its clock: there is nothing to compare it with.
+
+One event must not stop a clock either: a first event dated in the past (1970), or a
+partition that resumes after a pause longer than ``max_future_s``, would otherwise have
+every later event rejected for good. So once ``CONFIRMING_EVENTS`` events in a row of a
+source are far ahead and agree (each within ``max_future_s`` of the one before), the
+last of them moves the clock: the ones before it stay rejected, and what follows is
+judged from there. A burst of fewer wrong times, followed by events of the usual time,
+moves nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ from detectors.arrays import FloatArray
 from streamer.event_order import TimedRows
 
 _T = TypeVar("_T", bound=TimedRows)
+
+# Events in a row far ahead that move a source's clock: a partition resuming after a
+# pause longer than limits.max_future_s dead-letters its first 9, and a burst of up to
+# 9 wrong times (a producer's bad clock) is rejected whole.
+CONFIRMING_EVENTS = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,9 @@ class SourceClocks:
 
     def _reset(self) -> None:
         self._newest: dict[Hashable, float] = {}
+        # Per source: the time of its last event and how many in a row were rejected as
+        # far ahead, agreeing (what the next events may confirm).
+        self._ahead: dict[Hashable, tuple[float, int]] = {}
 
     def newest(self, source: Hashable) -> float | None:
         return self._newest.get(source)
@@ -73,25 +89,37 @@ class SourceClocks:
         [2]
         >>> clocks.newest("p0")
         25.0
+        >>> # a source whose first event was dated 1970: the next ten agree, the clock moves
+        >>> list(clocks.admit("p1", np.array([1.5, *range(1_763_712_000, 1_763_712_010)])))
+        [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        >>> clocks.newest("p1")
+        1763712009.0
         """
         if not len(ts):
             return {}
         start = self._newest.get(source, float(ts[0]))
         # The usual case, checked at once: no event is too far ahead of those before it.
         running = np.maximum.accumulate(np.concatenate(([start], ts)))
-        if not np.any(ts > running[:-1] + self.max_future_s):
+        if not np.any(ts > running[:-1] + self.max_future_s) and source not in self._ahead:
             self._newest[source] = float(running[-1])
             return {}
         # Otherwise in order: a rejected time must not raise the bound for the next.
         rejected: dict[int, str] = {}
-        newest = start
+        newest, ahead = start, self._ahead.pop(source, None)
         for i, t in enumerate(ts.tolist()):
-            if t > newest + self.max_future_s:
-                rejected[i] = (
-                    f"ts {t:.0f} is {t - newest:.0f} s ahead of its partition's newest event "
-                    f"time {newest:.0f} (limits.max_future_s={self.max_future_s:g})"
-                )
-            else:
-                newest = max(newest, t)
+            if t <= newest + self.max_future_s:
+                newest, ahead = max(newest, t), None
+                continue
+            agreeing = ahead is not None and abs(t - ahead[0]) <= self.max_future_s
+            ahead = (t, ahead[1] + 1 if agreeing and ahead is not None else 1)
+            if ahead[1] >= CONFIRMING_EVENTS:
+                newest, ahead = t, None
+                continue
+            rejected[i] = (
+                f"ts {t:.0f} is {t - newest:.0f} s ahead of its partition's newest event "
+                f"time {newest:.0f} (limits.max_future_s={self.max_future_s:g})"
+            )
         self._newest[source] = newest
+        if ahead is not None:
+            self._ahead[source] = ahead
         return rejected

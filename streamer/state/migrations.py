@@ -26,7 +26,7 @@ import numpy as np
 
 from streamer.state.codec import not_a_checkpoint
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 Migration = Callable[[Any], Any]
 
@@ -46,6 +46,14 @@ def migrate_1_to_2(tree: Any) -> Any:
     return tree
 
 
+def migrate_2_to_3(tree: Any) -> Any:
+    """A source's clock remembers the time of its last event when that was rejected as
+    far ahead, for the next to confirm (streamer.source_clock): none was, in format 2."""
+    for fields in records_of(tree, "streamer.source_clock.SourceClocks"):
+        fields.setdefault("_ahead", ["pairs", new_id(tree), []])
+    return tree
+
+
 def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) -> None:
     """Apply ``change`` to the array record of field ``name``, if it holds one."""
     record = fields.get(name)
@@ -58,7 +66,7 @@ def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) ->
     fields[name] = ["nd", ref, dtype, list(array.shape), array.astype(dtype).tobytes()]
 
 
-MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2}
+MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2, 2: migrate_2_to_3}
 
 
 def migrate(

@@ -12,6 +12,7 @@ from evaluation.simulate import SCENARIOS, generate
 from streamer.config import LimitsConfig, load_settings
 from streamer.engine import PREDICTIONS, REPLAY_PARTITION, Engine, InputRecord
 from streamer.source_clock import SourceClocks
+from tests.support import through_state_codec
 
 EVENTS = 40_000
 YEAR_S = 365 * 86_400.0
@@ -92,3 +93,20 @@ def test_the_bound_follows_the_source_not_the_batch() -> None:
 def test_the_horizon_must_be_positive(horizon: float) -> None:
     with pytest.raises(ValueError, match="max_future_s"):
         SourceClocks(horizon)
+
+
+def test_a_clock_that_one_event_would_stop_is_moved_by_ten_agreeing_ones() -> None:
+    clocks = SourceClocks(max_future_s=60.0)
+    # a first event dated 1970, or a partition back after a pause longer than the bound:
+    # every later event is ahead, and ten in a row that agree move the clock
+    assert clocks.admit("a", np.array([1.5])) == {}
+    resumed = 1_763_712_000.0 + np.arange(12.0)
+    assert list(clocks.admit("a", resumed[:4])) == [0, 1, 2, 3]
+    # (the count of agreeing events survives a checkpoint between two batches)
+    clocks = through_state_codec(clocks)
+    assert list(clocks.admit("a", resumed[4:])) == [0, 1, 2, 3, 4]
+    assert clocks.newest("a") == resumed[-1]
+    # a burst of nine wrong times between usual ones moves nothing
+    burst = np.array([resumed[-1] + 1, *([resumed[-1] + 1e7] * 9), resumed[-1] + 2])
+    assert list(clocks.admit("a", burst)) == list(range(1, 10))
+    assert clocks.newest("a") == resumed[-1] + 2
