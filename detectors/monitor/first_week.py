@@ -21,8 +21,10 @@ a slot their scope's reference has not seen (a day at most), when the stream's w
 hours differed from its weekday hours before the streak began, or could not be told
 apart yet (no hour of the day seen on both day types). Whether they differ is judged on
 the population's complete counts of each hour of the week before the streak (at most
-168 histograms a feature): any hour of the day whose weekday and weekend histograms
-differ by the G-test at ``alpha`` (each hour with ``min_reference_events``). Where
+168 histograms a feature): an hour of the day whose weekday and weekend histograms differ
+by the G-test, or those hours pooled, each feature at ``alpha`` over the number of
+features (each hour with ``min_reference_events``), or the feature's step at midnight
+(:func:`boundary_steps`); or the same hours of another feature, up to the window. Where
 weekends are like weekdays, a change in those hours counts at once. A change that began
 in deferred hours shows from the next windows of seen slots (those of hours before it:
 the sample's later hours hold the change, as on the first day, see
@@ -41,7 +43,7 @@ import numpy as np
 from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
 from detectors.binning import scope_histograms
 from detectors.day_sample import DaySample, has_cycle
-from detectors.divergence import g_test
+from detectors.divergence import g_test, pooled_g_test
 from detectors.monitor.config import MonitorConfig
 from detectors.monitor.feature_drift import FeatureDrift
 from detectors.monitor.first_day import without_mild_rescales
@@ -92,6 +94,13 @@ class FirstWeek:
     @property
     def complete(self) -> bool:
         return self._newest >= self.start_ts + WEEK_S
+
+    @property
+    def remaining_s(self) -> float:
+        """Event time until the week is sampled (0 once it is)."""
+        if self._newest == -math.inf:
+            return WEEK_S
+        return max(0.0, self.start_ts + WEEK_S - self._newest)
 
     def _whole_days(self) -> int:
         if self._newest == -math.inf:
@@ -148,6 +157,7 @@ class FirstWeek:
         reported is not deferred). Rescales seen in such windows are taken out of
         ``verdicts`` (in place) too, drifted or not."""
         counted = drifted.copy()
+        hours: dict[int, dict[str, bool] | None] = {}  # by complete hours
         for i, state in enumerate(states):
             start = self._streak_start[state.name]
             decided = judged if state.undecided is None else judged & ~state.undecided
@@ -165,7 +175,7 @@ class FirstWeek:
             # weekend's level can look like).
             onsets = np.where(np.isnan(start), window.start, start)
             for onset in np.unique(onsets[borrowed]).tolist():
-                if not self._day_types_differ(state.name, onset):
+                if not self._day_types_differ(state.name, onset, hours):
                     borrowed &= onsets != onset
             counted[i] &= ~borrowed
             # Any factor: the quantiles are compared with the whole reference, and the
@@ -173,23 +183,61 @@ class FirstWeek:
             verdicts[i] = without_mild_rescales(verdicts[i], borrowed, mild_only=False)
         return counted
 
-    def _day_types_differ(self, name: str, before_ts: float) -> bool:
-        """Whether the population's weekday and weekend hours differed in the clock hours
-        that ended by ``before_ts`` (True when no hour was seen on both day types)."""
-        complete = max(0, min(WEEK_HOURS, math.floor(before_ts / 3_600.0) - self._first_hour))
-        counts = self._week_hours[name][:complete]
-        began = np.arange(self._first_hour, self._first_hour + complete, dtype=np.float64)
-        by_slot = np.zeros((SLOTS, counts.shape[1]), dtype=np.int64)
-        np.add.at(by_slot, slot_of(began * 3_600.0), counts)
-        weekday, weekend = by_slot[:HOURS], by_slot[HOURS:]
-        floor, alpha = self.config.min_reference_events, self.config.alpha
-        both = (weekday.sum(axis=1) >= floor) & (weekend.sum(axis=1) >= floor)
-        if both.any() and (g_test(weekday[both], weekend[both])[1] < alpha).any():
+    def _day_types_differ(
+        self, name: str, before_ts: float, hours: dict[int, dict[str, bool] | None]
+    ) -> bool:
+        """Whether weekends differ from weekdays for a streak of feature ``name`` that
+        began at ``before_ts``: its own hours of the day seen on both day types before
+        then, or its step at midnight; or the same hours of any other feature until now
+        (a weekend changes behaviour: where other features show it, this one's smaller
+        shift in a cohort's windows is as suspect; a change of this feature alone, such as
+        its own streak, does not move them). True while no hour of the day has been seen
+        on both day types: they cannot be told apart yet (no step at midnight does not
+        show that there is no weekend: four hours are few). ``hours`` caches
+        :meth:`_hours_differ` by complete hours."""
+        before = self._complete_hours(before_ts)
+        for complete in (before, self._complete_hours(self._newest)):
+            if complete not in hours:
+                hours[complete] = self._hours_differ(complete)
+        own, now = hours[before], hours[self._complete_hours(self._newest)]
+        if own is not None and own.get(name, False):
             return True
-        steps = boundary_steps(counts, is_weekend(began * 3_600.0), floor)
-        if steps is not None and (steps < alpha / 2).any():
+        began = self._hour_starts(before)
+        counts = self._week_hours[name][:before]
+        steps = boundary_steps(counts, is_weekend(began), self.config.min_reference_events)
+        if steps is not None and (steps < self.config.alpha / 2).any():
             return True
-        return not both.any() and steps is None
+        return now is None or any(differ for other, differ in now.items() if other != name)
+
+    def _complete_hours(self, ts: float) -> int:
+        return max(0, min(WEEK_HOURS, math.floor(ts / 3_600.0) - self._first_hour))
+
+    def _hour_starts(self, complete: int) -> FloatArray:
+        return np.arange(self._first_hour, self._first_hour + complete, dtype=np.float64) * 3_600
+
+    def _hours_differ(self, complete: int) -> dict[str, bool] | None:
+        """Per feature, whether its weekday and weekend histograms of the same hour of the
+        day differ (G-test) in the first ``complete`` hours, one hour or those hours pooled
+        (a third of a standard deviation at 0.3 events/s is under any one hour's test and
+        plain in ten), at ``alpha`` over the number of features, so that the stream is at
+        ``alpha``; None when no hour was seen on both day types."""
+        slots = slot_of(self._hour_starts(complete))
+        floor = self.config.min_reference_events
+        alpha = self.config.alpha / max(1, len(self._week_hours))
+        verdicts: dict[str, bool] = {}
+        for name, week_hours in self._week_hours.items():
+            by_slot = np.zeros((SLOTS, week_hours.shape[1]), dtype=np.int64)
+            np.add.at(by_slot, slots, week_hours[:complete])
+            weekday, weekend = by_slot[:HOURS], by_slot[HOURS:]
+            both = (weekday.sum(axis=1) >= floor) & (weekend.sum(axis=1) >= floor)
+            if not both.any():
+                continue
+            weekday, weekend = weekday[both], weekend[both]
+            verdicts[name] = bool(
+                (g_test(weekday, weekend)[1] < alpha).any()
+                or pooled_g_test(weekday, weekend) < alpha
+            )
+        return verdicts or None
 
 
 def boundary_steps(counts: IntArray, weekend: BoolArray, min_events: int) -> FloatArray | None:
