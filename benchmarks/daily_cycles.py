@@ -13,6 +13,11 @@ by that many standard deviations on Saturdays and Sundays, when the traffic runs
 ``driftgate replay`` in a child process, and prints every decision with its hour, its
 day (UTC) and the replay's peak RSS. The stream starts on a Friday at 08:00 UTC unless
 ``--start-ts`` says otherwise.
+
+With ``--kafka PARTITIONS`` it also produces the stream to an embedded broker, keyed by
+event id over that many partitions, has ``--members`` ``driftgate run`` processes read it
+as one consumer group until they are idle, and prints whether their decisions are the
+replay's (each counted once by its id).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -46,6 +52,33 @@ def amount_shift(start_event: int, magnitude: float) -> Incident:
     )
 
 
+def through_kafka(
+    records: Iterable[dict], replayed: list[bytes], partitions: int, members: int, work: Path
+) -> None:
+    """Produce the records keyed by event id, read them with ``members`` ``driftgate run``
+    processes and compare what they decide with the replay's decisions."""
+    from streamer.broker import EmbeddedBroker
+    from tests.support import produce_log, read_decisions, run_env, start_run, verdicts
+
+    started = time.perf_counter()
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        topics = {name: f"cycles-{name}" for name in ("predictions", "feedback")}
+        produce_log(broker.bootstrap_servers, topics, records, partitions, keyed=True)
+        env = run_env(broker.bootstrap_servers, topics, "cycles", work / "state")
+        logs = [work / f"member-{k}.log" for k in range(members)]
+        runs = [start_run(env, log, "--exit-when-idle", "10") for log in logs]
+        codes = [run.wait() for run in runs]
+        decided = read_decisions(broker.bootstrap_servers, "cycles-decisions", "cycles-group")
+    unique = list({d["decision_id"]: d for d in decided}.values())
+    expected = [orjson.loads(line) for line in replayed]
+    same = verdicts(unique) == verdicts(expected) and len(unique) == len(expected)
+    print(
+        f"through Kafka ({partitions} partitions keyed by event id, {members} members, exit "
+        f"codes {codes}, {time.perf_counter() - started:.0f} s): {len(unique)} decisions, "
+        + ("the same as the replay's" if same else "NOT the same as the replay's")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, required=True, help="predictions per second")
@@ -59,6 +92,8 @@ def main() -> None:
         "--start-ts", type=float, default=TrafficSpec.start_ts, help="epoch seconds (UTC)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kafka", type=int, default=0, metavar="PARTITIONS")
+    parser.add_argument("--members", type=int, default=2)
     args = parser.parse_args()
     spec = TrafficSpec(
         start_ts=args.start_ts,
@@ -87,7 +122,11 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         lines = decisions.read_bytes().splitlines()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if args.kafka:
+            with stream.open("rb") as replay:
+                records = map(orjson.loads, replay)
+                through_kafka(records, lines, args.kafka, args.members, Path(tmp))
     print(
         f"{n:,} predictions, {args.days:g} days at {args.rate:g}/s, cycle {args.cycle:g}, "
         f"weekends {args.weekend_shift:+g} sd at {args.weekend_volume:g}x, "

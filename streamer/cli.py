@@ -120,7 +120,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise DriftgateError(f"unknown scenario {args.scenario!r}; known: {known}")
     if not args.out:
         raise DriftgateError("simulate needs --out STREAM.jsonl")
-    spec, incidents = simulate.SCENARIOS[args.scenario](args.events)
+    events = simulate.natural_events(args.scenario, 200_000) if args.events is None else args.events
+    spec, incidents = simulate.SCENARIOS[args.scenario](events)
     # The truth gives incidents their event times as written, read off the records in
     # passing rather than by generating the stream a second time.
     event_ts: list[float] = []
@@ -131,14 +132,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 event_ts.append(record["value"]["ts"])
             yield record
 
-    records = simulate.generate(spec, args.events, args.seed, incidents)
+    records = simulate.generate(spec, events, args.seed, incidents)
     n = simulate.write_replay(Path(args.out), noting_times(records))
     if args.truth:
         simulate.write_truth(
             Path(args.truth),
             spec,
             incidents,
-            args.events,
+            events,
             scenario=args.scenario,
             seed=args.seed,
             event_ts=event_ts,
@@ -307,7 +308,12 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("scenario", nargs="?")
     simulate.add_argument("--list", action="store_true", help="list the scenarios")
     simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--events", type=int, default=200_000)
+    simulate.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="predictions (default: the scenario's duration at its rate, else 200,000)",
+    )
     simulate.add_argument("--out", metavar="STREAM.jsonl")
     simulate.add_argument("--truth", metavar="TRUTH.json")
     simulate.set_defaults(handler=_cmd_simulate)

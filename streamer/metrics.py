@@ -227,6 +227,12 @@ class EngineCollector(Collector):
             "less than a day; then features that follow the hour are compared hour by hour.",
             labels=["model"],
         )
+        first_week = GaugeMetricFamily(
+            "driftgate_reference_first_week_remaining_seconds",
+            "Event time until the first week is sampled; until then, windows in hours of "
+            "a day type the reference has not seen may be deferred where weekends differ.",
+            labels=["model"],
+        )
         seasonal = GaugeMetricFamily(
             "driftgate_feature_seasonal",
             "1 when the feature's windows are compared with the same hours of the reference.",
@@ -243,6 +249,8 @@ class EngineCollector(Collector):
                 age.add_metric([model], snapshot.reference_age_s)
             if snapshot.first_day_remaining_s is not None:
                 first_day.add_metric([model], snapshot.first_day_remaining_s)
+            if snapshot.first_week_remaining_s is not None:
+                first_week.add_metric([model], snapshot.first_week_remaining_s)
             scope_names = [scope_label(dict(s.cohort)) for s in snapshot.scopes]
             for figures, name in zip(snapshot.scopes, scope_names):
                 window.add_metric([model, name], float(figures.window_events))
@@ -266,7 +274,7 @@ class EngineCollector(Collector):
                     open_condition.add_metric(key, float(feature.drift_reported[scope]))
             for name, n in snapshot.unknown_features:
                 unknown.add_metric([model, name], n)
-        yield from (events, progress, age, first_day, seasonal, window)
+        yield from (events, progress, age, first_day, first_week, seasonal, window)
         yield from (score_changes, score_shifts, score_mean)
         yield from (psi, js, pvalue, drifted, open_condition, wrong_type, unknown)
 

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -23,12 +23,13 @@ import numpy as np
 import orjson
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from detectors.batch import PredictionBatch
 from detectors.decision import Decision
 from detectors.monitor import ModelMonitor
 from evaluation.simulate import SCENARIOS, generate
+from streamer.broker import create_topics
 from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import config_fingerprint
 from streamer.cloud_events import event_subject
@@ -132,6 +133,43 @@ def cloudevent_body(message: Any, group_id: str) -> dict:
     assert event.get_datacontenttype() == "application/json"
     assert event.get_data() == body
     return body
+
+
+def model_log(scenario: str, seed: int, events: int) -> list[dict[str, object]]:
+    """A scenario's records as the log of a model named after it (event ids prefixed)."""
+    spec, incidents = SCENARIOS[scenario](events)
+    out = []
+    for record in generate(spec, events, seed, incidents):
+        value = dict(record["value"])
+        value["event_id"] = f"{scenario}-{value['event_id']}"
+        if record["topic"] == "predictions":
+            value["model"] = scenario
+        out.append({"topic": record["topic"], "value": value})
+    return out
+
+
+def produce_log(
+    bootstrap: str, topics: dict[str, str], log: Iterable[dict], partitions: int, keyed: bool
+) -> None:
+    """Create the topics with ``partitions`` each and produce the log in order, keyed by
+    event id or not at all."""
+    create_topics(bootstrap, topics.values(), partitions=partitions)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
+    for record in log:
+        value = record["value"]
+        key = value["event_id"].encode() if keyed else None
+        producer.send(topics[record["topic"]], orjson.dumps(value), key=key)
+    producer.flush()
+    producer.close()
+
+
+def verdicts(decisions: list[dict]) -> list[tuple[str, ...]]:
+    """What decisions order, and where, sorted: their ids and evidence may differ in time."""
+    return sorted(
+        (d["model"], d["model_version"], d["action"], d["cause"], orjson.dumps(d["scope"]).decode())
+        for d in decisions
+        if d["action"] != "hold"
+    )
 
 
 def topics_for(prefix: str) -> dict[str, str]:

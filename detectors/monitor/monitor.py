@@ -237,6 +237,7 @@ class ModelMonitor:
             reference_progress=self.reference_progress,
             reference_age_s=age,
             first_day_remaining_s=self._first_day.remaining_s if self._first_day else None,
+            first_week_remaining_s=self._first_week.remaining_s if self._first_week else None,
             labels_before_reference=self.labels_before_reference,
             scopes=scopes,
             features=tuple(self.features[name].snapshot() for name in sorted(self.features)),

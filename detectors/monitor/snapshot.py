@@ -122,6 +122,9 @@ class MonitorSnapshot:
     # Event time until the first day's sample is complete, while one is taken (a fast
     # stream whose reference covers less than a day; see detectors.monitor.first_day).
     first_day_remaining_s: float | None
+    # Event time until the first week's sample is complete, while one is taken (a
+    # reference taken from the stream; see detectors.monitor.first_week).
+    first_week_remaining_s: float | None
     labels_before_reference: int
     scopes: tuple[ScopeSnapshot, ...]
     features: tuple[FeatureSnapshot, ...]  # by name

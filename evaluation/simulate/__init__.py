@@ -10,7 +10,7 @@ finds easy, so that a detector's results on it mean something. Output is a pure 
 from __future__ import annotations
 
 from evaluation.simulate.files import write_replay, write_truth
-from evaluation.simulate.scenarios import SCENARIOS
+from evaluation.simulate.scenarios import DURATION_HOURS, SCENARIOS, events_over, natural_events
 from evaluation.simulate.spec import (
     ACTIONS,
     DEFAULT_COHORTS,
@@ -27,6 +27,7 @@ from evaluation.simulate.world import reference_std
 __all__ = [
     "ACTIONS",
     "DEFAULT_COHORTS",
+    "DURATION_HOURS",
     "INCIDENT_KINDS",
     "MODEL_KINDS",
     "OUTCOME_KINDS",
@@ -34,7 +35,9 @@ __all__ = [
     "UPSTREAM_KINDS",
     "Incident",
     "TrafficSpec",
+    "events_over",
     "generate",
+    "natural_events",
     "reference_std",
     "write_replay",
     "write_truth",

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from evaluation.simulate.calendar import expected_events
 from evaluation.simulate.spec import Incident, TrafficSpec
 
 
@@ -218,6 +219,40 @@ def _daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     return TrafficSpec(events_per_second=rate, daily_cycle=0.5), []
 
 
+def _cycle_at(
+    rate: float, weekend_shift: float = 0.0, weekend_volume: float = 1.0
+) -> Callable[[int], tuple[TrafficSpec, list[Incident]]]:
+    """Behavioural inputs that follow the hour of day by half a standard deviation at
+    ``rate`` predictions per weekday second; with ``weekend_shift``, weekends move them by
+    that many standard deviations more and run at ``weekend_volume`` times the rate."""
+
+    def scenario(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+        spec = TrafficSpec(
+            events_per_second=rate,
+            daily_cycle=0.5,
+            weekend_shift=weekend_shift,
+            weekend_volume=weekend_volume,
+        )
+        return spec, []
+
+    return scenario
+
+
+def _shift_on_daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Two days at 2/s: the first day is sampled by the hour, and the amount moves by half
+    # a standard deviation 36 hours in (a Saturday at 20:00), against the same hours.
+    spec, _ = _cycle_at(2.0)(n_events)
+    incident = Incident(
+        name="amount_shift_on_cycle",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=3 * n_events // 4,
+        magnitude=0.5,
+    )
+    return spec, [incident]
+
+
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "stationary": _stationary,
     "covariate_shift": _covariate_shift,
@@ -242,4 +277,38 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "gradual_drift": _gradual_drift,
     "campaign": _campaign,
     "daily_cycle": _daily_cycle,
+    "daily_cycle_5_per_s": _cycle_at(5.0),
+    "daily_cycle_50_per_s": _cycle_at(50.0),
+    "weekly_cycle": _cycle_at(0.3, weekend_shift=0.3, weekend_volume=0.7),
+    "shift_on_daily_cycle": _shift_on_daily_cycle,
 }
+
+# Streams defined by their rate and duration rather than their length: hours of event time.
+DURATION_HOURS: dict[str, float] = {
+    "daily_cycle_5_per_s": 7 * 24,
+    "daily_cycle_50_per_s": 24,
+    "weekly_cycle": 28 * 24,
+    "shift_on_daily_cycle": 2 * 24,
+}
+
+
+def events_over(scenario: str, hours: float) -> int:
+    """How many predictions ``hours`` of the scenario's event time hold on average.
+
+    >>> events_over("daily_cycle_5_per_s", 24)
+    432000
+    """
+    spec, _ = SCENARIOS[scenario](0)
+    return expected_events(
+        spec.start_ts, hours * 3_600, spec.events_per_second, spec.weekend_volume
+    )
+
+
+def natural_events(scenario: str, default: int) -> int:
+    """The scenario's length: its duration's events, or ``default`` for one that has none.
+
+    >>> natural_events("weekly_cycle", 200_000), natural_events("stationary", 200_000)
+    (663552, 200000)
+    """
+    hours = DURATION_HOURS.get(scenario)
+    return default if hours is None else events_over(scenario, hours)

@@ -10,23 +10,24 @@ each, and every label joins its prediction.
 from __future__ import annotations
 
 import heapq
-import json
 import signal
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 
-from evaluation.simulate import SCENARIOS, generate, write_replay
+from evaluation.simulate import write_replay
 from streamer import cli
-from streamer.broker import EmbeddedBroker, create_topics, free_port
+from streamer.broker import EmbeddedBroker, free_port
 from tests.support import (
     consumed_records,
     final_state,
+    model_log,
+    produce_log,
     read_decisions,
     run_env,
     start_run,
     topics_for,
+    verdicts,
     wait_for,
 )
 
@@ -41,51 +42,19 @@ INCIDENTS = {
 }
 
 
-def _model_log(scenario: str, seed: int) -> list[dict[str, object]]:
-    spec, incidents = SCENARIOS[scenario](EVENTS)
-    out = []
-    for record in generate(spec, EVENTS, seed, incidents):
-        value = dict(record["value"])
-        value["event_id"] = f"{scenario}-{value['event_id']}"
-        if record["topic"] == "predictions":
-            value["model"] = scenario
-        out.append({"topic": record["topic"], "value": value})
-    return out
-
-
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory) -> tuple[list[dict[str, object]], list[tuple[str, ...]]]:
     """The log in time order, and `driftgate replay`'s verdicts on it."""
-    logs = [_model_log(scenario, seed) for seed, scenario in enumerate(INCIDENTS, 40)]
+    logs = [model_log(scenario, seed, EVENTS) for seed, scenario in enumerate(INCIDENTS, 40)]
     merged = list(heapq.merge(*logs, key=lambda r: r["value"]["ts"]))
     folder = tmp_path_factory.mktemp("replay")
     write_replay(folder / "log.jsonl", merged)
     out = folder / "decisions.jsonl"
     assert cli.main(["replay", str(folder / "log.jsonl"), "--decisions", str(out)]) == 0
-    replayed = _verdicts([orjson.loads(line) for line in out.read_bytes().splitlines()])
+    replayed = verdicts([orjson.loads(line) for line in out.read_bytes().splitlines()])
     # the replay itself is right: one order per incident, the incident's action
     assert {(v[0], v[2]) for v in replayed} >= set(INCIDENTS.items()), replayed
     return merged, replayed
-
-
-def _verdicts(decisions: list[dict]) -> list[tuple[str, ...]]:
-    """What a decision orders, and where: its id and evidence may differ in time."""
-    return sorted(
-        (d["model"], d["model_version"], d["action"], d["cause"], json.dumps(d["scope"]))
-        for d in decisions
-        if d["action"] != "hold"
-    )
-
-
-def _produce(bootstrap: str, topics: dict[str, str], log, partitions: int, keyed: bool) -> None:
-    create_topics(bootstrap, topics.values(), partitions=partitions)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 18)
-    for record in log:
-        value = record["value"]
-        key = value["event_id"].encode() if keyed else None
-        producer.send(topics[record["topic"]], orjson.dumps(value), key=key)
-    producer.flush()
-    producer.close()
 
 
 @pytest.mark.parametrize(
@@ -99,14 +68,14 @@ def test_the_replays_decisions_however_the_topics_are_partitioned(
     log, replayed = stream
     bootstrap = broker.bootstrap_servers
     topics = topics_for(topic_prefix)
-    _produce(bootstrap, topics, log, partitions, keyed)
+    produce_log(bootstrap, topics, log, partitions, keyed)
     run = f"{topic_prefix}-run"
     process = start_run(
         run_env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
     )
     assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
-    assert _verdicts(decisions) == replayed
+    assert verdicts(decisions) == replayed
     engine = final_state(tmp_path, f"{run}-group", topics["predictions"])
     labels = sum(r["topic"] == "feedback" for r in log)
     assert engine.join.unknown == 0 and engine.join.joined == labels
@@ -121,7 +90,7 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
     log, replayed = stream
     bootstrap = broker.bootstrap_servers
     topics = topics_for(topic_prefix)
-    _produce(bootstrap, topics, log, 6, keyed=True)
+    produce_log(bootstrap, topics, log, 6, keyed=True)
 
     run = f"{topic_prefix}-pair"
     state = tmp_path / "pair"
@@ -148,7 +117,7 @@ def test_two_members_judge_as_one_and_a_kill_changes_nothing(
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     # decisions made again after the kill carry the same ids: count each once
     unique = list({d["decision_id"]: d for d in decisions}.values())
-    assert _verdicts(unique) == replayed
+    assert verdicts(unique) == replayed
     engine = final_state(state, f"{run}-group", topics["predictions"])
     assert engine.join.unknown == 0
     assert sum(m.events for m in engine.monitors.values()) == sum(

@@ -40,6 +40,18 @@ def test_a_weekend_shift_gives_no_decision_and_the_week_keeps_its_day_types_apar
     assert share[HOURS:].min() > share[:HOURS].max()
 
 
+def test_the_snapshot_says_how_long_the_first_week_still_needs_and_drops_it_after():
+    stream = _stream(days=8, weekend_shift=0.0)
+    monitor = ModelMonitor("m", CONFIG)
+    assert monitor.snapshot().first_week_remaining_s is None  # no reference yet
+    three_days = int(3 * 86_400 / EVERY_S)
+    monitor.update(stream.slice(0, three_days))
+    newest = float(stream.ts[three_days - 1])
+    assert monitor.snapshot().first_week_remaining_s == FRIDAY_8H + 7 * 86_400 - newest
+    monitor.update(stream.slice(three_days, len(stream)))
+    assert monitor.snapshot().first_week_remaining_s is None
+
+
 def test_without_the_week_the_same_stream_is_reported_on_monday():
     # What the week prevents: a pinned reference of the same first day (no week sampled).
     stream = _stream(days=4, weekend_shift=1.0)
