@@ -227,9 +227,8 @@ class ModelMonitor:
             scopes = scope_snapshots(
                 self.scopes.labels, self._window.events, self.score_changes, self.score_shifts
             )
-        age = None
-        if self.reference_end is not None and self.last_ts is not None:
-            age = max(0.0, self.last_ts - self.reference_end)
+        ended, last = self.reference_end, self.last_ts
+        age = None if ended is None or last is None else max(0.0, last - ended)
         return MonitorSnapshot(
             model=self.model,
             events=self.events,
