@@ -52,8 +52,24 @@ def amount_shift(start_event: int, magnitude: float) -> Incident:
     )
 
 
+def show(decision: dict, start_ts: float) -> str:
+    """A decision's hours since ``start_ts``, day (UTC), action, cause, scope and phase."""
+    hours = (decision["ts"] - start_ts) / 3_600
+    scope = decision["scope"]
+    day = time.strftime("%a", time.gmtime(decision["ts"]))
+    return (
+        f"{hours:6.1f} h {day}  {decision['action']:<12} {decision['cause']:<18} "
+        f"{scope['feature']} {scope['cohort'] or ''} {decision.get('phase', '')}"
+    )
+
+
 def through_kafka(
-    records: Iterable[dict], replayed: list[bytes], partitions: int, members: int, work: Path
+    records: Iterable[dict],
+    replayed: list[bytes],
+    partitions: int,
+    members: int,
+    work: Path,
+    start_ts: float,
 ) -> None:
     """Produce the records keyed by event id, read them with ``members`` ``driftgate run``
     processes and compare what they decide with the replay's decisions."""
@@ -77,6 +93,8 @@ def through_kafka(
         f"codes {codes}, {time.perf_counter() - started:.0f} s): {len(unique)} decisions, "
         + ("the same as the replay's" if same else "NOT the same as the replay's")
     )
+    for decision in [] if same else unique:
+        print("  through Kafka:", show(decision, start_ts))
 
 
 def main() -> None:
@@ -126,21 +144,14 @@ def main() -> None:
         if args.kafka:
             with stream.open("rb") as replay:
                 records = map(orjson.loads, replay)
-                through_kafka(records, lines, args.kafka, args.members, Path(tmp))
+                through_kafka(records, lines, args.kafka, args.members, Path(tmp), spec.start_ts)
     print(
         f"{n:,} predictions, {args.days:g} days at {args.rate:g}/s, cycle {args.cycle:g}, "
         f"weekends {args.weekend_shift:+g} sd at {args.weekend_volume:g}x, "
         f"seed {args.seed}: {len(lines)} decisions; replay peak RSS {peak_mb:,.0f} MB"
     )
     for line in lines:
-        decision = orjson.loads(line)
-        hours = (decision["ts"] - spec.start_ts) / 3_600
-        scope = decision["scope"]
-        day = time.strftime("%a", time.gmtime(decision["ts"]))
-        print(
-            f"  {hours:6.1f} h {day}  {decision['action']:<12} {decision['cause']:<18} "
-            f"{scope['feature']} {scope['cohort'] or ''}"
-        )
+        print(" ", show(orjson.loads(line), spec.start_ts))
 
 
 if __name__ == "__main__":
