@@ -74,7 +74,14 @@ def through_kafka(
     """Produce the records keyed by event id, read them with ``members`` ``driftgate run``
     processes and compare what they decide with the replay's decisions."""
     from streamer.broker import EmbeddedBroker
-    from tests.support import produce_log, read_decisions, run_env, start_run, verdicts
+    from tests.support import (
+        final_state,
+        produce_log,
+        read_decisions,
+        run_env,
+        start_run,
+        verdicts,
+    )
 
     started = time.perf_counter()
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
@@ -85,12 +92,14 @@ def through_kafka(
         runs = [start_run(env, log, "--exit-when-idle", "10") for log in logs]
         codes = [run.wait() for run in runs]
         decided = read_decisions(broker.bootstrap_servers, "cycles-decisions", "cycles-group")
+    late = final_state(work / "state", "cycles-group", topics["predictions"]).order.late
     unique = list({d["decision_id"]: d for d in decided}.values())
     expected = [orjson.loads(line) for line in replayed]
     same = verdicts(unique) == verdicts(expected) and len(unique) == len(expected)
     print(
         f"through Kafka ({partitions} partitions keyed by event id, {members} members, exit "
-        f"codes {codes}, {time.perf_counter() - started:.0f} s): {len(unique)} decisions, "
+        f"codes {codes}, {time.perf_counter() - started:.0f} s, {late:,} events late): "
+        f"{len(unique)} decisions, "
         + ("the same as the replay's" if same else "NOT the same as the replay's")
     )
     for decision in [] if same else unique:
