@@ -20,6 +20,7 @@ from streamer.engine import CHUNKS, Engine
 from streamer.errors import DriftgateError
 from streamer.event_order import Position
 from streamer.forwarder import Forwarder
+from streamer.group_progress import KafkaGroupProgress
 from streamer.http import MetricsServer
 from streamer.incidents import IncidentStore
 from streamer.metrics import EngineCollector
@@ -105,20 +106,23 @@ class Connections:
     ingest_sinks: KafkaSinks
     judge: KafkaSource
     sinks: KafkaSinks
+    progress: KafkaGroupProgress
     internal_topic: str
     expected: frozenset[Position]
 
     @staticmethod
     def open(kafka: KafkaConfig) -> Connections:
         internal = internal_topic(kafka)
+        progress_topic = kafka.progress_topic or f"{kafka.group_id}.progress"
         try:
             # One partition: one member judges; decoding scales with the input partitions.
-            create_topics(kafka.bootstrap_servers, [internal], partitions=1)
+            create_topics(kafka.bootstrap_servers, [internal, progress_topic], partitions=1)
         except Exception as exc:  # kafka-python raises several unrelated types here
             raise DriftgateError(
-                f"cannot create the internal topic {internal}: {exc}", retriable=True
+                f"cannot create the internal topics {internal}, {progress_topic}: {exc}",
+                retriable=True,
             ) from exc
-        opened: list[KafkaSource | KafkaSinks] = []
+        opened: list[KafkaSource | KafkaSinks | KafkaGroupProgress] = []
         try:
             inputs = KafkaSource(kafka)
             opened.append(inputs)
@@ -128,15 +132,22 @@ class Connections:
             opened.append(ingest_sinks)
             judge = KafkaSource(kafka, {internal: CHUNKS}, judge_group(kafka))
             opened.append(judge)
+            progress = KafkaGroupProgress(
+                kafka,
+                progress_topic,
+                lambda topic, said: ingest_sinks.send(topic, said, None, []),
+                expected,
+            )
+            opened.append(progress)
             sinks = KafkaSinks(kafka)
         except DriftgateError:
             for client in opened:
                 client.close()
             raise
-        return Connections(inputs, ingest_sinks, judge, sinks, internal, expected)
+        return Connections(inputs, ingest_sinks, judge, sinks, progress, internal, expected)
 
     def close(self) -> None:
-        for client in (self.inputs, self.ingest_sinks, self.judge, self.sinks):
+        for client in (self.inputs, self.ingest_sinks, self.judge, self.progress, self.sinks):
             client.close()
 
 
@@ -260,6 +271,13 @@ def run(
             connections.internal_topic,
             service,
             kafka.idle_ms,
+            progress=connections.progress,
+            # Half the merge's bound over the partitions: what the judge holds while the
+            # group's least advanced partition catches up, with room for the polls in
+            # flight.
+            lead_events=max(
+                1, settings.limits.max_buffered_events // (2 * max(1, len(connections.expected)))
+            ),
         )
         connections.inputs.handler = forwarder
         service.caught_up = lambda: forwarder.caught_up

@@ -144,6 +144,13 @@ class KafkaConfig(_Section):
             "(one partition, created when missing); default: <group_id>.events."
         ),
     )
+    progress_topic: str | None = Field(
+        None,
+        description=(
+            "The topic on which members say how far they have read, to read in step in a "
+            "backfill (one partition, created when missing); default: <group_id>.progress."
+        ),
+    )
     idle_ms: int = Field(
         1_000,
         ge=0,

@@ -26,7 +26,8 @@ partition of small records (labels) far ahead of the predictions, and the judge'
 which must hold them until the predictions of the same time come, overflows its bound
 and releases labels before their predictions (they then wait as unknown and, past the
 join's bound, are lost). A caught-up partition holds nothing back, so live traffic is
-never paused.
+never paused. The members of a group keep in step with each other the same way, through
+what each publishes of its partitions (``streamer.group_progress``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from streamer import chunk_codec
 from streamer.engine import InputRecord
 from streamer.errors import DriftgateError
 from streamer.event_order import Chunk, Position
+from streamer.group_progress import GroupProgress, Lead
 from streamer.retry import Backoff
 from streamer.service import ReasonLog, Service
 from streamer.sinks import KafkaSinks
@@ -71,8 +73,15 @@ class Forwarder:
         service: Service,
         idle_ms: int,
         clock: Callable[[], float] = time.monotonic,
+        progress: GroupProgress | None = None,
+        lead_events: int = 100_000,
     ) -> None:
+        if lead_events < 1:
+            raise ValueError(f"lead_events must be >= 1, got {lead_events}")
         self.source = source
+        self.progress = progress
+        self.lead_events = lead_events
+        self._lead = Lead()
         self.sinks = sinks
         self.topic = topic
         self.service = service
@@ -138,6 +147,7 @@ class Forwarder:
             if chunk.events:
                 newest = max(chunk.newest_ts, self._watermark.get(chunk.source, -math.inf))
                 self._watermark[chunk.source] = newest
+                self._lead.add(chunk.source, chunk.newest_ts, chunk.events)
         self._align(done, now)
         # Under the lock: a rebalance (kafka-python's I/O thread) must not fall between
         # what is owned and what is said about it.
@@ -168,15 +178,18 @@ class Forwarder:
             self.source.commit()
 
     def _align(self, caught_up: set[Position], now: float) -> None:
-        """Pause the partitions ahead of the least advanced one still being read, and
-        resume the others."""
-        reading = {
-            tp: self._watermark.get(tp, -math.inf)
-            for tp in self.source.assignment
-            if tp not in caught_up
-        }
+        """Pause the partitions ahead of the least advanced one still being read: this
+        member's by ALIGN_S of event time, the group's by ``lead_events`` events; resume
+        the others."""
+        watermarks = {tp: self._watermark.get(tp, -math.inf) for tp in self.source.assignment}
+        reading = {tp: w for tp, w in watermarks.items() if tp not in caught_up}
         floor = min(reading.values(), default=math.inf)
         ahead = {tp for tp, newest in reading.items() if newest > floor + ALIGN_S}
+        if self.progress is not None:
+            self.progress.publish(watermarks, caught_up & watermarks.keys())
+            elsewhere = self.progress.reading_elsewhere(set(watermarks))
+            group_floor = min(floor, *elsewhere.values()) if elsewhere else floor
+            ahead |= {tp for tp in reading if self._lead.beyond(tp, group_floor) > self.lead_events}
         for tp in self._paused - ahead:
             self._last_record_at[tp] = now  # quiet while paused says nothing
         self.source.pause_only(ahead)
@@ -217,7 +230,10 @@ class Forwarder:
             self._reported_idle.clear()
         for tp in partitions:  # read afresh: what was forwarded before says nothing now
             self._watermark.pop(tp, None)
+            self._lead.forget(tp)
         self._paused.clear()  # a new assignment fetches every partition
+        if self.progress is not None:
+            self.progress.assigned()
         return {}
 
 
