@@ -185,11 +185,15 @@ class Forwarder:
         reading = {tp: w for tp, w in watermarks.items() if tp not in caught_up}
         floor = min(reading.values(), default=math.inf)
         ahead = {tp for tp, newest in reading.items() if newest > floor + ALIGN_S}
+        group_floor = floor
         if self.progress is not None:
             self.progress.publish(watermarks, caught_up & watermarks.keys())
             elsewhere = self.progress.reading_elsewhere(set(watermarks))
             group_floor = min(floor, *elsewhere.values()) if elsewhere else floor
-            ahead |= {tp for tp in reading if self._lead.beyond(tp, group_floor) > self.lead_events}
+        # Asked of every partition, read to its end or not: it forgets what the group has
+        # passed (everything, once nobody reads a backlog), so live traffic keeps nothing.
+        lead = {tp: self._lead.beyond(tp, group_floor) for tp in watermarks}
+        ahead |= {tp for tp in reading if lead[tp] > self.lead_events}
         for tp in self._paused - ahead:
             self._last_record_at[tp] = now  # quiet while paused says nothing
         self.source.pause_only(ahead)

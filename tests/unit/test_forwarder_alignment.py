@@ -5,6 +5,7 @@ assignment."""
 
 from __future__ import annotations
 
+import math
 import threading
 from types import SimpleNamespace
 
@@ -236,3 +237,12 @@ def test_after_a_rebalance_a_partition_nobody_spoke_of_holds_the_member_back():
     clock.now += board.stale_s  # nobody read it: a member that could has left the group
     ahead.step()
     assert source.paused == set()
+
+
+def test_live_traffic_keeps_no_account_of_what_was_forwarded():
+    forwarder, source, _ = _forwarder()
+    source.at_end = {PREDICTIONS, FEEDBACK}  # every partition read to its end
+    for k in range(100):
+        source.queued = [(PREDICTIONS, float(k)), (FEEDBACK, float(k))]
+        forwarder.step()
+    assert forwarder._lead.beyond(PREDICTIONS, -math.inf) == 0
