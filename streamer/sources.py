@@ -170,6 +170,7 @@ class KafkaSource:
 
         self._unpark()
         try:
+            self._await_join()
             polled = self._consumer.poll(
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
             )
@@ -272,6 +273,24 @@ class KafkaSource:
         in_line = getattr(fetcher, "_next_partition_records", None)
         if in_line is not None and not in_line:
             fetcher._next_partition_records = None
+
+    def _await_join(self) -> None:
+        """While the group is being (re)joined, wait for the join's answer, up to a
+        session, in one call that returns as soon as it comes.
+
+        Works around kafka-python 3.0.12: a JoinGroup answer that comes while no poll
+        waits for it is thrown away (``join_group_async`` sends a new JoinGroup when it
+        finds the last one done), so a member that works between polls can miss every
+        answer. Brokers answer a join about 3 s after it is sent (Kafka's
+        ``group.initial.rebalance.delay.ms``, Tansu alike): 15 polls of 200 ms. With 0.5 s
+        of work after each poll the answer falls outside one every time and the member
+        never joins (``tests/e2e/test_group_join.py``); the soak's and the backfill
+        test's members that never got partitions after a rebalance were this.
+        (Private attribute: if it moves, nothing is waited for, and that test says so.)
+        """
+        coordinator: Any = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and coordinator.need_rejoin():
+            coordinator.poll(timeout_ms=self.config.session_timeout_ms)
 
     def seek(self, tp: Any, offset: int) -> None:
         self._consumer.seek(tp, offset)
