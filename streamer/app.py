@@ -170,8 +170,13 @@ def group_left(
         kafka, kafka.group_id, (kafka.topics.predictions, kafka.topics.feedback)
     )
     internal = (connections.internal_topic, 0)
+    # The judge group's offset, and the end as a fetch made now sees it: this member's
+    # ingest may have sent its idle chunks since the judge's last fetch (the backfill
+    # test found an exit on such a stale end, with three chunks left unjudged).
+    judged = committed_behind(kafka, judge_group(kafka), [connections.internal_topic])
     if internal in connections.judge.assignment:
-        position, end = connections.judge.progress().get(internal, (0, None))
+        position, _ = connections.judge.progress().get(internal, (0, None))
+        end = judged[internal].end if internal in judged else position
         if not left and end is not None and position >= end:
             # Every input is read and committed to its end, and all of it is here: what
             # the merge holds back (the last seconds behind idle partitions) is final.
@@ -181,7 +186,7 @@ def group_left(
         if end is None or position < end or held:
             left[internal] = Left(position, end, held)
     else:
-        left.update(committed_behind(kafka, judge_group(kafka), [connections.internal_topic]))
+        left.update(judged)
     return left
 
 

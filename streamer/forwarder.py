@@ -209,8 +209,12 @@ class Forwarder:
     @property
     def caught_up(self) -> bool:
         """Whether every partition this member reads was read to its end at the last poll
-        (False before the first assignment)."""
-        return self._caught_up
+        and reported idle (False before the first assignment). Until it is reported, its
+        idle chunk is still to be sent: a member that exits then (``--exit-when-idle``)
+        leaves it unjudged after the group looked done (the backfill test found it, once
+        a member's judge and ingest got their partitions within a second)."""
+        with self._lock:
+            return self._caught_up and self._owned <= self._reported_idle
 
     def partitions_revoked(self, partitions: set[Position]) -> None:
         """Nothing to hand over: every batch is forwarded and committed before the next

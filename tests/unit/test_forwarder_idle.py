@@ -85,6 +85,20 @@ def test_a_partition_seen_quiet_for_idle_ms_is_reported_idle_once():
     assert _idle_reports(sinks) == 1
 
 
+def test_a_member_is_caught_up_once_it_said_its_partitions_are_idle():
+    """Read to the end is not enough to exit a backfill: the idle chunk still to come
+    would be left unjudged."""
+    forwarder, _, sinks, clock = _forwarder()
+    forwarder.step()
+    _poll_until(forwarder, clock, 0.8)
+    assert not forwarder.caught_up, "read to its end, its idle report not sent yet"
+    _poll_until(forwarder, clock, 1.2)
+    assert _idle_reports(sinks) == 1
+    assert forwarder.caught_up
+    forwarder.partitions_assigned({("feedback", 0)})  # a rebalance: more to report
+    assert not forwarder.caught_up
+
+
 def test_after_a_pause_of_the_loop_quiet_counts_afresh():
     forwarder, _, sinks, clock = _forwarder()
     forwarder.step()
