@@ -1,5 +1,5 @@
 """A member that works between polls still joins its group, at start and after the other
-member leaves (the rebalance stall of docs/operations.md, Known limits: kafka-python
+member leaves (the rebalance stall of docs/operations.md, Soak: kafka-python
 3.0.12 throws away a JoinGroup answer no poll waits for, and a broker answers a join
 about 3 s after it is sent, which is 15 polls of 200 ms: with 0.5 s of work after each
 poll every answer came between two polls). Both tests fail without
@@ -18,10 +18,13 @@ WORK_S = 0.5  # what a member's loop spends between two polls (decoding, forward
 
 
 def _member(broker: EmbeddedBroker, prefix: str) -> KafkaSource:
+    """A member of ``prefix``'s group, on its two topics of two partitions each."""
+    topics = TopicsConfig(predictions=f"{prefix}-predictions", feedback=f"{prefix}-feedback")
+    create_topics(broker.bootstrap_servers, [topics.predictions, topics.feedback], partitions=2)
     config = KafkaConfig(
         bootstrap_servers=broker.bootstrap_servers,
         group_id=f"{prefix}-group",
-        topics=TopicsConfig(predictions=f"{prefix}-predictions", feedback=f"{prefix}-feedback"),
+        topics=topics,
         session_timeout_ms=6_000,
         heartbeat_interval_ms=1_000,
         poll_timeout_ms=200,
@@ -58,11 +61,6 @@ def _wait(done, timeout_s: float, members: list[_Working]) -> None:
 
 
 def test_a_member_that_works_between_polls_joins_its_group(broker, topic_prefix):
-    create_topics(
-        broker.bootstrap_servers,
-        [f"{topic_prefix}-predictions", f"{topic_prefix}-feedback"],
-        partitions=2,
-    )
     member = _Working(_member(broker, topic_prefix))
     try:
         # a join takes ~3 s on this broker; without the fix it never ends
@@ -72,11 +70,6 @@ def test_a_member_that_works_between_polls_joins_its_group(broker, topic_prefix)
 
 
 def test_a_member_takes_the_partitions_of_one_that_left(broker, topic_prefix):
-    create_topics(
-        broker.bootstrap_servers,
-        [f"{topic_prefix}-predictions", f"{topic_prefix}-feedback"],
-        partitions=2,
-    )
     a = _Working(_member(broker, topic_prefix))
     b = _Working(_member(broker, topic_prefix))
     try:
