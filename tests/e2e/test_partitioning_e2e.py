@@ -77,7 +77,7 @@ def test_the_replays_decisions_however_the_topics_are_partitioned(
         # The labels' tail runs 2.3 days past the last prediction, 8 labels in its last
         # day: a feedback partition that gets none of them for more than a day would have
         # its next one dead-lettered as dated too far ahead (docs/operations.md, Known
-        # limits), which 3 unkeyed partitions did in 2 of ~15 CI runs.
+        # limits), as 3 unkeyed partitions did in a CI run of 2026-12-07.
         "DRIFTGATE_LIMITS__MAX_FUTURE_S": str(MAX_FUTURE_S),
     }
     process = start_run(env, tmp_path / "run.log", "--exit-when-idle", "6")
