@@ -218,10 +218,11 @@ class LimitsConfig(_Section):
     max_future_s: float = Field(
         86_400.0,
         gt=0,
-        description="Seconds an event time may be ahead of the newest one its partition (or "
-        "replay file) has shown; later ones are rejected as invalid_value rather than move the "
-        "clock of the join store, the windows and the event-time merge, until ten in a row "
-        "agree (a partition back after a longer pause).",
+        description="Seconds an event time may be ahead of the newest one its topic has shown "
+        "(in any of the partitions this member reads, or the replay file); later ones are "
+        "rejected as invalid_value rather than move the clock of the join store, the windows "
+        "and the event-time merge, until ten in a row agree (a topic back after a longer "
+        "pause).",
     )
 
 

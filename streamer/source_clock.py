@@ -2,9 +2,13 @@
 
 Event times drive the join store's clock, the windows and the event-time merge: one
 prediction dated a year ahead would expire every prediction waiting for its label. So an
-event dated more than ``max_future_s`` after the newest event time its source (a topic
-partition, or a replay file) has shown so far is rejected instead. The first event of a
-source sets its clock: there is nothing to compare it with.
+event dated more than ``max_future_s`` after the newest event time of its topic is
+rejected instead: the newest its own source (a topic partition, or a replay file) has
+shown, or any other partition of the same topic read here, whichever is later. A sparse
+partition (a label stream's tail spread over partitions by the producer) is then not
+mistaken for one back from a pause, as long as its topic moves. The first event of a
+source sets its clock, never judged against its siblings: a partition whose retained log
+starts later than theirs is not a wrong clock.
 
 One event must not stop a clock either: a first event dated in the past (1970), or a
 partition that resumes after a pause longer than ``max_future_s``, would otherwise have
@@ -17,14 +21,14 @@ moves nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from detectors.arrays import FloatArray
-from streamer.event_order import TimedRows
+from streamer.event_order import Position, TimedRows
 
 _T = TypeVar("_T", bound=TimedRows)
 
@@ -51,7 +55,7 @@ class Rows(Generic[_T]):
 
 
 class SourceClocks:
-    """The newest event time admitted per source."""
+    """The newest event time admitted per source (a topic and partition)."""
 
     def __init__(self, max_future_s: float) -> None:
         if not max_future_s > 0:
@@ -60,15 +64,22 @@ class SourceClocks:
         self._reset()
 
     def _reset(self) -> None:
-        self._newest: dict[Hashable, float] = {}
+        self._newest: dict[Position, float] = {}
         # Per source: the time of its last event and how many in a row were rejected as
         # far ahead, agreeing (what the next events may confirm).
-        self._ahead: dict[Hashable, tuple[float, int]] = {}
+        self._ahead: dict[Position, tuple[float, int]] = {}
 
-    def newest(self, source: Hashable) -> float | None:
+    def newest(self, source: Position) -> float | None:
         return self._newest.get(source)
 
-    def admit_rows(self, source: Hashable, parts: Sequence[Rows[Any]]) -> dict[int, str]:
+    def _topic_newest(self, source: Position) -> float:
+        """The newest event time admitted from any partition of the source's topic."""
+        return max(
+            (t for (topic, _), t in self._newest.items() if topic == source[0]),
+            default=-np.inf,
+        )
+
+    def admit_rows(self, source: Position, parts: Sequence[Rows[Any]]) -> dict[int, str]:
         """``admit`` for a source's events in several columns (each model's predictions,
         the labels): the rows rejected, with why."""
         rows = np.fromiter((row for part in parts for row in part.rows), np.int64)
@@ -77,37 +88,48 @@ class SourceClocks:
         rejected = self.admit(source, ts[order])
         return {int(rows[order[i]]): detail for i, detail in rejected.items()}
 
-    def admit(self, source: Hashable, ts: FloatArray) -> dict[int, str]:
+    def admit(self, source: Position, ts: FloatArray) -> dict[int, str]:
         """Admit a source's event times, in the source's order; returns the positions of
         those rejected, with why. Admitted times advance the source's clock.
 
         >>> clocks = SourceClocks(max_future_s=60.0)
-        >>> rejected = clocks.admit("p0", np.array([10.0, 20.0, 4000.0, 25.0]))
+        >>> rejected = clocks.admit(("feedback", 0), np.array([10.0, 20.0, 4000.0, 25.0]))
         >>> print(rejected[2])
-        ts 4000 is 3980 s ahead of its partition's newest event time 20 (limits.max_future_s=60)
+        ts 4000 is 3980 s ahead of the newest event time 20 of its topic (limits.max_future_s=60)
         >>> list(rejected)
         [2]
-        >>> clocks.newest("p0")
+        >>> clocks.newest(("feedback", 0))
         25.0
+        >>> # a sparse partition: silent while its sibling moved on, then within the bound of it
+        >>> clocks.admit(("feedback", 1), np.array([12.0]))
+        {}
+        >>> clocks.admit(("feedback", 0), np.array([70.0, 120.0]))
+        {}
+        >>> clocks.admit(("feedback", 1), np.array([150.0]))
+        {}
         >>> # a source whose first event was dated 1970: the next ten agree, the clock moves
-        >>> list(clocks.admit("p1", np.array([1.5, *range(1_763_712_000, 1_763_712_010)])))
+        >>> p = ("predictions", 0)
+        >>> list(clocks.admit(p, np.array([1.5, *range(1_763_712_000, 1_763_712_010)])))
         [1, 2, 3, 4, 5, 6, 7, 8, 9]
-        >>> clocks.newest("p1")
+        >>> clocks.newest(p)
         1763712009.0
         """
         if not len(ts):
             return {}
         start = self._newest.get(source, float(ts[0]))
+        # The topic's newest as of the batch before: a source never raises its own bound
+        # past what it admitted itself.
+        floor = self._topic_newest(source)
         # The usual case, checked at once: no event is too far ahead of those before it.
-        running = np.maximum.accumulate(np.concatenate(([start], ts)))
+        running = np.maximum.accumulate(np.concatenate(([max(start, floor)], ts)))
         if not np.any(ts > running[:-1] + self.max_future_s) and source not in self._ahead:
-            self._newest[source] = float(running[-1])
+            self._newest[source] = max(start, float(ts.max()))
             return {}
         # Otherwise in order: a rejected time must not raise the bound for the next.
         rejected: dict[int, str] = {}
         newest, ahead = start, self._ahead.pop(source, None)
         for i, t in enumerate(ts.tolist()):
-            if t <= newest + self.max_future_s:
+            if t <= max(newest, floor) + self.max_future_s:
                 newest, ahead = max(newest, t), None
                 continue
             agreeing = ahead is not None and abs(t - ahead[0]) <= self.max_future_s
@@ -115,9 +137,10 @@ class SourceClocks:
             if ahead[1] >= CONFIRMING_EVENTS:
                 newest, ahead = t, None
                 continue
+            bound = max(newest, floor)
             rejected[i] = (
-                f"ts {t:.0f} is {t - newest:.0f} s ahead of its partition's newest event "
-                f"time {newest:.0f} (limits.max_future_s={self.max_future_s:g})"
+                f"ts {t:.0f} is {t - bound:.0f} s ahead of the newest event time "
+                f"{bound:.0f} of its topic (limits.max_future_s={self.max_future_s:g})"
             )
         self._newest[source] = newest
         if ahead is not None:

@@ -34,8 +34,6 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 EVENTS = 60_000
-# Wider than the labels' tail spreads over one feedback partition (see the test below).
-MAX_FUTURE_S = 3 * 86_400
 INCIDENTS = {
     "rescaled": "fix_upstream",
     "cohort_covariate_shift": "investigate",
@@ -72,21 +70,13 @@ def test_the_replays_decisions_however_the_topics_are_partitioned(
     topics = topics_for(topic_prefix)
     produce_log(bootstrap, topics, log, partitions, keyed)
     run = f"{topic_prefix}-run"
-    env = {
-        **run_env(bootstrap, topics, run, tmp_path),
-        # The labels' tail runs 2.3 days past the last prediction, 8 labels in its last
-        # day: a feedback partition that gets none of them for more than a day would have
-        # its next one dead-lettered as dated too far ahead (docs/operations.md, Known
-        # limits), as 3 unkeyed partitions did in a CI run of 2026-12-07.
-        "DRIFTGATE_LIMITS__MAX_FUTURE_S": str(MAX_FUTURE_S),
-    }
-    process = start_run(env, tmp_path / "run.log", "--exit-when-idle", "6")
+    process = start_run(
+        run_env(bootstrap, topics, run, tmp_path), tmp_path / "run.log", "--exit-when-idle", "6"
+    )
     assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
     decisions = read_decisions(bootstrap, f"{run}-decisions", f"{run}-group")
     assert verdicts(decisions) == replayed
-    engine = final_state(
-        tmp_path, f"{run}-group", topics["predictions"], limits={"max_future_s": MAX_FUTURE_S}
-    )
+    engine = final_state(tmp_path, f"{run}-group", topics["predictions"])
     labels = sum(r["topic"] == "feedback" for r in log)
     assert engine.join.unknown == 0 and engine.join.joined == labels
     assert engine.order.late == 0 and engine.order.buffered == 0

@@ -647,7 +647,7 @@ FAR_AHEAD = {"large", "past_2_53"}
 
 def expected_of_engine(spec: Spec, expectation: str, after_far: bool) -> str:
     """What the engine does with a record the contract accepts: one dated far ahead of
-    its partition's events is dead-lettered, unless it confirms the one before it
+    its topic's events is dead-lettered, unless it confirms the one before it
     (``after_far``: the last record of its partition was far ahead too, and may be
     within limits.max_future_s of it; streamer/source_clock.py)."""
     if _far_ahead(spec):

@@ -64,7 +64,7 @@ def test_predictions_a_year_ahead_are_dead_lettered_and_expire_nothing() -> None
     engine, decisions, dead = _run(stream)
     assert [letter.rejected.reason for letter in dead] == ["invalid_value"] * 3
     assert [letter.record.offset for letter in dead] == [EVENTS // 3 + 1 + i for i in range(3)]
-    assert "ahead of its partition's newest event time" in dead[0].rejected.detail
+    assert "ahead of the newest event time" in dead[0].rejected.detail
     assert "limits.max_future_s=86400" in dead[0].rejected.detail
     assert engine.join.expired_entries == straight.join.expired_entries
     assert engine.join.size == straight.join.size
@@ -77,16 +77,36 @@ def test_predictions_a_year_ahead_are_dead_lettered_and_expire_nothing() -> None
     assert engine.join.expired_entries > straight.join.expired_entries
 
 
+A, B = ("predictions", 0), ("predictions", 1)
+
+
 def test_the_bound_follows_the_source_not_the_batch() -> None:
     clocks = SourceClocks(max_future_s=10.0)
     # a backfill whose batch spans more than the horizon, step by step: all admitted
-    assert clocks.admit("a", np.arange(0.0, 100.0, 5.0)) == {}
-    assert clocks.newest("a") == 95.0
-    # another source has its own clock, set by its first event
-    assert clocks.admit("b", np.array([1_000.0, 1_005.0])) == {}
-    rejected = clocks.admit("a", np.array([96.0, 500.0, 104.0, 115.0]))
+    assert clocks.admit(A, np.arange(0.0, 100.0, 5.0)) == {}
+    assert clocks.newest(A) == 95.0
+    # a source of another topic has its own clock, set by its first event
+    assert clocks.admit(("feedback", 0), np.array([1_000.0, 1_005.0])) == {}
+    rejected = clocks.admit(A, np.array([96.0, 500.0, 104.0, 115.0]))
     assert list(rejected) == [1, 3]  # 115 is measured from 104, not from 500
-    assert clocks.newest("a") == 104.0
+    assert clocks.newest(A) == 104.0
+
+
+def test_a_sparse_partition_is_bounded_by_its_topic_not_by_its_own_last_event() -> None:
+    """A label stream's tail spread over partitions: one partition silent for longer than
+    the bound while the topic moved on (tests/e2e/test_partitioning_e2e.py, 3 unkeyed
+    partitions, dead-lettered a label this way when the bound was the partition's own)."""
+    clocks = SourceClocks(max_future_s=10.0)
+    assert clocks.admit(A, np.array([0.0])) == {}
+    assert clocks.admit(B, np.arange(0.0, 50.0, 5.0)) == {}
+    assert clocks.admit(A, np.array([52.0])) == {}
+    assert clocks.newest(A) == 52.0
+    # the topic's newest raises the bound, never its own clock, and never another topic's
+    assert clocks.admit(("feedback", 0), np.array([0.0])) == {}
+    assert list(clocks.admit(("feedback", 0), np.array([52.0]))) == [0]
+    # what the siblings did not admit does not count either
+    assert list(clocks.admit(B, np.array([47.0, 1_000.0]))) == [1]
+    assert list(clocks.admit(A, np.array([990.0]))) == [0]
 
 
 @pytest.mark.parametrize("horizon", [0.0, -1.0, float("nan")])
@@ -99,14 +119,14 @@ def test_a_clock_that_one_event_would_stop_is_moved_by_ten_agreeing_ones() -> No
     clocks = SourceClocks(max_future_s=60.0)
     # a first event dated 1970, or a partition back after a pause longer than the bound:
     # every later event is ahead, and ten in a row that agree move the clock
-    assert clocks.admit("a", np.array([1.5])) == {}
+    assert clocks.admit(A, np.array([1.5])) == {}
     resumed = 1_763_712_000.0 + np.arange(12.0)
-    assert list(clocks.admit("a", resumed[:4])) == [0, 1, 2, 3]
+    assert list(clocks.admit(A, resumed[:4])) == [0, 1, 2, 3]
     # (the count of agreeing events survives a checkpoint between two batches)
     clocks = through_state_codec(clocks)
-    assert list(clocks.admit("a", resumed[4:])) == [0, 1, 2, 3, 4]
-    assert clocks.newest("a") == resumed[-1]
+    assert list(clocks.admit(A, resumed[4:])) == [0, 1, 2, 3, 4]
+    assert clocks.newest(A) == resumed[-1]
     # a burst of nine wrong times between usual ones moves nothing
     burst = np.array([resumed[-1] + 1, *([resumed[-1] + 1e7] * 9), resumed[-1] + 2])
-    assert list(clocks.admit("a", burst)) == list(range(1, 10))
-    assert clocks.newest("a") == resumed[-1] + 2
+    assert list(clocks.admit(A, burst)) == list(range(1, 10))
+    assert clocks.newest(A) == resumed[-1] + 2
