@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.arrays import FloatArray, IndexArray
+from detectors.arrays import FloatArray, IndexArray, as_run
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class PredictionBatch:
 
     def take(self, rows: IndexArray) -> PredictionBatch:
         """The given rows, in the given order (an event-time merge reorders a batch)."""
+        run = as_run(rows)
+        if run is not None:
+            return self.slice(run.start, run.stop)
         picked = rows.tolist()
 
         def column(values: Sequence[object]) -> list[object]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
-from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
+from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray, as_run
 from detectors.batch import PredictionBatch
 
 if TYPE_CHECKING:
@@ -67,6 +67,17 @@ class Labels:
         return len(self.ts)
 
     def take(self, rows: IndexArray) -> Labels:
+        run = as_run(rows)
+        if run is not None:
+            if run == slice(0, len(self)):
+                return self
+            return Labels(
+                self.event_id[run],
+                self.ts[run],
+                self.label[run],
+                self.source[run],
+                self.override[run],
+            )
         picked = rows.tolist()
         return Labels(
             [self.event_id[i] for i in picked],

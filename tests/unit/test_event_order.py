@@ -31,7 +31,7 @@ from streamer.engine import (
     source_of,
 )
 from streamer.errors import DriftgateError
-from streamer.event_order import IDLE_LATENESS_S, NO_LABELS, Chunk, EventOrder
+from streamer.event_order import IDLE_LATENESS_S, NO_LABELS, Chunk, EventOrder, Labels
 from streamer.service import QUIET_INPUT_S, Service
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
 
@@ -277,6 +277,37 @@ def test_any_interleaving_releases_the_events_sorted_by_time_and_id(events, seed
     released += _released(order, final=True)
     assert released == [r[1] for r in sorted(rows)]
     assert order.late == 0 and order.buffered == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 12), st.data())
+def test_taking_rows_gathers_them_whether_or_not_they_are_a_run(n, data) -> None:
+    """take() slices a run of consecutive rows (what a merge of ordered events takes) and
+    gathers any other rows: either way, each column holds the rows asked for."""
+    run = st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda b: list(range(min(b), max(b))))
+    anything = st.lists(st.integers(0, n - 1), max_size=2 * n) if n else st.just([])
+    rows = data.draw(st.one_of(run, anything))
+    index = np.asarray(rows, dtype=np.intp)
+    ids = [f"e{i}" for i in range(n)]
+    values = np.arange(n, dtype=np.float64) * 1.5
+    batch = PredictionBatch(
+        ts=values,
+        score=values / 100,
+        model_version=[f"v{i % 2}" for i in range(n)],
+        cohorts={"region": [f"r{i}" for i in range(n)]},
+        features={"x": list(range(n)), "y": [None] * n},
+        event_id=ids,
+    ).take(index)
+    assert list(batch.event_id) == [ids[i] for i in rows]
+    assert batch.ts.tolist() == [values[i] for i in rows]
+    assert list(batch.cohorts["region"]) == [f"r{i}" for i in rows]
+    assert list(batch.features["x"]) == rows and list(batch.model_version) == [
+        f"v{i % 2}" for i in rows
+    ]
+    labels = Labels(ids, values, values / 10, ["s"] * n, np.arange(n) % 3 == 0).take(index)
+    assert list(labels.event_id) == [ids[i] for i in rows]
+    assert labels.label.tolist() == [values[i] / 10 for i in rows]
+    assert labels.override.tolist() == [i % 3 == 0 for i in rows]
 
 
 class _Source:
