@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from through_kafka import replay, through_kafka  # noqa: E402  (benchmarks/, beside this file)
 
 from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  # noqa: E402
 from evaluation.simulate.calendar import expected_events  # noqa: E402
@@ -61,49 +61,6 @@ def show(decision: dict, start_ts: float) -> str:
         f"{hours:6.1f} h {day}  {decision['action']:<12} {decision['cause']:<18} "
         f"{scope['feature']} {scope['cohort'] or ''} {decision.get('phase', '')}"
     )
-
-
-def through_kafka(
-    records: Iterable[dict],
-    replayed: list[bytes],
-    partitions: int,
-    members: int,
-    work: Path,
-    start_ts: float,
-) -> None:
-    """Produce the records keyed by event id, read them with ``members`` ``driftgate run``
-    processes and compare what they decide with the replay's decisions."""
-    from streamer.broker import EmbeddedBroker
-    from tests.support import (
-        final_state,
-        produce_log,
-        read_decisions,
-        run_env,
-        start_run,
-        verdicts,
-    )
-
-    started = time.perf_counter()
-    with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        topics = {name: f"cycles-{name}" for name in ("predictions", "feedback")}
-        produce_log(broker.bootstrap_servers, topics, records, partitions, keyed=True)
-        env = run_env(broker.bootstrap_servers, topics, "cycles", work / "state")
-        logs = [work / f"member-{k}.log" for k in range(members)]
-        runs = [start_run(env, log, "--exit-when-idle", "10") for log in logs]
-        codes = [run.wait() for run in runs]
-        decided = read_decisions(broker.bootstrap_servers, "cycles-decisions", "cycles-group")
-    late = final_state(work / "state", "cycles-group", topics["predictions"]).order.late
-    unique = list({d["decision_id"]: d for d in decided}.values())
-    expected = [orjson.loads(line) for line in replayed]
-    same = verdicts(unique) == verdicts(expected) and len(unique) == len(expected)
-    print(
-        f"through Kafka ({partitions} partitions keyed by event id, {members} members, exit "
-        f"codes {codes}, {time.perf_counter() - started:.0f} s, {late:,} events late): "
-        f"{len(unique)} decisions, "
-        + ("the same as the replay's" if same else "NOT the same as the replay's")
-    )
-    for decision in [] if same else unique:
-        print("  through Kafka:", show(decision, start_ts))
 
 
 def main() -> None:
@@ -138,22 +95,17 @@ def main() -> None:
     if args.shift_at_h is not None:
         incidents.append(amount_shift(events_in(args.shift_at_h), args.shift))
     with tempfile.TemporaryDirectory() as tmp:
-        stream, decisions = Path(tmp) / "stream.jsonl", Path(tmp) / "decisions.jsonl"
+        stream = Path(tmp) / "stream.jsonl"
         write_replay(stream, generate(spec, n, seed=args.seed, incidents=incidents))
-        command = [sys.executable, "-m", "streamer.cli", "replay", str(stream)]
-        subprocess.run(
-            [*command, "--decisions", str(decisions)],
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        lines = decisions.read_bytes().splitlines()
+        lines = replay(stream, Path(tmp) / "decisions.jsonl")
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if args.kafka:
-            with stream.open("rb") as replay:
-                records = map(orjson.loads, replay)
-                through_kafka(records, lines, args.kafka, args.members, Path(tmp), spec.start_ts)
+            with stream.open("rb") as records:
+                differing = through_kafka(
+                    map(orjson.loads, records), lines, args.kafka, args.members, Path(tmp)
+                )
+            for decision in differing or []:
+                print("  through Kafka:", show(decision, spec.start_ts))
     print(
         f"{n:,} predictions, {args.days:g} days at {args.rate:g}/s, cycle {args.cycle:g}, "
         f"weekends {args.weekend_shift:+g} sd at {args.weekend_volume:g}x, "

@@ -3,6 +3,7 @@ embedded broker, and the readers of what they publish. (Fixtures live in conftes
 
 from __future__ import annotations
 
+import csv
 import gzip
 import itertools
 import math
@@ -382,6 +383,41 @@ WEATHER = REAL / "weather_noaa" / "weather.csv.gz"
 def open_csv(path: Path) -> TextIO:
     """The decompressed text of one of the files above, ready for ``csv.reader``."""
     return gzip.open(path, "rt", encoding="utf-8", newline="")
+
+
+# Each real stream as predictions: its file, its model's name and its column names (None:
+# the CSV's header).
+REAL_STREAMS: dict[str, tuple[Path, str, list[str] | None]] = {
+    "elec2": (ELEC2, "electricity", None),
+    "insects": (
+        INSECTS,
+        "INSECTS_gradual_balanced_24150",
+        [f"f{i:02d}" for i in range(33)] + ["class"],
+    ),
+    "weather": (WEATHER, "weather", None),
+}
+
+
+def write_real_stream(name: str, out: Path) -> None:
+    """A replay file of one of REAL_STREAMS: one prediction a minute, every column but the
+    class a feature, no labels."""
+    source, model, names = REAL_STREAMS[name]
+    with open_csv(source) as rows, out.open("wb") as sink:
+        reader = csv.reader(rows)
+        header = names or next(reader)
+        for i, row in enumerate(reader):
+            values = dict(zip(header, row))
+            values.pop("class", None)
+            values.pop("target", None)
+            event = {
+                "event_id": f"e{i}",
+                "ts": 1_600_000_000.0 + 60.0 * i,
+                "model": model,
+                "model_version": "v1",
+                "features": {k: float(v) for k, v in values.items()},
+                "score": 0.5,
+            }
+            sink.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
 
 
 def sample_decision(**overrides: object) -> Decision:

@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
-import orjson
 import pytest
 
-from tests.support import ELEC2, INSECTS, WEATHER, open_csv, replay_service
+from tests.support import replay_service, write_real_stream
 
 pytestmark = pytest.mark.slow
 
 
-def _stream(source: Path, model: str, out: Path, names: list[str] | None) -> None:
-    with open_csv(source) as rows, out.open("wb") as sink:
-        reader = csv.reader(rows)
-        header = names or next(reader)
-        for i, row in enumerate(reader):
-            values = dict(zip(header, row))
-            values.pop("class", None)
-            values.pop("target", None)
-            event = {
-                "event_id": f"e{i}",
-                "ts": 1_600_000_000.0 + 60.0 * i,
-                "model": model,
-                "model_version": "v1",
-                "features": {k: float(v) for k, v in values.items()},
-                "score": 0.5,
-            }
-            sink.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
-
-
 def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
     """The temperature change scales wing-beat features: the world moved, no unit did."""
-    _stream(
-        INSECTS,
-        "INSECTS_gradual_balanced_24150",
-        tmp_path / "insects.jsonl",
-        [f"f{i:02d}" for i in range(33)] + ["class"],
-    )
+    write_real_stream("insects", tmp_path / "insects.jsonl")
     _, decisions = replay_service(tmp_path / "insects.jsonl", tmp_path / "d.jsonl")
     # Wing-beat features drift gradually: some cross the threshold for a window or two and
     # fall back (informational transient holds) before the change persists.
@@ -54,7 +26,7 @@ def test_insects_temperature_change_is_drift_not_an_upstream_fault(tmp_path):
 
 
 def test_weather_seasons_raise_no_upstream_fault(tmp_path):
-    _stream(WEATHER, "weather", tmp_path / "weather.jsonl", None)
+    write_real_stream("weather", tmp_path / "weather.jsonl")
     _, decisions = replay_service(tmp_path / "weather.jsonl", tmp_path / "d.jsonl")
     actions = [d for d in decisions if d.cause != "transient_shift"]
     assert all(d.cause == "covariate_drift" for d in actions), [d.to_dict() for d in decisions]
@@ -66,7 +38,7 @@ def test_elec2_signals_that_come_to_life_are_reported_once_and_never_as_retrain(
     and vary after that: the reference knows them constant, so their coming to life is
     one change of three features at once, and nothing here is a retraining order (there
     are no labels)."""
-    _stream(ELEC2, "electricity", tmp_path / "elec2.jsonl", None)
+    write_real_stream("elec2", tmp_path / "elec2.jsonl")
     _, decisions = replay_service(tmp_path / "elec2.jsonl", tmp_path / "d.jsonl")
     assert {d.action for d in decisions} <= {"investigate", "hold"}, [
         d.to_dict() for d in decisions
