@@ -171,7 +171,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
     order = segment_order(flat_scopes)
     slots = slot_of(reference.ts) if seasonal else None
     presence = {
-        name: sum(v is not None for v in values) for name, values in reference.features.items()
+        name: len(values) - values.count(None) for name, values in reference.features.items()
     }
     ranked = sorted(presence, key=lambda k: (-presence[k], k))[: config.max_features]
     features = {}
@@ -233,12 +233,17 @@ def _fit_feature(
 
 def infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:
     """Categorical bins for a feature of mostly strings, numeric ones otherwise."""
-    numbers = sum(1 for v in values if isinstance(v, int | float))
-    strings = sum(1 for v in values if isinstance(v, str))
-    if strings > numbers:
+    # Their types counted in one C-level pass: a wide model's reference holds millions.
+    types = Counter(map(type, values))
+    if _instances(types, str) > _instances(types, int, float):
         return CategoricalBins.from_reference(values, config.max_categories)
     column, _ = numeric_column(values)
     return NumericBins.from_reference(column, config.numeric_bins)
+
+
+def _instances(types: Counter[type], *kinds: type) -> int:
+    """How many of the values whose ``types`` were counted are instances of ``kinds``."""
+    return sum(n for kind, n in types.items() if issubclass(kind, kinds))
 
 
 def _dimensions(reference: PredictionBatch, config: MonitorConfig) -> list[Dimension]:
