@@ -72,12 +72,14 @@ def engine_rate(path: Path) -> tuple[float, int, int]:
     return monitor.events / spent, monitor.events, decisions
 
 
-def replay_rate(path: Path, predictions: int) -> tuple[float, float]:
+def replay_rate(path: Path, predictions: int, checkout: Path = ROOT) -> tuple[float, float]:
+    """``driftgate replay`` of the file by the code of ``checkout``: predictions/s, and
+    the peak RSS of the largest child process so far."""
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "streamer.cli", "replay", str(path), "--decisions", "/dev/null"],
         check=True,
-        cwd=ROOT,
+        cwd=checkout,
         stderr=subprocess.DEVNULL,
     )
     elapsed = time.perf_counter() - started

@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import write_stream  # noqa: E402  (benchmarks/, beside this file)
+from engine import replay_rate, write_stream  # noqa: E402  (benchmarks/, beside this file)
 
 
 def write_wide_stream(path: Path, events: int, seed: int = 1) -> None:
@@ -53,18 +52,6 @@ def write_wide_stream(path: Path, events: int, seed: int = 1) -> None:
             out.write(orjson.dumps({"topic": "predictions", "value": event}) + b"\n")
 
 
-def replay_rate(checkout: Path, stream: Path, events: int) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "streamer.cli", "replay", str(stream), "--decisions", "/dev/null"],
-        cwd=checkout,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return events / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare with")
@@ -83,8 +70,8 @@ def main() -> None:
             (write_stream if args.stream == "default" else write_wide_stream)(stream, events)
             rates: dict[str, list[float]] = {"base": [], "this": []}
             for _ in range(args.pairs):
-                rates["base"].append(replay_rate(base, stream, events))
-                rates["this"].append(replay_rate(ROOT, stream, events))
+                rates["base"].append(replay_rate(stream, events, base)[0])
+                rates["this"].append(replay_rate(stream, events)[0])
                 print(f"{args.base}: {rates['base'][-1]:,.0f}/s   this: {rates['this'][-1]:,.0f}/s")
         finally:
             subprocess.run([*git, "worktree", "remove", "--force", str(base)], check=True)
