@@ -34,8 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from through_kafka import replay, through_kafka  # noqa: E402  (benchmarks/, beside this file)
-
+from benchmarks.through_kafka import replay, through_kafka  # noqa: E402
 from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  # noqa: E402
 from evaluation.simulate.calendar import expected_events  # noqa: E402
 

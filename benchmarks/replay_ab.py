@@ -28,7 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import replay_rate, write_stream  # noqa: E402  (benchmarks/, beside this file)
+from benchmarks.engine import replay_rate, write_stream  # noqa: E402
 
 
 def write_wide_stream(path: Path, events: int, seed: int = 1) -> None:
