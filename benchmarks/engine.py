@@ -72,17 +72,24 @@ def engine_rate(path: Path) -> tuple[float, int, int]:
     return monitor.events / spent, monitor.events, decisions
 
 
+def timed_replay(path: Path, decisions: Path = Path("/dev/null"), checkout: Path = ROOT) -> float:
+    """Seconds ``driftgate replay`` of the file takes as a child process, run by the code
+    of ``checkout``, its decisions written to ``decisions``."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "replay", str(path), "--decisions", str(decisions)],
+        check=True,
+        cwd=checkout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
 def replay_rate(path: Path, predictions: int, checkout: Path = ROOT) -> tuple[float, float]:
     """``driftgate replay`` of the file by the code of ``checkout``: predictions/s, and
     the peak RSS of the largest child process so far."""
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "streamer.cli", "replay", str(path), "--decisions", "/dev/null"],
-        check=True,
-        cwd=checkout,
-        stderr=subprocess.DEVNULL,
-    )
-    elapsed = time.perf_counter() - started
+    elapsed = timed_replay(path, checkout=checkout)
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return predictions / elapsed, peak_mib
 

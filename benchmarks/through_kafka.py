@@ -15,7 +15,6 @@ decision ids, each counted once.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,19 +26,13 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.engine import timed_replay  # noqa: E402
 from tests.support import REAL_STREAMS, write_real_stream  # noqa: E402
 
 
 def replay(stream: Path, decisions: Path) -> list[bytes]:
     """The decisions of ``driftgate replay``, one JSON line each."""
-    command = [sys.executable, "-m", "streamer.cli", "replay", str(stream)]
-    subprocess.run(
-        [*command, "--decisions", str(decisions)],
-        cwd=ROOT,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    timed_replay(stream, decisions)
     return decisions.read_bytes().splitlines()
 
 

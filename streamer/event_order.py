@@ -66,18 +66,22 @@ class Labels:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def slice(self, start: int, stop: int) -> Labels:
+        if start == 0 and stop >= len(self):
+            return self
+        return Labels(
+            self.event_id[start:stop],
+            self.ts[start:stop],
+            self.label[start:stop],
+            self.source[start:stop],
+            self.override[start:stop],
+        )
+
     def take(self, rows: IndexArray) -> Labels:
+        """The given rows, in the given order (an event-time merge reorders a batch)."""
         run = as_run(rows)
         if run is not None:
-            if run == slice(0, len(self)):
-                return self
-            return Labels(
-                self.event_id[run],
-                self.ts[run],
-                self.label[run],
-                self.source[run],
-                self.override[run],
-            )
+            return self.slice(run.start, run.stop)
         picked = rows.tolist()
         return Labels(
             [self.event_id[i] for i in picked],
