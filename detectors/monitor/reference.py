@@ -257,6 +257,5 @@ def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> 
     """Reference quantiles per scope, from a mergeable sketch (1% relative error)."""
     sketch = NumericSketch(n_scopes)
     sketch.update(values, scopes)
-    return np.array(
-        [[sketch.quantile(scope, float(q)) for q in QUANTILE_PROBS] for scope in range(n_scopes)]
-    )
+    probs = np.asarray(QUANTILE_PROBS, dtype=np.float64)
+    return np.array([sketch.quantiles(scope, probs) for scope in range(n_scopes)])

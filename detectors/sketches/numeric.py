@@ -206,19 +206,28 @@ class NumericSketch:
 
     def quantile(self, scope: int, q: float) -> float:
         """Rank-q value (see class docstring for the rank definition and error bound)."""
-        s = check_scope(scope, self._n_scopes)
-        if not is_real(q) or not 0.0 <= float(q) <= 1.0:
+        if not is_real(q):
             raise ValueError(f"q must be in [0, 1], got {q!r}")
-        low, high = float(self._moments.min[s]), float(self._moments.max[s])
+        return float(self.quantiles(scope, np.array([float(q)]))[0])
+
+    def quantiles(self, scope: int, probs: FloatArray) -> FloatArray:
+        """The scope's rank-q values at every q of ``probs``, from one pass over its
+        buckets (NaN for an empty scope)."""
+        s = check_scope(scope, self._n_scopes)
+        probs = np.asarray(probs, dtype=np.float64)
+        if not bool(np.all((probs >= 0.0) & (probs <= 1.0))):
+            raise ValueError(f"q must be in [0, 1], got {probs.tolist()!r}")
         n = int(self._moments.count[s])
         if n == 0:
-            return math.nan
-        rank = float(q) * (n - 1)
-        if math.floor(rank) == 0:  # rank-0 / rank-(n-1) values are known exactly
-            return low
-        if math.floor(rank) == n - 1:
-            return high
-        return min(max(self._buckets.value_at_rank(s, rank), low), high)
+            return np.full(probs.shape, np.nan)
+        low, high = float(self._moments.min[s]), float(self._moments.max[s])
+        ranks = probs * (n - 1)
+        floors = np.floor(ranks)
+        # rank-0 / rank-(n-1) values are known exactly
+        out = np.clip(self._buckets.values_at_ranks(s, ranks), low, high)
+        out[floors == 0] = low
+        out[floors == n - 1] = high
+        return out
 
     def __eq__(self, other: object) -> bool:
         """Exact state equality (configuration, counts, moments, extremes and buckets)."""

@@ -84,5 +84,5 @@ class RescalePool:
         for i, scope in enumerate(wanted.tolist()):
             sketch = self._sketches.get(scope)
             if sketch is not None and sketch.count(part):
-                out[i] = [sketch.quantile(part, float(p)) for p in probs]
+                out[i] = sketch.quantiles(part, probs)
         return out
