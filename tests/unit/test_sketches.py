@@ -175,6 +175,8 @@ def test_quantile_error_bound_property(values: list[float], alpha: float, qs: li
         assert within_alpha(est, true_quantile(x, q), alpha)
         assert x.min() <= est <= x.max()
     assert estimates == sorted(estimates)  # monotone in q
+    # all q's in one pass over the buckets answer as one at a time
+    assert sk.quantiles(0, np.array(sorted(qs))).tolist() == estimates
 
 
 # ----------------------------------------------------------------------------------------------
