@@ -21,9 +21,18 @@ feed) until the day is in the reference, and then judged against the same hours.
 whose first window differs from the window before it as much as a drift would (a step:
 the time of day takes hours to move that far) counts at once, however long its scope or
 the population was not calm (a cohort's drift leaks into the population). A cycle
-steeper than that (the log-mean of a lognormal feature swinging by about one standard
-deviation either way over the day: 0.8 passes, 1.2 does not) is still reported on its
-first day (tests/unit/test_first_day.py).
+steeper than that (at 5 predictions/s, the log-mean of a lognormal feature swinging by
+1.4 standard deviations either way over the day passes, 1.6 does not) is still reported
+on its first day (tests/unit/test_first_day.py).
+
+Speed shows only in windows short against ``SLOW_ONSET_S``. A scope whose windows span
+more than a third of it at the reference's rates (the population's ``window_events`` below
+1.67 predictions/s by default, a small cohort's carried over until it holds
+``min_window_events``) goes from calm to drifted in one or two windows on the time of day
+alone, and a cycle's window differs from the one before it as a step's does. Such a scope
+is *blind* on the first day: every streak in it is deferred, a step's too, until the day
+is in the reference, as a slower stream's whole-day reference makes it wait for its day.
+A frozen or renamed feed, and a rescale by a factor no cycle takes, are not deferred.
 
 A feature already reported drifting keeps the reference it drifted from: the day's
 sample holds the drift too, and would hide it. A real change that began during the first
@@ -57,6 +66,10 @@ SLOW_ONSET_S = 3_600.0
 # window of a cycle under way looks calm by chance rarely; a step's window before it is
 # calm nine times in ten, and the one before that is looked at otherwise.
 CALM_PVALUE = 0.1
+# The test of speed needs this many windows within SLOW_ONSET_S to tell a ramp of an hour
+# from a step: with longer windows, the time of day moves a window from calm to drifted
+# in one or two of them.
+WINDOWS_PER_ONSET = 3
 
 
 class FirstDay:
@@ -81,6 +94,8 @@ class FirstDay:
         self._calm_end = {name: np.full(n_scopes, end) for name in reference.features}
         self._streak_start = {name: np.full(n_scopes, np.nan) for name in reference.features}
         self._deferred = {name: np.zeros(n_scopes, dtype=bool) for name in reference.features}
+        # Per scope: windows too long for the test of speed.
+        self.blind = window_spans_s(reference, config) > SLOW_ONSET_S / WINDOWS_PER_ONSET
 
     @staticmethod
     def needed(reference: Reference, config: MonitorConfig, pinned: bool) -> bool:
@@ -128,7 +143,7 @@ class FirstDay:
             # drifted: two windows' time is never slow.
             limit = np.maximum(SLOW_ONSET_S, 2 * (window_end - window_start))
             slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
-            deferred[begins] = slow[begins] & ~self._stepped(state, begins)[begins]
+            deferred[begins] = (self.blind | slow & ~self._stepped(state, begins))[begins]
             counted[i] &= ~deferred
             verdicts[i] = without_mild_rescales(verdicts[i], judged & deferred)
         return counted
@@ -171,6 +186,16 @@ class FirstDay:
         slots = np.zeros((SLOTS, *hourly.shape[1:]), dtype=hourly.dtype)
         slots[hours + HOURS * is_weekend(began)] = hourly
         return slots
+
+
+def window_spans_s(reference: Reference, config: MonitorConfig) -> FloatArray:
+    """How much event time each scope's window spans at the reference's rates: the
+    population's, or a cohort's carried over until it holds min_window_events."""
+    span = float(reference.batch.ts.max() - reference.batch.ts.min())
+    per_event = span / max(1, len(reference.batch) - 1)
+    population = config.window_s if config.window_s > 0 else config.window_events * per_event
+    cohort = config.min_window_events * span / np.maximum(reference.scope_events, 1)
+    return np.maximum(population, cohort)
 
 
 def without_mild_rescales(

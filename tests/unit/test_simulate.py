@@ -376,7 +376,7 @@ def test_integer_feature_stays_integer_after_shift() -> None:
 # --- scenarios and files -----------------------------------------------------------------
 
 
-CYCLES = ("daily_cycle_5_per_s", "daily_cycle_50_per_s", "weekly_cycle")
+CYCLES = ("daily_cycle_5_per_s", "daily_cycle_50_per_s", "weekly_cycle", "weekly_cycle_1_per_s")
 
 
 def test_scenarios() -> None:
