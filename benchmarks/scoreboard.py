@@ -443,7 +443,7 @@ def targets(runs: Sequence[Run]) -> list[tuple[str, str, bool]]:
     on_cycle = [
         res.delay_events
         for s in scores
-        if s.truth.scenario == "shift_on_daily_cycle"
+        if s.truth.scenario in ("shift_on_daily_cycle", "shift_on_weekly_cycle")
         for res in s.results
     ]
     slowest = None if None in on_cycle or not on_cycle else max(on_cycle)

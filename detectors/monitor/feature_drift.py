@@ -227,6 +227,7 @@ class FeatureDrift:
                 float(health.rescale_factor[scope]),
                 bool(self.drift.open[scope]),
                 self.rescale_step[scope],
+                by_hour=self.reference_hourly is not None,
             ):
                 upstream_now[scope] = False
         # A window with too few of a sparse feature's values says nothing of its drift.

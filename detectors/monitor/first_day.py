@@ -34,8 +34,9 @@ is *blind* on the first day: every streak in it is deferred, a step's too, until
 is in the reference, as a slower stream's whole-day reference makes it wait for its day.
 A frozen or renamed feed, and a rescale by a factor no cycle takes, are not deferred.
 
-A feature already reported drifting keeps the reference it drifted from: the day's
-sample holds the drift too, and would hide it. A real change that began during the first
+A feature reported drifting or broken since the sampling began keeps the reference it
+drifted from (``FirstWeek.reported``): the day's sample holds the change too, and would
+hide it. A real change that began during the first
 day but was not reported yet is in the hours of the sample after its onset only: the
 next day's windows at the hours before it are compared with hours that did not have it,
 and show it.
@@ -44,7 +45,7 @@ and show it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -160,14 +161,20 @@ class FirstDay:
         stepped[scopes] = jump & (g_test(before, now)[1] < config.alpha)
         return stepped
 
-    def make_seasonal(self, features: Mapping[str, FeatureDrift], window: ScopeWindows) -> bool:
-        """Give the features that follow the hour (and are not drifting) their hourly
-        reference, and have ``window`` count its hours; True when any does. Called as a
-        window closes: the next is the first compared with the same hours (the closing
-        one counted no hours and is compared as before)."""
+    def make_seasonal(
+        self,
+        features: Mapping[str, FeatureDrift],
+        window: ScopeWindows,
+        reported: Collection[str],
+    ) -> bool:
+        """Give the features that follow the hour (and were not ``reported`` drifting or
+        broken since the day began) their hourly reference, and have ``window`` count its
+        hours; True when any does. Called as a window closes: the next is the first
+        compared with the same hours (the closing one counted no hours and is compared
+        as before)."""
         config = self.config
         for state in features.values():
-            if state.drifting or state.reference_hourly is not None:
+            if state.name in reported or state.reference_hourly is not None:
                 continue
             hourly = self.sample.hourly(state.name, state.bins.n_bins)
             if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):

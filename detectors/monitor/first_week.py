@@ -77,6 +77,10 @@ class FirstWeek:
             for name, state in reference.features.items()
         }
         self._streak_start = {name: np.full(n_scopes, np.nan) for name in features}
+        # Features reported drifting or broken since the sampling began: their samples
+        # hold the change from its onset, and would make it look normal at those hours
+        # even after the condition was handed on or cleared, so they keep their reference.
+        self.reported: set[str] = set()
         self.add(reference.batch.ts, reference.rows, reference.row_bins)
         # The whole days given to the features so far: the first is the first day's
         # (the slow stream's reference, or FirstDay's sample).
@@ -124,16 +128,21 @@ class FirstWeek:
         """A feature's sampled counts per (slot, scope, bin)."""
         return np.concatenate([sample.hourly(name, n_bins) for sample in self.samples])
 
+    def note_reported(self, features: Mapping[str, FeatureDrift]) -> None:
+        """Remember the features with a condition open (called at every window close: a
+        reported condition stays open for resolve_windows windows at least)."""
+        self.reported |= reported_now(features)
+
     def update(self, features: Mapping[str, FeatureDrift], window: ScopeWindows) -> bool:
         """At the first window close after a whole day more: give the features that follow
-        the time (and are not drifting) the sample's slots, and have ``window`` count its
+        the time (and were not reported) the sample's slots, and have ``window`` count its
         slots; True when any feature is compared by the slot."""
         days = self._whole_days()
         if days > self.days:
             self.days = days
             config = self.config
             for state in features.values():
-                if state.drifting:
+                if state.name in self.reported:
                     continue
                 slots = self.slots(state.name, state.bins.n_bins)
                 if state.reference_hourly is not None or has_cycle(
@@ -275,3 +284,8 @@ def boundary_steps(counts: IntArray, weekend: BoolArray, min_events: int) -> Flo
             expected = trend / trend.sum() * effective
             pvalues.append(float(g_test(expected[None, :], counts[tested][None, :])[1][0]))
     return np.asarray(pvalues, dtype=np.float64)
+
+
+def reported_now(features: Mapping[str, FeatureDrift]) -> set[str]:
+    """The features with a condition reported and open: drifting or broken."""
+    return {name for name, state in features.items() if state.drifting or state.broken}

@@ -35,7 +35,7 @@ from detectors.monitor.config import MonitorConfig
 from detectors.monitor.deployment import DeploymentWatch
 from detectors.monitor.feature_drift import FeatureDrift, upstream_checks, window_statistics
 from detectors.monitor.first_day import FirstDay
-from detectors.monitor.first_week import FirstWeek
+from detectors.monitor.first_week import FirstWeek, reported_now
 from detectors.monitor.input_decisions import InputDecisions, grouped
 from detectors.monitor.outcome_monitor import OutcomeMonitor
 from detectors.monitor.reference import ReferenceCollector, fit_reference
@@ -334,8 +334,13 @@ class ModelMonitor:
         assert self.deployments is not None
         self._clock.restart()
         self.windows += 1
+        if self._first_week is not None:
+            self._first_week.note_reported(self.features)
         if self._first_day is not None and self._first_day.complete:
-            self.seasonal = self._first_day.make_seasonal(self.features, self._window)
+            # A checkpoint of state format 1 samples no first week.
+            week = self._first_week
+            reported = week.reported if week else reported_now(self.features)
+            self.seasonal = self._first_day.make_seasonal(self.features, self._window, reported)
             self._first_day = None
         if self._first_week is not None:
             self.seasonal = self._first_week.update(self.features, self._window)

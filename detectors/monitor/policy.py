@@ -178,7 +178,11 @@ def drift_hit(drifted: BoolArray, broken: BoolArray) -> BoolArray:
 
 
 def rescale_is_upstream(
-    window_factors: Sequence[float], factor: float, drifting: bool, step: bool
+    window_factors: Sequence[float],
+    factor: float,
+    drifting: bool,
+    step: bool,
+    by_hour: bool = False,
 ) -> bool:
     """Whether a scope that looks rescaled by ``factor`` (estimated on the windows pooled
     since its condition started, each of which had its own factor in ``window_factors``)
@@ -188,9 +192,17 @@ def rescale_is_upstream(
     in a confirmed drift, or one that slid into the factor, that then looks mildly scaled
     is that drift going on (the peak of a multiplicative daily cycle the reference did
     not cover is a steady factor of 1.6 for an hour, reached over hours, and no reason
-    to fix the feed). A factor of 1,000 is not something the world drifts into."""
+    to fix the feed). A factor of 1,000 is not something the world drifts into.
+
+    A feature compared ``by_hour`` has its factor measured against the quantiles of the
+    whole reference, not of the same hours: the hour alone makes a mild factor (with an
+    offset that can match a conversion), and a weekend's evening against a weekday
+    morning's reference is a steady 3.4x (docs/detection.md). There only a step outside
+    a drift to a factor beyond mild is a broken feed."""
     if not _steady(window_factors):
         return False
+    if by_hour:
+        return step and not drifting and not mild_factor(factor)
     return not ((drifting or not step) and mild_factor(factor))
 
 

@@ -253,6 +253,26 @@ def _shift_on_daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     return spec, [incident]
 
 
+def _shift_on_weekly_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
+    # Four days of the weekly pattern at 2/s from a Friday at 08:00: the amount moves by
+    # half a standard deviation on the first Sunday at 10:00, while the first week is
+    # sampled and the weekend's hours are compared with the Saturday's.
+    spec, _ = _cycle_at(2.0, weekend_shift=0.3, weekend_volume=0.7)(n_events)
+
+    def events_in(hours: float) -> int:
+        return expected_events(spec.start_ts, hours * 3_600, 2.0, spec.weekend_volume)
+
+    incident = Incident(
+        name="amount_shift_on_weekend",
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=n_events * events_in(50) // events_in(96),
+        magnitude=0.5,
+    )
+    return spec, [incident]
+
+
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     "stationary": _stationary,
     "covariate_shift": _covariate_shift,
@@ -283,6 +303,7 @@ SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {
     # Windows of 33 minutes: too long for the first day's test of speed.
     "weekly_cycle_1_per_s": _cycle_at(1.0, weekend_shift=0.3, weekend_volume=0.7),
     "shift_on_daily_cycle": _shift_on_daily_cycle,
+    "shift_on_weekly_cycle": _shift_on_weekly_cycle,
 }
 
 # Streams defined by their rate and duration rather than their length: hours of event time.
@@ -292,6 +313,7 @@ DURATION_HOURS: dict[str, float] = {
     "weekly_cycle": 28 * 24,
     "weekly_cycle_1_per_s": 4 * 24,
     "shift_on_daily_cycle": 2 * 24,
+    "shift_on_weekly_cycle": 4 * 24,
 }
 
 

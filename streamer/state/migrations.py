@@ -10,7 +10,7 @@ version that wrote them. ``MIGRATIONS[n]`` turns version n into n + 1;
             fields.setdefault("incidents", ["list", new_id(tree), []])
         return tree
 
-    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 3
+    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 4
 
 A change to a class whose state is checkpointed (a new attribute, a renamed one) needs
 one, and tests/fixtures/checkpoint-v1.ckpt, restored by tests/unit/test_state_fixture.py,
@@ -26,7 +26,7 @@ import numpy as np
 
 from streamer.state.codec import not_a_checkpoint
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 Migration = Callable[[Any], Any]
 
@@ -54,6 +54,24 @@ def migrate_2_to_3(tree: Any) -> Any:
     return tree
 
 
+def migrate_3_to_4(tree: Any) -> Any:
+    """The first week remembers the features reported since it began, which keep their
+    reference (detectors.monitor.first_week): none is known before. The first day knows
+    the scopes whose windows are too long for its test of speed (``blind``,
+    detectors.monitor.first_day): a first day begun before keeps the test on all."""
+    for fields in records_of(tree, "detectors.monitor.first_week.FirstWeek"):
+        fields.setdefault("reported", ["set", new_id(tree), []])
+    for fields in records_of(tree, "detectors.monitor.first_day.FirstDay"):
+        sample = fields.get("sample")
+        if type(sample) is not list or len(sample) != 4 or type(sample[3]) is not dict:
+            raise not_a_checkpoint("a first day without its sample")
+        n_scopes = sample[3].get("n_scopes")
+        if type(n_scopes) is not int or n_scopes < 1:
+            raise not_a_checkpoint("a first day's sample without its scopes")
+        fields.setdefault("blind", ["nd", new_id(tree), "|b1", [n_scopes], bytes(n_scopes)])
+    return tree
+
+
 def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) -> None:
     """Apply ``change`` to the array record of field ``name``, if it holds one."""
     record = fields.get(name)
@@ -66,7 +84,7 @@ def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) ->
     fields[name] = ["nd", ref, dtype, list(array.shape), array.astype(dtype).tobytes()]
 
 
-MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2, 2: migrate_2_to_3}
+MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2, 2: migrate_2_to_3, 3: migrate_3_to_4}
 
 
 def migrate(

@@ -27,6 +27,7 @@ REDUCED_HOURS = {
     "weekly_cycle": 96,
     "weekly_cycle_1_per_s": 96,
     "shift_on_daily_cycle": 48,
+    "shift_on_weekly_cycle": 96,
 }
 
 

@@ -80,3 +80,22 @@ def test_a_rescale_is_upstream_only_with_one_factor(
     window_factors: list[float], factor: float, drifting: bool, step: bool, upstream: bool
 ) -> None:
     assert rescale_is_upstream(window_factors, factor, drifting, step) is upstream
+
+
+@pytest.mark.parametrize(
+    ("factor", "drifting", "step", "upstream"),
+    [
+        (1000.0, False, True, True),
+        (3.4, False, True, True),
+        (3.4, True, True, False),  # against the whole reference's quantiles, not the hour's
+        (3.4, False, False, False),
+        (1.8, False, True, False),  # the hour alone makes a mild factor
+    ],
+)
+def test_compared_by_the_hour_a_rescale_is_upstream_only_as_a_step_beyond_mild(
+    factor: float, drifting: bool, step: bool, upstream: bool
+) -> None:
+    factors = [factor] * 3
+    assert rescale_is_upstream(factors, factor, drifting, step, by_hour=True) is upstream
+    # what the same verdict is on a feature compared with its whole reference
+    assert rescale_is_upstream(factors, factor, drifting, step) is (step or factor > 3.2)

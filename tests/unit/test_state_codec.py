@@ -3,6 +3,7 @@ a round trip, and nothing but validated records of allowed classes is ever built
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -18,6 +19,8 @@ import msgpack
 import numpy as np
 import pytest
 
+from detectors.monitor import ModelMonitor
+from detectors.monitor.config import MonitorConfig
 from detectors.score_change import ScopedADWIN
 from streamer.checkpoint_directory import CheckpointDirectory
 from streamer.checkpoint_format import FORMAT, MAGIC, decode, encode
@@ -26,7 +29,13 @@ from streamer.state.codec import Decoder, Encoder
 from streamer.state.migrations import STATE_VERSION, migrate, new_id, records_of
 from streamer.state.payload import dumps, loads
 from streamer.state.registry import REGISTRY
-from tests.support import fingerprint_of, run_batches, scenario_records, small_engine
+from tests.support import (
+    amount_batch,
+    fingerprint_of,
+    run_batches,
+    scenario_records,
+    small_engine,
+)
 
 # Labels, cohorts, a deployment and upstream faults: every part of a monitor in use.
 SCENARIO = ["concept", "cohort_concept", "deployment_regression", "frozen", "rescaled"]
@@ -348,3 +357,19 @@ def _paths(value: Any, at: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if isinstance(item, (list, dict)):
             out.extend(_paths(item, (*at, key)))
     return out
+
+
+def test_state_format_3_gains_the_first_weeks_reported_and_the_first_days_blind() -> None:
+    # One prediction a second, 20,000 of them: the first day and week are being sampled.
+    monitor = ModelMonitor("m", MonitorConfig())
+    monitor.update(amount_batch(np.arange(20_000, dtype=float), np.full(20_000, 3.0)))
+    assert monitor._first_day is not None and monitor._first_day.blind.all()
+    tree = Encoder(REGISTRY).encode(monitor)
+    (week,) = records_of(tree, "detectors.monitor.first_week.FirstWeek")
+    (day,) = records_of(tree, "detectors.monitor.first_day.FirstDay")
+    del week["reported"], day["blind"]  # as state format 3 wrote them
+    before = Decoder(REGISTRY).decode(copy.deepcopy(tree))
+    assert not hasattr(before._first_week, "reported") and not hasattr(before._first_day, "blind")
+    restored = Decoder(REGISTRY).decode(migrate(tree, 3))
+    assert restored._first_week.reported == set()
+    assert restored._first_day.blind.tolist() == [False]  # the test of speed, as before
