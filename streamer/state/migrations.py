@@ -10,7 +10,7 @@ version that wrote them. ``MIGRATIONS[n]`` turns version n into n + 1;
             fields.setdefault("incidents", ["list", new_id(tree), []])
         return tree
 
-    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 4
+    MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}; STATE_VERSION = 3
 
 A change to a class whose state is checkpointed (a new attribute, a renamed one) needs
 one, and tests/fixtures/checkpoint-v1.ckpt, restored by tests/unit/test_state_fixture.py,

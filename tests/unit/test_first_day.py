@@ -91,8 +91,8 @@ def test_a_step_while_the_cycle_is_under_way_is_reported_at_once():
     monitor = ModelMonitor("m", CONFIG)
     decisions = monitor.update(_stream(cycle=0.4, step_at_h=8.0, rate=FAST))
     keys = [(d.action, d.cause, d.feature) for d in decisions]
-    # A step of the log-mean multiplies the amounts by e: on top of the cycle it is read
-    # as a unit change (in to cm); either way it is reported, not deferred.
+    # A step of the log-mean multiplies the amounts by e: on top of the cycle, 3.6x the
+    # reference's, read as a unit change (m/s to km/h); either way reported, not deferred.
     assert keys[:1] in (
         [("investigate", "covariate_drift", "amount")],
         [("fix_upstream", "rescaled_signal", "amount")],
