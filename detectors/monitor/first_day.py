@@ -29,9 +29,12 @@ Speed shows only in windows short against ``SLOW_ONSET_S``. A scope whose window
 more than a third of it at the reference's rates (the population's ``window_events`` below
 1.67 predictions/s by default, a small cohort's carried over until it holds
 ``min_window_events``) goes from calm to drifted in one or two windows on the time of day
-alone, and a cycle's window differs from the one before it as a step's does. Such a scope
-is *blind* on the first day: every streak in it is deferred, a step's too, until the day
-is in the reference, as a slower stream's whole-day reference makes it wait for its day.
+alone, and a cycle's window differs from the one before it as a step's does. In such a
+*blind* scope, what tells a cycle is its approach: traffic that follows the hour moves
+away from the reference window after window, significantly (G-test at ``alpha``) long
+before it drifts by the threshold, while a stationary stream's windows stay like it until
+a step. So a streak there counts at once only if no window before it, of its scope or of
+the population, differed from the reference; otherwise it is deferred, a step's too.
 A frozen or renamed feed, and a rescale by a factor no cycle takes, are not deferred.
 
 A feature reported drifting or broken since the sampling began keeps the reference it
@@ -50,6 +53,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
+from detectors.binning import scope_histograms
 from detectors.cohorts import POPULATION
 from detectors.day_sample import DaySample, has_cycle
 from detectors.divergence import g_test, psi
@@ -97,6 +101,12 @@ class FirstDay:
         self._deferred = {name: np.zeros(n_scopes, dtype=bool) for name in reference.features}
         # Per scope: windows too long for the test of speed.
         self.blind = window_spans_s(reference, config) > SLOW_ONSET_S / WINDOWS_PER_ONSET
+        # Per feature and scope: the reference's own first and last thirds differed, or
+        # some window so far differed from the reference (G-tests at alpha).
+        self._moved = {
+            name: _trend(reference, name, state.bins.n_bins, config.alpha)
+            for name, state in reference.features.items()
+        }
 
     @staticmethod
     def needed(reference: Reference, config: MonitorConfig, pinned: bool) -> bool:
@@ -144,7 +154,11 @@ class FirstDay:
             # drifted: two windows' time is never slow.
             limit = np.maximum(SLOW_ONSET_S, 2 * (window_end - window_start))
             slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
-            deferred[begins] = (self.blind | slow & ~self._stepped(state, begins))[begins]
+            moved = self._moved[state.name]
+            restless = moved | moved[POPULATION]
+            stepped = self._stepped(state, begins)
+            deferred[begins] = np.where(self.blind, restless, slow & ~stepped)[begins]
+            moved |= decided & (state.pvalue < self.config.alpha)
             counted[i] &= ~deferred
             verdicts[i] = without_mild_rescales(verdicts[i], judged & deferred)
         return counted
@@ -193,6 +207,18 @@ class FirstDay:
         slots = np.zeros((SLOTS, *hourly.shape[1:]), dtype=hourly.dtype)
         slots[hours + HOURS * is_weekend(began)] = hourly
         return slots
+
+
+def _trend(reference: Reference, name: str, n_bins: int, alpha: float) -> BoolArray:
+    """Per scope: whether the first and the last third of the reference (by event time)
+    differ in feature ``name``, as traffic that follows the hour does over hours."""
+    ts, n_scopes = reference.batch.ts, reference.scopes.n_scopes
+    first, last = np.quantile(ts, [1 / 3, 2 / 3])
+    counts = [
+        scope_histograms(reference.row_bins[name][part], reference.rows[part], n_scopes, n_bins)
+        for part in (ts <= first, ts >= last)
+    ]
+    return np.asarray(g_test(counts[0], counts[1])[1] < alpha)
 
 
 def window_spans_s(reference: Reference, config: MonitorConfig) -> FloatArray:

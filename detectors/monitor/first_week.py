@@ -128,15 +128,13 @@ class FirstWeek:
         """A feature's sampled counts per (slot, scope, bin)."""
         return np.concatenate([sample.hourly(name, n_bins) for sample in self.samples])
 
-    def note_reported(self, features: Mapping[str, FeatureDrift]) -> None:
-        """Remember the features with a condition open (called at every window close: a
-        reported condition stays open for resolve_windows windows at least)."""
-        self.reported |= reported_now(features)
-
     def update(self, features: Mapping[str, FeatureDrift], window: ScopeWindows) -> bool:
-        """At the first window close after a whole day more: give the features that follow
-        the time (and were not reported) the sample's slots, and have ``window`` count its
-        slots; True when any feature is compared by the slot."""
+        """Called at every window close: remember the features with a condition open (a
+        reported condition stays open for resolve_windows windows at least). At the first
+        close after a whole day more: give the features that follow the time (and were
+        not reported) the sample's slots, and have ``window`` count its slots. True when
+        any feature is compared by the slot."""
+        self.reported |= reported_now(features)
         days = self._whole_days()
         if days > self.days:
             self.days = days

@@ -196,16 +196,14 @@ class ModelMonitor:
         fresh = joined.prediction_ts > (self.reference_end if collected else -math.inf)
         self.labels_before_reference += int((~fresh).sum())
         joined = joined.take(fresh)
-        deployments = self.deployments
-        gates = policy.gates(
-            self.features.values(), deployments.suspects(), deployments.regressed()
-        )
+        watch = self.deployments
+        gates = policy.gates(self.features.values(), watch.suspects(), watch.regressed())
         decisions = self.outcomes.update(joined, gates, self.model_version)
         for verdict in self.outcomes.version_verdicts:
-            deployments.label_window(*verdict)
+            watch.label_window(*verdict)
         self.outcomes.version_verdicts.clear()
         # A regression the scores already reported is not reported again by the labels.
-        return [d for d in decisions if deployments.first_report(d)]
+        return [d for d in decisions if watch.first_report(d)]
 
     def distribution(
         self, feature: str, cohort: Mapping[str, str] | None
@@ -334,17 +332,14 @@ class ModelMonitor:
         assert self.deployments is not None
         self._clock.restart()
         self.windows += 1
-        if self._first_week is not None:
-            self._first_week.note_reported(self.features)
+        week = self._first_week  # none on a checkpoint of state format 1
+        if week is not None:
+            self.seasonal = week.update(self.features, self._window)
+            self._first_week = None if week.complete else week
         if self._first_day is not None and self._first_day.complete:
-            # A checkpoint of state format 1 samples no first week.
-            week = self._first_week
             reported = week.reported if week else reported_now(self.features)
             self.seasonal = self._first_day.make_seasonal(self.features, self._window, reported)
             self._first_day = None
-        if self._first_week is not None:
-            self.seasonal = self._first_week.update(self.features, self._window)
-            self._first_week = None if self._first_week.complete else self._first_week
         config, window = self.config, self._window
         judgeable = self.reference_scope_events >= config.min_reference_events
         judged = (window.events >= config.min_window_events) & judgeable

@@ -57,8 +57,9 @@ def migrate_2_to_3(tree: Any) -> Any:
 def migrate_3_to_4(tree: Any) -> Any:
     """The first week remembers the features reported since it began, which keep their
     reference (detectors.monitor.first_week): none is known before. The first day knows
-    the scopes whose windows are too long for its test of speed (``blind``,
-    detectors.monitor.first_day): a first day begun before keeps the test on all."""
+    the scopes whose windows are too long for its test of speed (``blind``) and those
+    that moved away from the reference (``_moved``, detectors.monitor.first_day): a first
+    day begun before keeps the test of speed on all."""
     for fields in records_of(tree, "detectors.monitor.first_week.FirstWeek"):
         fields.setdefault("reported", ["set", new_id(tree), []])
     for fields in records_of(tree, "detectors.monitor.first_day.FirstDay"):
@@ -69,6 +70,16 @@ def migrate_3_to_4(tree: Any) -> Any:
         if type(n_scopes) is not int or n_scopes < 1:
             raise not_a_checkpoint("a first day's sample without its scopes")
         fields.setdefault("blind", ["nd", new_id(tree), "|b1", [n_scopes], bytes(n_scopes)])
+        # Which scopes moved away from the reference: none known (nor asked, not blind).
+        deferred = fields.get("_deferred")
+        if type(deferred) is not list or len(deferred) != 3 or type(deferred[2]) is not dict:
+            raise not_a_checkpoint("a first day without its deferred streaks")
+        first = new_id(tree)
+        moved = {
+            name: ["nd", first + 1 + i, "|b1", [n_scopes], bytes(n_scopes)]
+            for i, name in enumerate(deferred[2])
+        }
+        fields.setdefault("_moved", ["dict", first, moved])
     return tree
 
 

@@ -57,11 +57,19 @@ def test_a_step_during_the_first_day_is_reported_at_once():
     assert monitor.snapshot().first_day_remaining_s is None
 
 
-def test_with_windows_too_long_to_see_speed_a_step_waits_for_the_day():
-    # At one a second nothing drifting counts on the first day; the day's sample holds
-    # the step from its onset on, so the next day's hours before the onset show it.
-    monitor = ModelMonitor("m", CONFIG)
-    decisions = monitor.update(_stream(cycle=0.0, step_at_h=3.0))
+def test_with_windows_too_long_to_see_speed_a_step_on_a_still_stream_counts_at_once():
+    # At one a second, with no window before the step unlike the reference.
+    decisions = ModelMonitor("m", CONFIG).update(_stream(cycle=0.0, step_at_h=3.0))
+    keys = [(d.action, d.cause, d.feature) for d in decisions]
+    assert keys == [("investigate", "covariate_drift", "amount")], keys
+    assert decisions[0].ts <= 3 * 3_600 + 4 * WINDOW
+
+
+def test_with_windows_too_long_to_see_speed_a_step_on_a_cycle_waits_for_the_day():
+    # The cycle moved the amounts away from the reference before the step: at one a
+    # second nothing drifting counts then on the first day; the day's sample holds the
+    # step from its onset on, so the next day's hours before the onset show it.
+    decisions = ModelMonitor("m", CONFIG).update(_stream(cycle=0.4, step_at_h=8.0))
     keys = [(d.action, d.cause, d.feature) for d in decisions]
     assert keys[:1] == [("investigate", "covariate_drift", "amount")], keys
     assert 24 * 3_600 < decisions[0].ts <= 27 * 3_600
@@ -69,7 +77,8 @@ def test_with_windows_too_long_to_see_speed_a_step_waits_for_the_day():
 
 def test_with_windows_too_long_to_see_speed_a_steep_cycle_gives_no_decision():
     # 1.6 sd either way over the day: too steep for the test of speed, reported on the
-    # first day of a faster stream (docs/detection.md); at one a second, it waits.
+    # first day of a faster stream (docs/detection.md); at one a second, it waits, the
+    # reference itself moving (the cycle is steepest as the stream begins).
     fast = ModelMonitor("m", CONFIG).update(_stream(cycle=0.8, rate=FAST))
     assert ("investigate", "amount") in [(d.action, d.feature) for d in fast]
     decisions = ModelMonitor("m", CONFIG).update(_stream(cycle=0.8))

@@ -367,9 +367,10 @@ def test_state_format_3_gains_the_first_weeks_reported_and_the_first_days_blind(
     tree = Encoder(REGISTRY).encode(monitor)
     (week,) = records_of(tree, "detectors.monitor.first_week.FirstWeek")
     (day,) = records_of(tree, "detectors.monitor.first_day.FirstDay")
-    del week["reported"], day["blind"]  # as state format 3 wrote them
+    del week["reported"], day["blind"], day["_moved"]  # as state format 3 wrote them
     before = Decoder(REGISTRY).decode(copy.deepcopy(tree))
     assert not hasattr(before._first_week, "reported") and not hasattr(before._first_day, "blind")
     restored = Decoder(REGISTRY).decode(migrate(tree, 3))
     assert restored._first_week.reported == set()
     assert restored._first_day.blind.tolist() == [False]  # the test of speed, as before
+    assert {k: v.tolist() for k, v in restored._first_day._moved.items()} == {"amount": [False]}
