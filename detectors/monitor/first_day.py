@@ -135,8 +135,9 @@ class FirstDay:
         window_end: FloatArray,
     ) -> BoolArray:
         """Each feature's drifted scopes (rows of ``drifted``) that count as drift now:
-        those of streaks that did not build up slowly. Mild rescales seen in deferred
-        streaks are taken out of ``verdicts`` (in place) too."""
+        those of streaks that did not build up slowly, or, in a blind scope, that began
+        before anything moved. Mild rescales seen in deferred streaks are taken out of
+        ``verdicts`` (in place) too."""
         counted = drifted.copy()
         for i, state in enumerate(states):
             calm_end, start = self._calm_end[state.name], self._streak_start[state.name]
