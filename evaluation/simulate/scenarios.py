@@ -238,19 +238,23 @@ def _cycle_at(
     return scenario
 
 
+def _amount_shift(name: str, start_event: int) -> Incident:
+    """The amount moved by half a standard deviation from ``start_event`` on."""
+    return Incident(
+        name=name,
+        kind="covariate_shift",
+        feature="amount",
+        cohort=None,
+        start_event=start_event,
+        magnitude=0.5,
+    )
+
+
 def _shift_on_daily_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     # Two days at 2/s: the first day is sampled by the hour, and the amount moves by half
     # a standard deviation 36 hours in (a Saturday at 20:00), against the same hours.
     spec, _ = _cycle_at(2.0)(n_events)
-    incident = Incident(
-        name="amount_shift_on_cycle",
-        kind="covariate_shift",
-        feature="amount",
-        cohort=None,
-        start_event=3 * n_events // 4,
-        magnitude=0.5,
-    )
-    return spec, [incident]
+    return spec, [_amount_shift("amount_shift_on_cycle", 3 * n_events // 4)]
 
 
 def _shift_on_weekly_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
@@ -260,17 +264,12 @@ def _shift_on_weekly_cycle(n_events: int) -> tuple[TrafficSpec, list[Incident]]:
     spec, _ = _cycle_at(2.0, weekend_shift=0.3, weekend_volume=0.7)(n_events)
 
     def events_in(hours: float) -> int:
-        return expected_events(spec.start_ts, hours * 3_600, 2.0, spec.weekend_volume)
+        return expected_events(
+            spec.start_ts, hours * 3_600, spec.events_per_second, spec.weekend_volume
+        )
 
-    incident = Incident(
-        name="amount_shift_on_weekend",
-        kind="covariate_shift",
-        feature="amount",
-        cohort=None,
-        start_event=n_events * events_in(50) // events_in(96),
-        magnitude=0.5,
-    )
-    return spec, [incident]
+    start = n_events * events_in(50) // events_in(96)
+    return spec, [_amount_shift("amount_shift_on_weekend", start)]
 
 
 SCENARIOS: dict[str, Callable[[int], tuple[TrafficSpec, list[Incident]]]] = {

@@ -18,9 +18,9 @@ SEED = 0  # the scoreboard's first seed: this is a subset of it
 
 
 # Streams with a duration are cut to hours of it: two days hold the first day's sample and
-# a day judged against it, four the first weekend and the Monday after it (the whole
-# 1/s stream); at 50/s six
-# hours of the first day (1,080,000 predictions), where the cycle is not yet sampled.
+# a day judged against it, four the first weekend and the Monday after it (the whole 1/s
+# and weekly-shift streams); at 50/s six hours of the first day (1,080,000 predictions),
+# where the cycle is not yet sampled.
 REDUCED_HOURS = {
     "daily_cycle_5_per_s": 48,
     "daily_cycle_50_per_s": 6,
