@@ -75,6 +75,10 @@ CALM_PVALUE = 0.1
 # from a step: with longer windows, the time of day moves a window from calm to drifted
 # in one or two of them.
 WINDOWS_PER_ONSET = 3
+# A deferred streak's windows are each tested for a step: dozens a day per scope, so a
+# p-value noise between two windows reaches about once in a million (a real step of the
+# threshold between two windows of 2,000 events is below 1e-30).
+STEP_PVALUE = 1e-6
 
 
 class FirstDay:
@@ -138,7 +142,7 @@ class FirstDay:
         those of streaks that did not build up slowly, or, in a blind scope, that began
         before anything moved. Mild rescales seen in deferred streaks are taken out of
         ``verdicts`` (in place) too."""
-        counted = drifted.copy()
+        counted, config = drifted.copy(), self.config
         for i, state in enumerate(states):
             calm_end, start = self._calm_end[state.name], self._streak_start[state.name]
             deferred = self._deferred[state.name]
@@ -157,23 +161,30 @@ class FirstDay:
             slow = (start - calm_end > limit) | (window_start - calm_end[POPULATION] > limit)
             moved = self._moved[state.name]
             restless = moved | moved[POPULATION]
-            stepped = self._stepped(state, begins)
+            stepped = self._stepped(state, begins, config.psi_threshold / 2, config.alpha)
             deferred[begins] = np.where(self.blind, restless, slow & ~stepped)[begins]
-            moved |= decided & (state.pvalue < self.config.alpha)
+            # A step on top of a deferred streak (a change in the evening of a cycle that
+            # drifted since noon) ends its deferral: by a whole threshold in one window,
+            # and tested at every window of a streak, so at STEP_PVALUE.
+            going = hit & deferred & ~begins & ~self.blind
+            deferred[going] = ~self._stepped(state, going, config.psi_threshold, STEP_PVALUE)[going]
+            moved |= decided & (state.pvalue < config.alpha)
             counted[i] &= ~deferred
             verdicts[i] = without_mild_rescales(verdicts[i], judged & deferred)
         return counted
 
-    def _stepped(self, state: FeatureDrift, scopes: BoolArray) -> BoolArray:
-        """Per scope of ``scopes``: its window differs from its window before (PSI of half
-        the threshold, G-test at alpha), a step that no cycle takes in one window."""
+    @staticmethod
+    def _stepped(
+        state: FeatureDrift, scopes: BoolArray, min_psi: float, pvalue: float
+    ) -> BoolArray:
+        """Per scope of ``scopes``: its window differs from its window before (PSI of
+        ``min_psi``, G-test below ``pvalue``), a step that no cycle takes in one window."""
         stepped = np.zeros(len(scopes), dtype=bool)
         if state.last_window is None or not scopes.any():
             return stepped
         before, now = state.last_window[scopes], state.current[scopes]
-        config = self.config
-        jump = psi(before, now) >= config.psi_threshold / 2
-        stepped[scopes] = jump & (g_test(before, now)[1] < config.alpha)
+        jump = psi(before, now) >= min_psi
+        stepped[scopes] = jump & (g_test(before, now)[1] < pvalue)
         return stepped
 
     def make_seasonal(

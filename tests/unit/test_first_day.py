@@ -107,3 +107,21 @@ def test_a_step_while_the_cycle_is_under_way_is_reported_at_once():
         [("fix_upstream", "rescaled_signal", "amount")],
     ), keys
     assert 8 * 3_600 <= decisions[0].ts <= 8 * 3_600 + 4 * WINDOW / FAST
+
+
+def test_a_step_on_a_cycle_that_drifted_for_hours_is_reported_at_once():
+    # At two a second (windows of 17 minutes) the cycle drifts the amounts past the
+    # threshold within hours, a streak deferred as slow; a step at its peak ends it
+    # (before, nothing was reported in the 14 hours).
+    ts = np.arange(14 * 3_600 * 2.0) / 2.0
+    log_mean = 3.0 + 0.4 * np.sin(2 * np.pi * ts / 86_400) + 0.5 * (ts >= 6 * 3_600)
+    before = ts < 6 * 3_600
+    monitor = ModelMonitor("m", CONFIG)
+    assert [d.to_dict() for d in monitor.update(amount_batch(ts[before], log_mean[before]))] == []
+    (amount,) = monitor.snapshot().features
+    # Drifted by the cycle, and not reported: deferred.
+    assert amount.psi[0] >= CONFIG.psi_threshold and not amount.drift_reported[0]
+    decisions = monitor.update(amount_batch(ts[~before], log_mean[~before], seed=1))
+    keys = [(d.action, d.cause, d.feature) for d in decisions]
+    assert keys == [("investigate", "covariate_drift", "amount")], keys
+    assert decisions[0].ts <= 6 * 3_600 + 4 * WINDOW / 2.0
