@@ -9,10 +9,10 @@ Simulates ``--days`` of traffic at ``--rate`` predictions/s whose behavioural in
 follow the hour of day (``TrafficSpec.daily_cycle``) and, with ``--weekend-shift``, move
 by that many standard deviations on Saturdays and Sundays, when the traffic runs at
 ``--weekend-volume`` times the weekday rate; optionally with a shift of the amount
-(``--shift`` standard deviations) from ``--shift-at-h`` hours on. Replays it with
-``driftgate replay`` in a child process, and prints every decision with its hour, its
-day (UTC) and the replay's peak RSS. The stream starts on a Friday at 08:00 UTC unless
-``--start-ts`` says otherwise.
+(``--shift`` standard deviations) from ``--shift-at-h`` hours on (until
+``--shift-end-h``). Replays it with ``driftgate replay`` in a child process, and prints
+every decision with its hour, its day (UTC) and the replay's peak RSS. The stream starts
+on a Friday at 08:00 UTC unless ``--start-ts`` says otherwise.
 
 With ``--kafka PARTITIONS`` it also produces the stream to an embedded broker, keyed by
 event id over that many partitions, has ``--members`` ``driftgate run`` processes read it
@@ -39,8 +39,9 @@ from evaluation.simulate import Incident, TrafficSpec, generate, write_replay  #
 from evaluation.simulate.calendar import expected_events  # noqa: E402
 
 
-def amount_shift(start_event: int, magnitude: float) -> Incident:
-    """The amount shifted by ``magnitude`` standard deviations from ``start_event`` on."""
+def amount_shift(start_event: int, magnitude: float, end_event: int | None = None) -> Incident:
+    """The amount shifted by ``magnitude`` standard deviations from ``start_event`` on
+    (until ``end_event``)."""
     return Incident(
         name="amount_shift",
         kind="covariate_shift",
@@ -48,6 +49,7 @@ def amount_shift(start_event: int, magnitude: float) -> Incident:
         cohort=None,
         start_event=start_event,
         magnitude=magnitude,
+        end_event=end_event,
     )
 
 
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--cycle", type=float, default=0.5, help="TrafficSpec.daily_cycle")
     parser.add_argument("--shift-at-h", type=float, default=None)
     parser.add_argument("--shift", type=float, default=0.5)
+    parser.add_argument("--shift-end-h", type=float, default=None)
     parser.add_argument("--weekend-shift", type=float, default=0.0)
     parser.add_argument("--weekend-volume", type=float, default=1.0)
     parser.add_argument(
@@ -92,7 +95,8 @@ def main() -> None:
     n = events_in(args.days * 24)
     incidents = []
     if args.shift_at_h is not None:
-        incidents.append(amount_shift(events_in(args.shift_at_h), args.shift))
+        end = None if args.shift_end_h is None else events_in(args.shift_end_h)
+        incidents.append(amount_shift(events_in(args.shift_at_h), args.shift, end))
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "stream.jsonl"
         write_replay(stream, generate(spec, n, seed=args.seed, incidents=incidents))

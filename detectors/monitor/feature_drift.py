@@ -82,6 +82,11 @@ class FeatureDrift:
     # (slot, scope, bin) reference counts (detectors.seasonal), kept when the reference
     # covers a day, or from the first days' samples when the feature follows the hour.
     reference_hourly: IntArray | None = None
+    # Slots (both day types) of the hours the first day sampled while a drift of this
+    # feature was deferred: they may hold a change that began then. None: no such slot.
+    suspect_slots: BoolArray | None = None
+    # A drift of this feature was reported since: the change is in those slots.
+    suspect_confirmed: bool = False
     # Per scope: the last window had too few present values to judge drift on.
     undecided: BoolArray | None = None
     # The code and text of the last value seen outside a categorical's reference
@@ -392,6 +397,14 @@ def window_statistics(
         state.psi[judged] = stats[0][block]
         state.undecided = np.zeros(len(state.psi), dtype=bool)
         state.undecided[judged] = undecided[block]
+        if state.suspect_slots is not None:
+            # Once a drift of the feature was reported, windows mostly of hours compared
+            # with a reference that holds the change say nothing of it: they would clear
+            # it while it lasts, and find it in reverse once it is over.
+            state.suspect_confirmed |= bool(state.drift.reported.any())
+            if state.suspect_confirmed:
+                suspect = hour_events[:, state.suspect_slots].sum(axis=1)
+                state.undecided |= 2 * suspect > hour_events.sum(axis=1)
         state.js[judged] = stats[1][block]
         state.pvalue[judged] = pvalue[block]
 

@@ -103,6 +103,8 @@ class FirstDay:
         self._calm_end = {name: np.full(n_scopes, end) for name in reference.features}
         self._streak_start = {name: np.full(n_scopes, np.nan) for name in reference.features}
         self._deferred = {name: np.zeros(n_scopes, dtype=bool) for name in reference.features}
+        # ... and when its first deferred streak of the day began (NaN: none yet).
+        self._first_deferred = {name: np.full(n_scopes, np.nan) for name in reference.features}
         # Per scope: windows too long for the test of speed.
         self.blind = window_spans_s(reference, config) > SLOW_ONSET_S / WINDOWS_PER_ONSET
         # Per feature and scope: the reference's own first and last thirds differed, or
@@ -168,6 +170,8 @@ class FirstDay:
             # and tested at every window of a streak, so at STEP_PVALUE.
             going = hit & deferred & ~begins & ~self.blind
             deferred[going] = ~self._stepped(state, going, config.psi_threshold, STEP_PVALUE)[going]
+            first = self._first_deferred[state.name]
+            first[deferred] = np.fmin(first, start)[deferred]
             moved |= decided & (state.pvalue < config.alpha)
             counted[i] &= ~deferred
             verdicts[i] = without_mild_rescales(verdicts[i], judged & deferred)
@@ -205,8 +209,27 @@ class FirstDay:
             hourly = self.sample.hourly(state.name, state.bins.n_bins)
             if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):
                 state.reference_hourly = self._slots(hourly)
+                state.suspect_slots = self._sampled_while_deferred(state.name)
                 window.seasonal = True
         return window.seasonal
+
+    def _sampled_while_deferred(self, name: str) -> BoolArray | None:
+        """Where a streak of feature ``name`` is still deferred as the day ends (the
+        same hour a day later still drifted: a change that began in the day, or a
+        weekend), the slots of the hours the day's sample took since that scope's first
+        deferred streak began; None where none is. Both day types: a window of a slot
+        not sampled yet is compared with the other type's same hour. (A cycle's streak
+        can end in its trough and start again: the change began with the first.)"""
+        starts = self._first_deferred[name][self._deferred[name]]
+        starts = starts[~np.isnan(starts)]  # unknown in a first day of state format 4
+        if not len(starts):
+            return None
+        end = self.sample.start_ts + self.sample.span_s
+        began = np.arange(np.floor(starts.min() / 3_600.0) * 3_600.0, end, 3_600.0)
+        suspect = np.zeros(SLOTS, dtype=bool)
+        suspect[hour_of_day(began)] = True
+        suspect[hour_of_day(began) + HOURS] = True
+        return suspect
 
     def _slots(self, hourly: IntArray) -> IntArray:
         """The day's (hour, scope, bin) counts at their slots (detectors.seasonal): each

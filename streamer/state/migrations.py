@@ -26,7 +26,7 @@ import numpy as np
 
 from streamer.state.codec import not_a_checkpoint
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 Migration = Callable[[Any], Any]
 
@@ -95,7 +95,37 @@ def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) ->
     fields[name] = ["nd", ref, dtype, list(array.shape), array.astype(dtype).tobytes()]
 
 
-MIGRATIONS: dict[int, Migration] = {1: migrate_1_to_2, 2: migrate_2_to_3, 3: migrate_3_to_4}
+def migrate_4_to_5(tree: Any) -> Any:
+    """A feature compared by the hour knows the slots its first day sampled while its
+    drift was deferred (``suspect_slots``, detectors.monitor.feature_drift), and whether
+    a drift reported since says they hold a change: none known before, so every window
+    goes on being judged as it was. The first day remembers when each scope's first
+    deferred streak began (``_first_deferred``): none known, so no slot is suspect."""
+    for fields in records_of(tree, "detectors.monitor.feature_drift.FeatureDrift"):
+        fields.setdefault("suspect_slots", None)
+        fields.setdefault("suspect_confirmed", False)
+    for fields in records_of(tree, "detectors.monitor.first_day.FirstDay"):
+        deferred = fields.get("_deferred")
+        if type(deferred) is not list or len(deferred) != 3 or type(deferred[2]) is not dict:
+            raise not_a_checkpoint("a first day without its deferred streaks")
+        # When each scope's first deferred streak began: not known, so none is.
+        first = new_id(tree)
+        unknown = {}
+        for i, (name, record) in enumerate(deferred[2].items()):
+            if type(record) is not list or len(record) != 5 or type(record[3]) is not list:
+                raise not_a_checkpoint("a first day's deferred streaks without their scopes")
+            nan = np.full(record[3], np.nan)
+            unknown[name] = ["nd", first + 1 + i, nan.dtype.str, list(nan.shape), nan.tobytes()]
+        fields.setdefault("_first_deferred", ["dict", first, unknown])
+    return tree
+
+
+MIGRATIONS: dict[int, Migration] = {
+    1: migrate_1_to_2,
+    2: migrate_2_to_3,
+    3: migrate_3_to_4,
+    4: migrate_4_to_5,
+}
 
 
 def migrate(

@@ -75,6 +75,23 @@ def test_with_windows_too_long_to_see_speed_a_step_on_a_cycle_waits_for_the_day(
     assert 24 * 3_600 < decisions[0].ts <= 27 * 3_600
 
 
+def test_with_windows_too_long_to_see_speed_a_change_of_the_first_day_is_one_incident():
+    # The day's sample holds the change from its onset (6 h) on: once it is reported in
+    # the next day's earlier hours, windows of those later hours neither clear it while
+    # it lasts (before: a hold at 33 h) nor find it in reverse once it is over.
+    ts = np.arange(80 * 3_600, dtype=float)
+    changed = (ts >= 6 * 3_600) & (ts < 50 * 3_600)
+    log_mean = 3.0 + 0.4 * np.sin(2 * np.pi * ts / 86_400) + 0.5 * changed
+    decisions = ModelMonitor("m", CONFIG).update(amount_batch(ts, log_mean))
+    keys = [(d.action, d.cause, d.feature) for d in decisions]
+    assert keys == [
+        ("investigate", "covariate_drift", "amount"),
+        ("hold", "covariate_drift", "amount"),
+    ], keys
+    assert 24 * 3_600 < decisions[0].ts <= 27 * 3_600
+    assert decisions[1].ts > 50 * 3_600
+
+
 def test_with_windows_too_long_to_see_speed_a_steep_cycle_gives_no_decision():
     # 1.6 sd either way over the day: too steep for the test of speed, reported on the
     # first day of a faster stream (docs/detection.md); at one a second, it waits, the

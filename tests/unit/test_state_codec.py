@@ -374,3 +374,19 @@ def test_state_format_3_gains_the_first_weeks_reported_and_the_first_days_blind(
     assert restored._first_week.reported == set()
     assert restored._first_day.blind.tolist() == [False]  # the test of speed, as before
     assert {k: v.tolist() for k, v in restored._first_day._moved.items()} == {"amount": [False]}
+
+
+def test_state_format_4_gains_the_features_suspect_slots() -> None:
+    monitor = ModelMonitor("m", MonitorConfig())
+    monitor.update(amount_batch(np.arange(20_000, dtype=float), np.full(20_000, 3.0)))
+    tree = Encoder(REGISTRY).encode(monitor)
+    (feature,) = records_of(tree, "detectors.monitor.feature_drift.FeatureDrift")
+    (day,) = records_of(tree, "detectors.monitor.first_day.FirstDay")
+    # As state format 4 wrote them:
+    del feature["suspect_slots"], feature["suspect_confirmed"], day["_first_deferred"]
+    with pytest.raises(ValueError, match="lacks suspect_confirmed, suspect_slots"):
+        Decoder(REGISTRY).decode(copy.deepcopy(tree))
+    restored = Decoder(REGISTRY).decode(migrate(tree, 4))
+    amount = restored.features["amount"]
+    assert amount.suspect_slots is None and amount.suspect_confirmed is False
+    assert np.isnan(restored._first_day._first_deferred["amount"]).tolist() == [True]
