@@ -20,7 +20,8 @@ long, is deferred: it is not counted as drift (nor is a mild rescale seen in it 
 feed) until the day is in the reference, and then judged against the same hours. A streak
 whose first window differs from the window before it as much as a drift would (a step:
 the time of day takes hours to move that far) counts at once, however long its scope or
-the population was not calm (a cohort's drift leaks into the population). A cycle
+the population was not calm (a cohort's drift leaks into the population); a deferred
+streak ends at such a step too (by a whole threshold, at ``STEP_PVALUE``). A cycle
 steeper than that (at 5 predictions/s, the log-mean of a lognormal feature swinging by
 1.4 standard deviations either way over the day passes, 1.6 does not) is still reported
 on its first day (tests/unit/test_first_day.py).
@@ -42,7 +43,9 @@ drifted from (``FirstWeek.reported``): the day's sample holds the change too, an
 hide it. A real change that began during the first
 day but was not reported yet is in the hours of the sample after its onset only: the
 next day's windows at the hours before it are compared with hours that did not have it,
-and show it.
+and show it. The hours after it are marked (``FeatureDrift.suspect_slots``, where a
+streak is still deferred as the day ends): once the change is reported, their windows
+say nothing of the feature's drift (detectors.monitor.feature_drift.window_statistics).
 """
 
 from __future__ import annotations
