@@ -40,12 +40,14 @@ A frozen or renamed feed, and a rescale by a factor no cycle takes, are not defe
 
 A feature reported drifting or broken since the sampling began keeps the reference it
 drifted from (``FirstWeek.reported``): the day's sample holds the change too, and would
-hide it. A real change that began during the first
-day but was not reported yet is in the hours of the sample after its onset only: the
-next day's windows at the hours before it are compared with hours that did not have it,
-and show it. The hours after it are marked (``FeatureDrift.suspect_slots``, where a
-streak is still deferred as the day ends): once the change is reported, their windows
-say nothing of the feature's drift (detectors.monitor.feature_drift.window_statistics).
+hide it; unless only its drift is open as the day ends and it follows the hour: then it
+is compared by the hour, its hours since the drift began suspect (below). A real change
+that began during the first day but was not reported yet is in the hours of the sample
+after its onset only: the next day's windows at the hours before it are compared with
+hours that did not have it, and show it. The hours after it are marked
+(``FeatureDrift.suspect_slots``, where a streak is still deferred as the day ends): once
+the change is reported, their windows say nothing of the feature's drift
+(detectors.monitor.feature_drift.window_statistics).
 """
 
 from __future__ import annotations
@@ -200,19 +202,30 @@ class FirstDay:
         window: ScopeWindows,
         reported: Collection[str],
     ) -> bool:
-        """Give the features that follow the hour (and were not ``reported`` drifting or
-        broken since the day began) their hourly reference, and have ``window`` count its
-        hours; True when any does. Called as a window closes: the next is the first
-        compared with the same hours (the closing one counted no hours and is compared
-        as before)."""
+        """Give the features that follow the hour their hourly reference, and have
+        ``window`` count its hours; True when any does. A feature ``reported`` drifting
+        or broken since the day began keeps its reference, unless only a drift is open:
+        then its hours since the drift began are suspect (the sample holds the change
+        there) and the others compared by the hour, where one reference of the morning
+        would make the drift come and go with the time of day. Called as a window
+        closes: the next is the first compared with the same hours (the closing one
+        counted no hours and is compared as before)."""
         config = self.config
         for state in features.values():
-            if state.name in reported or state.reference_hourly is not None:
+            if state.reference_hourly is not None:
+                continue
+            drifting = state.drift.open & ~np.isnan(state.drift.first_seen)
+            if state.name in reported and (state.broken or not drifting.any()):
                 continue
             hourly = self.sample.hourly(state.name, state.bins.n_bins)
             if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):
                 state.reference_hourly = self._slots(hourly)
-                state.suspect_slots = self._sampled_while_deferred(state.name)
+                if state.name in reported:
+                    onset = float(state.drift.first_seen[drifting].min())
+                    state.suspect_slots = self._hours_since(onset)
+                    state.suspect_confirmed = True
+                else:
+                    state.suspect_slots = self._sampled_while_deferred(state.name)
                 window.seasonal = True
         return window.seasonal
 
@@ -225,10 +238,13 @@ class FirstDay:
         can end in its trough and start again: the change began with the first.)"""
         starts = self._first_deferred[name][self._deferred[name]]
         starts = starts[~np.isnan(starts)]  # unknown in a first day of state format 4
-        if not len(starts):
-            return None
+        return self._hours_since(float(starts.min())) if len(starts) else None
+
+    def _hours_since(self, onset: float) -> BoolArray:
+        """The slots, of both day types, of the hours the day's sample took from the
+        hour of ``onset`` on."""
         end = self.sample.start_ts + self.sample.span_s
-        began = np.arange(np.floor(starts.min() / 3_600.0) * 3_600.0, end, 3_600.0)
+        began = np.arange(np.floor(onset / 3_600.0) * 3_600.0, end, 3_600.0)
         suspect = np.zeros(SLOTS, dtype=bool)
         suspect[hour_of_day(began)] = True
         suspect[hour_of_day(began) + HOURS] = True

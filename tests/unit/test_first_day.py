@@ -142,3 +142,23 @@ def test_a_step_on_a_cycle_that_drifted_for_hours_is_reported_at_once():
     keys = [(d.action, d.cause, d.feature) for d in decisions]
     assert keys == [("investigate", "covariate_drift", "amount")], keys
     assert decisions[0].ts <= 6 * 3_600 + 4 * WINDOW / 2.0
+
+
+def test_a_feature_reported_on_its_first_day_is_compared_by_the_hour_before_its_change():
+    # A step reported at once, still drifting as the day ends: the amount follows the
+    # hour, so it is compared hour by hour where the day's sample had not the change
+    # (before, it kept the reference of its first hours, a morning's, against which the
+    # cycle made the drift come and go with the time of day on weekends), and says
+    # nothing of the drift in the hours from the step's window on (docs/detection.md).
+    ts = np.arange(30 * 3_600 * 2.0) / 2.0
+    log_mean = 3.0 + 0.4 * np.sin(2 * np.pi * ts / 86_400) + 0.8 * (ts >= 6 * 3_600)
+    monitor = ModelMonitor("m", CONFIG)
+    decisions = monitor.update(amount_batch(ts, log_mean))
+    assert [(d.action, d.feature) for d in decisions] == [("investigate", "amount")]
+    amount = monitor.features["amount"]
+    assert amount.reference_hourly is not None and amount.suspect_confirmed
+    assert amount.suspect_slots is not None
+    # The weekday's and the weekend's hours alike; none before the step's window.
+    weekday, weekend = amount.suspect_slots[:24], amount.suspect_slots[24:]
+    assert weekday.tolist() == weekend.tolist()
+    assert weekday[6:].all() and not weekday[:5].any()
