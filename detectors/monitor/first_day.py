@@ -220,10 +220,9 @@ class FirstDay:
             hourly = self.sample.hourly(state.name, state.bins.n_bins)
             if has_cycle(hourly, config.psi_threshold, config.alpha, self._min_hour_events):
                 state.reference_hourly = self._slots(hourly)
-                if state.name in reported:
+                if state.name in reported:  # confirmed at the next window: it is open
                     onset = float(state.drift.first_seen[drifting].min())
                     state.suspect_slots = self._hours_since(onset)
-                    state.suspect_confirmed = True
                 else:
                     state.suspect_slots = self._sampled_while_deferred(state.name)
                 window.seasonal = True
@@ -245,9 +244,9 @@ class FirstDay:
         hour of ``onset`` on."""
         end = self.sample.start_ts + self.sample.span_s
         began = np.arange(np.floor(onset / 3_600.0) * 3_600.0, end, 3_600.0)
+        hours = hour_of_day(began)
         suspect = np.zeros(SLOTS, dtype=bool)
-        suspect[hour_of_day(began)] = True
-        suspect[hour_of_day(began) + HOURS] = True
+        suspect[hours] = suspect[hours + HOURS] = True
         return suspect
 
     def _slots(self, hourly: IntArray) -> IntArray:

@@ -71,16 +71,24 @@ def migrate_3_to_4(tree: Any) -> Any:
             raise not_a_checkpoint("a first day's sample without its scopes")
         fields.setdefault("blind", ["nd", new_id(tree), "|b1", [n_scopes], bytes(n_scopes)])
         # Which scopes moved away from the reference: none known (nor asked, not blind).
-        deferred = fields.get("_deferred")
-        if type(deferred) is not list or len(deferred) != 3 or type(deferred[2]) is not dict:
-            raise not_a_checkpoint("a first day without its deferred streaks")
-        first = new_id(tree)
-        moved = {
-            name: ["nd", first + 1 + i, "|b1", [n_scopes], bytes(n_scopes)]
-            for i, name in enumerate(deferred[2])
-        }
-        fields.setdefault("_moved", ["dict", first, moved])
+        fields.setdefault("_moved", _per_feature_and_scope(tree, fields, False))
     return tree
+
+
+def _per_feature_and_scope(tree: Any, first_day: dict[str, Any], value: object) -> list[Any]:
+    """A new dict record of one array per feature, shaped as the first day's
+    ``_deferred`` arrays (one slot per scope), every slot ``value``."""
+    deferred = first_day.get("_deferred")
+    if type(deferred) is not list or len(deferred) != 3 or type(deferred[2]) is not dict:
+        raise not_a_checkpoint("a first day without its deferred streaks")
+    first = new_id(tree)
+    arrays = {}
+    for i, (name, record) in enumerate(deferred[2].items()):
+        if type(record) is not list or len(record) != 5 or type(record[3]) is not list:
+            raise not_a_checkpoint("a first day's deferred streaks without their scopes")
+        array = np.full(record[3], value)
+        arrays[name] = ["nd", first + 1 + i, array.dtype.str, list(array.shape), array.tobytes()]
+    return ["dict", first, arrays]
 
 
 def _reshape(fields: dict[str, Any], name: str, change: Callable[[Any], Any]) -> None:
@@ -105,18 +113,8 @@ def migrate_4_to_5(tree: Any) -> Any:
         fields.setdefault("suspect_slots", None)
         fields.setdefault("suspect_confirmed", False)
     for fields in records_of(tree, "detectors.monitor.first_day.FirstDay"):
-        deferred = fields.get("_deferred")
-        if type(deferred) is not list or len(deferred) != 3 or type(deferred[2]) is not dict:
-            raise not_a_checkpoint("a first day without its deferred streaks")
         # When each scope's first deferred streak began: not known, so none is.
-        first = new_id(tree)
-        unknown = {}
-        for i, (name, record) in enumerate(deferred[2].items()):
-            if type(record) is not list or len(record) != 5 or type(record[3]) is not list:
-                raise not_a_checkpoint("a first day's deferred streaks without their scopes")
-            nan = np.full(record[3], np.nan)
-            unknown[name] = ["nd", first + 1 + i, nan.dtype.str, list(nan.shape), nan.tobytes()]
-        fields.setdefault("_first_deferred", ["dict", first, unknown])
+        fields.setdefault("_first_deferred", _per_feature_and_scope(tree, fields, np.nan))
     return tree
 
 
