@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from operator import length_hint
 
 import numpy as np
-from river import drift
+
+# river's compiled ADWIN, without river.drift: that package imports all of river's
+# detectors, KSWIN's scipy.stats among them, about a second of every process's start.
+from river._river_rust.drift import AdaptiveWindowing
 
 from detectors.arrays import FloatArray, IndexArray
 
@@ -23,6 +26,19 @@ class ChangePoint:
     row: int
     ts: float
     mean_after: float
+
+
+# river.drift.ADWIN's defaults for all but delta.
+_CLOCK = 32
+_MAX_BUCKETS = 5
+_MIN_WINDOW_LENGTH = 5
+_GRACE_PERIOD = 10
+
+
+def _mean(window: AdaptiveWindowing) -> float:
+    """The mean of the values a window holds (0 when empty), as river's ``estimation``."""
+    width = window.get_width()
+    return float(window.get_total() / width) if width else 0.0
 
 
 def _scope_chunks(values: FloatArray, scopes: IndexArray) -> Iterator[tuple[int, IndexArray]]:
@@ -65,46 +81,49 @@ class ScopedADWIN:
         self._reset()
 
     def _reset(self) -> None:
-        # river ships no type hints for its detectors.
-        self._detectors = [
-            drift.ADWIN(delta=self.delta)  # type: ignore[no-untyped-call]
-            for _ in range(self.n_scopes)
-        ]
+        self._windows = [self._window() for _ in range(self.n_scopes)]
+        # Whether each scope's last value fired: river's ADWIN starts a new window on the
+        # value after a detection, not at once (its mean is read when it fires).
+        self._fired = [False] * self.n_scopes
         self._rows = 0
         self.detections = np.zeros(self.n_scopes, dtype=np.int64)
 
+    def _window(self) -> AdaptiveWindowing:
+        return AdaptiveWindowing(
+            delta=self.delta,
+            clock=_CLOCK,
+            max_buckets=_MAX_BUCKETS,
+            min_window_length=_MIN_WINDOW_LENGTH,
+            grace_period=_GRACE_PERIOD,
+        )
+
     def means(self) -> FloatArray:
-        return np.array([d.estimation for d in self._detectors], dtype=np.float64)
+        return np.array([_mean(window) for window in self._windows], dtype=np.float64)
 
     def update(self, values: FloatArray, scopes: IndexArray, ts: FloatArray) -> list[ChangePoint]:
         """Feed rows in order; ``scopes[i]`` lists the scopes row ``i`` belongs to."""
         changes: list[ChangePoint] = []
         for scope, chunk in _scope_chunks(values, scopes):
-            detector = self._detectors[scope]
-            # river's ADWIN.update is, in Python around its compiled core: "_reset() if
-            # the last value fired, then _drift_detected = _helper.update(x)"; that
-            # wrapper and the drift_detected property cost more than the core. So map()
-            # calls the core from C, any() stops at the first detection, and river's own
-            # _reset() runs before the next value as its update would: the same core
-            # calls in the same order, on river's own objects, so checkpoints (river's
-            # window as its fields) are unchanged. It leans on river 0.26's private
-            # _helper and _drift_detected (river is pinned to 0.26.x);
-            # tests/unit/test_score_change.py holds it to river's per-event update.
+            # river.drift.ADWIN.update is, in Python around this compiled core: "a new
+            # window if the last value fired, then fired = core.update(x)"; that wrapper
+            # costs more than the core. So map() calls the core from C and any() stops at
+            # the first detection: the same core calls in the same order.
+            # tests/unit/test_score_change.py holds it to river's ADWIN, event by event.
             pending = values[chunk].tolist()
             remaining = iter(pending)
+            window = self._windows[scope]
             while True:
-                if detector.drift_detected:
+                if self._fired[scope]:
                     if not length_hint(remaining):
-                        break  # river resets on the next value, not before
-                    detector._reset()  # type: ignore[no-untyped-call]
-                if not any(map(detector._helper.update, remaining)):
+                        break  # river starts the new window on the next value, not before
+                    window = self._windows[scope] = self._window()
+                    self._fired[scope] = False
+                if not any(map(window.update, remaining)):
                     break
-                detector._drift_detected = True
+                self._fired[scope] = True
                 row = int(chunk[len(pending) - length_hint(remaining) - 1])
                 self.detections[scope] += 1
-                changes.append(
-                    ChangePoint(scope, self._rows + row, float(ts[row]), detector.estimation)
-                )
+                changes.append(ChangePoint(scope, self._rows + row, float(ts[row]), _mean(window)))
         self._rows += len(values)
         changes.sort(key=lambda change: (change.row, change.scope))
         return changes

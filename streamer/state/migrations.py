@@ -26,7 +26,7 @@ import numpy as np
 
 from streamer.state.codec import not_a_checkpoint
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 
 Migration = Callable[[Any], Any]
 
@@ -118,11 +118,31 @@ def migrate_4_to_5(tree: Any) -> Any:
     return tree
 
 
+def migrate_5_to_6(tree: Any) -> Any:
+    """ADWIN per scope keeps river's compiled window itself (``_windows``, with
+    ``_fired``: whether its last value fired), not river's ``drift.ADWIN`` object around
+    it (detectors.score_change): the same window records, unwrapped."""
+    for fields in records_of(tree, "detectors.score_change.ScopedADWIN"):
+        detectors = fields.pop("_detectors", None)
+        if type(detectors) is not list or len(detectors) != 3 or type(detectors[2]) is not list:
+            raise not_a_checkpoint("an ADWIN per scope without its detectors")
+        windows, fired = [], []
+        for record in detectors[2]:
+            if type(record) is not list or len(record) != 4 or type(record[3]) is not dict:
+                raise not_a_checkpoint("an ADWIN that is not river's object")
+            windows.append(record[3].get("_helper"))
+            fired.append(record[3].get("_drift_detected"))
+        fields["_windows"] = ["list", detectors[1], windows]
+        fields["_fired"] = ["list", new_id(tree), fired]
+    return tree
+
+
 MIGRATIONS: dict[int, Migration] = {
     1: migrate_1_to_2,
     2: migrate_2_to_3,
     3: migrate_3_to_4,
     4: migrate_4_to_5,
+    5: migrate_5_to_6,
 }
 
 

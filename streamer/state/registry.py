@@ -1,7 +1,7 @@
 """The classes a checkpoint may name: the allow-list the decoder builds objects from.
 
 Every class defined in ``detectors`` (all of its modules: pure state and algorithms) and
-in the streamer modules that hold the engine's state, plus river's ADWIN (its window is
+in the streamer modules that hold the engine's state (river's compiled ADWIN window is
 written as its fields, see :mod:`streamer.state.river_adwin`). Nothing is imported by a
 name read from a checkpoint: a name that is not a key here is refused.
 
@@ -19,7 +19,6 @@ import pkgutil
 from types import ModuleType
 
 from pydantic_settings import BaseSettings
-from river.drift import ADWIN
 
 import detectors
 from streamer.state.codec import type_name
@@ -51,7 +50,7 @@ def _classes(module: ModuleType) -> list[type]:
 
 def _registry() -> dict[str, type]:
     classes = [cls for module in _modules() for cls in _classes(module)]
-    return {type_name(cls): cls for cls in [*classes, ADWIN]}
+    return {type_name(cls): cls for cls in classes}
 
 
 REGISTRY: dict[str, type] = _registry()

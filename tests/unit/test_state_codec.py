@@ -370,7 +370,7 @@ def test_state_format_3_gains_the_first_weeks_reported_and_the_first_days_blind(
     del week["reported"], day["blind"], day["_moved"]  # as state format 3 wrote them
     before = Decoder(REGISTRY).decode(copy.deepcopy(tree))
     assert not hasattr(before._first_week, "reported") and not hasattr(before._first_day, "blind")
-    restored = Decoder(REGISTRY).decode(migrate(tree, 3))
+    restored = Decoder(REGISTRY).decode(migrate(_as_format_5_adwin(tree), 3))
     assert restored._first_week.reported == set()
     assert restored._first_day.blind.tolist() == [False]  # the test of speed, as before
     assert {k: v.tolist() for k, v in restored._first_day._moved.items()} == {"amount": [False]}
@@ -386,7 +386,52 @@ def test_state_format_4_gains_the_features_suspect_slots() -> None:
     del feature["suspect_slots"], feature["suspect_confirmed"], day["_first_deferred"]
     with pytest.raises(ValueError, match="lacks suspect_confirmed, suspect_slots"):
         Decoder(REGISTRY).decode(copy.deepcopy(tree))
-    restored = Decoder(REGISTRY).decode(migrate(tree, 4))
+    restored = Decoder(REGISTRY).decode(migrate(_as_format_5_adwin(tree), 4))
     amount = restored.features["amount"]
     assert amount.suspect_slots is None and amount.suspect_confirmed is False
     assert np.isnan(restored._first_day._first_deferred["amount"]).tolist() == [True]
+
+
+def _as_format_5_adwin(tree: Any) -> Any:
+    """The tree with each ADWIN per scope as format 5 wrote it: river's ``drift.ADWIN``
+    objects (its defaults, the window as ``_helper``) in ``_detectors``."""
+    for fields in records_of(tree, "detectors.score_change.ScopedADWIN"):
+        windows, fired = fields.pop("_windows"), fields.pop("_fired")
+        wrapped = [
+            [
+                "obj",
+                new_id(tree) + i,
+                "river.drift.adwin.ADWIN",
+                {
+                    "_drift_detected": detected,
+                    "delta": fields["delta"],
+                    "clock": 32,
+                    "max_buckets": 5,
+                    "min_window_length": 5,
+                    "grace_period": 10,
+                    "_helper": window,
+                },
+            ]
+            for i, (window, detected) in enumerate(zip(windows[2], fired[2], strict=True))
+        ]
+        fields["_detectors"] = ["list", windows[1], wrapped]
+    return tree
+
+
+def test_state_format_5_unwraps_river_adwin() -> None:
+    # Scores that step: the detector fires, so a fired flag and a new window are kept.
+    values = np.concatenate([np.full(3_000, 0.2), np.full(3_000, 0.8)])
+    values += np.random.default_rng(0).normal(0.0, 0.05, values.size)
+    scopes = (np.arange(values.size) % 2)[:, None]
+    straight = ScopedADWIN(n_scopes=2)
+    straight.update(values[:4_000], scopes[:4_000], np.arange(4_000.0))
+    assert straight.detections.sum() > 0
+    tree = _as_format_5_adwin(Encoder(REGISTRY).encode(straight))
+    with pytest.raises(ValueError, match=r"river\.drift\.adwin\.ADWIN"):
+        Decoder(REGISTRY).decode(copy.deepcopy(tree))  # not a class this driftgate builds
+    restored = Decoder(REGISTRY).decode(migrate(tree, 5))
+    rest = values[4_000:], scopes[4_000:], np.arange(4_000.0, 6_000.0)
+    assert restored.update(*rest) == straight.update(*rest)
+    assert restored.means().tolist() == straight.means().tolist()
+    with pytest.raises(ValueError, match="an ADWIN per scope without its detectors"):
+        migrate(Encoder(REGISTRY).encode(ScopedADWIN(n_scopes=1)), 5)
