@@ -12,6 +12,8 @@ A source may hand over the message already parsed (``parsed``). Its parser may b
 than orjson (Python's ``json`` reads NaN, Infinity, 10**400 and lone surrogates, and
 nests without limit), so the fast path checks what orjson would have refused, and the
 slow path re-encodes such an object in a way that can neither raise nor recurse.
+
+Feedback messages take the same paths in :mod:`streamer.feedback_decode`.
 """
 
 from __future__ import annotations
@@ -408,56 +410,3 @@ def _finite_sum(column: Sequence[object], types: set[type]) -> bool:
         return math.isfinite(sum([v for v in column if type(v) is float]))
     except OverflowError:
         return False
-
-
-_SOURCE_LIMIT = 128
-
-
-def _fast_feedback(obj: object, strict_parser: bool) -> FeedbackEvent | None:
-    """The event when the contract surely holds (pydantic would accept it with these
-    values), else None. ``model_construct`` skips pydantic's ~10 µs of validation."""
-    if type(obj) is not dict:
-        return None
-    event_id, ts, label = obj.get("event_id"), obj.get("ts"), obj.get("label")
-    source, override = obj.get("source", "unknown"), obj.get("override", False)
-    if not (
-        type(event_id) is str
-        and 0 < len(event_id) <= _ID_LIMIT
-        and type(ts) in _NUMBERS
-        and 0 <= ts <= _FLOAT_MAX  # type: ignore[operator]
-        and type(label) in _NUMBERS
-        and 0 <= label <= 1  # type: ignore[operator]
-        and type(source) is str
-        and 0 < len(source) <= _SOURCE_LIMIT
-        and type(override) is bool
-        and (strict_parser or _utf8((event_id, source)))
-    ):
-        return None
-    return FeedbackEvent.model_construct(
-        event_id=event_id,
-        ts=float(ts),  # type: ignore[arg-type]
-        label=float(label),  # type: ignore[arg-type]
-        source=source,
-        override=override,
-    )
-
-
-def decode_feedback(
-    raw: bytes | None, limits: LimitsConfig, parsed: object = None
-) -> FeedbackEvent | Rejected:
-    if raw is not None and len(raw) > limits.max_message_bytes:
-        return _too_large(len(raw), limits)
-    if parsed is None:
-        if raw is None:
-            return _TOMBSTONE
-        try:
-            fast = _fast_feedback(orjson.loads(raw), strict_parser=True)
-        except orjson.JSONDecodeError:
-            fast = None
-        event = fast or _slow(FeedbackEvent, _FEEDBACK_FIELDS, raw, _UNPARSED)
-    else:
-        fast = _fast_feedback(parsed, strict_parser=False)
-        event = fast or _slow(FeedbackEvent, _FEEDBACK_FIELDS, None, parsed)
-    if isinstance(event, FeedbackEvent | Rejected):
-        return event
-    return Rejected("wrong_type", "not a feedback event")

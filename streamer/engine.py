@@ -28,12 +28,12 @@ from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.decode import (
     Prediction,
     Rejected,
-    decode_feedback,
     decode_prediction_envelopes,
     invalid_feature_rows,
 )
 from streamer.event_order import NO_LABELS, Chunk, EventOrder, Labels, Position
-from streamer.events import FeedbackEvent, epoch_seconds_column
+from streamer.events import epoch_seconds_column
+from streamer.feedback_decode import decode_feedbacks
 from streamer.source_clock import Rows, SourceClocks
 
 PREDICTIONS = "predictions"
@@ -218,7 +218,7 @@ class Engine:
         """Decode and validate a batch into one chunk per source; the rest dead-lettered."""
         dead: list[tuple[int, DeadLetter]] = []
         predictions: dict[tuple[Position, str], list[tuple[int, Prediction]]] = {}
-        labels: dict[Position, list[tuple[int, FeedbackEvent]]] = {}
+        feedback: dict[Position, list[int]] = {}
         ends: dict[Position, int] = {}
         counters = self.counters
         counters.consumed.update(map(attrgetter("kind"), records))
@@ -236,7 +236,7 @@ class Engine:
             )
         )
         for row, record in enumerate(records):
-            event: Prediction | FeedbackEvent | Rejected
+            event: Prediction | Rejected
             if record.kind == PREDICTIONS:
                 event = next(envelopes)
                 if isinstance(event, dict):
@@ -250,13 +250,12 @@ class Engine:
                         "too_many_models", f"limits.max_models={self.limits.max_models} reached"
                     )
             elif record.kind == FEEDBACK:
-                event = decode_feedback(record.value, self.limits, record.parsed)
-                if isinstance(event, FeedbackEvent):
-                    labels.setdefault(source_of(record), []).append((row, event))
-                    continue
+                feedback.setdefault(source_of(record), []).append(row)
+                continue
             else:
                 event = Rejected("invalid_record", f"not a record of a known topic: {record.kind}")
             dead.append((row, DeadLetter(record, event)))
+        labels = {source: self._labels_of(records, rows, dead) for source, rows in feedback.items()}
         batches: dict[Position, dict[str, Rows[PredictionBatch]]] = {}
         for (source, model), rows in predictions.items():
             batch = prediction_batch([e for _, e in rows], self.max_columns)
@@ -272,8 +271,7 @@ class Engine:
             batches.setdefault(source, {})[model] = Rows(batch, [i for i, _ in rows])
         out = []
         for source in sorted(ends):
-            feedback = labels.get(source, [])
-            found = Rows(_label_columns([f for _, f in feedback]), [i for i, _ in feedback])
+            found = labels.get(source, Rows(NO_LABELS, []))
             by_model = batches.get(source, {})
             rejected = self.clocks.admit_rows(source, [*by_model.values(), found])
             if rejected:
@@ -300,6 +298,25 @@ class Engine:
         for _, letter in dead:
             counters.rejected[(letter.record.kind, letter.rejected.reason)] += 1
         return out, [letter for _, letter in dead]
+
+    def _labels_of(
+        self, records: Sequence[InputRecord], rows: list[int], dead: list[tuple[int, DeadLetter]]
+    ) -> Rows[Labels]:
+        """The labels of ``rows`` of a batch as columns; the invalid ones dead-lettered."""
+        found, rejected = decode_feedbacks(
+            [records[i].value for i in rows], [records[i].parsed for i in rows], self.limits
+        )
+        dead.extend((rows[i], DeadLetter(records[rows[i]], r)) for i, r in rejected.items())
+        if not found.rows:
+            return Rows(NO_LABELS, [])
+        labels = Labels(
+            found.event_id,
+            epoch_seconds_column(found.ts),
+            np.array(found.label, dtype=np.float64),
+            found.source,
+            np.array(found.override, dtype=np.bool_),
+        )
+        return Rows(labels, [rows[i] for i in found.rows])
 
     def judge(self, chunks: Sequence[Chunk], final: bool = False) -> list[Decision]:
         """Merge chunks into event-time order and judge what every source has passed."""
@@ -353,15 +370,3 @@ def source_of(record: InputRecord) -> Position:
 
 def _offsets(records: Sequence[InputRecord], rows: Sequence[int]) -> IntArray:
     return np.fromiter((records[i].offset for i in rows), np.int64, len(rows))
-
-
-def _label_columns(feedback: Sequence[FeedbackEvent]) -> Labels:
-    if not feedback:
-        return NO_LABELS
-    return Labels(
-        [f.event_id for f in feedback],
-        epoch_seconds_column([f.ts for f in feedback]),
-        np.array([f.label for f in feedback], dtype=np.float64),
-        [f.source for f in feedback],
-        np.array([f.override for f in feedback], dtype=np.bool_),
-    )

@@ -12,15 +12,14 @@ from streamer.config import LimitsConfig
 from streamer.decode import (
     REASONS,
     Rejected,
-    _fast_feedback,
     _fast_prediction,
     _fast_predictions,
-    decode_feedback,
     decode_prediction_envelope,
     decode_prediction_envelopes,
     invalid_feature_rows,
 )
 from streamer.events import FeedbackEvent, PredictionEvent
+from streamer.feedback_decode import _fast_feedback, decode_feedback, decode_feedbacks
 from tests.support import decode_one
 
 LIMITS = LimitsConfig()
@@ -224,6 +223,44 @@ def test_the_batch_decoder_decides_as_one_event_at_a_time(objects, as_parsed):
     assert batch == alone
     if _fast_predictions(list(objects), LIMITS, strict_parser=True):
         assert all(_fast_prediction(obj, LIMITS) for obj in objects)
+
+
+# Labels each valid or off by one field: a batch's checks must catch every one.
+NEARLY_VALID_FEEDBACK = st.fixed_dictionaries(
+    {
+        "event_id": st.text(max_size=3),
+        "ts": st.one_of(st.floats(-1, 2e9), st.integers(-1, 2**70)),
+        "label": st.one_of(st.floats(-0.5, 1.5), st.integers(-1, 2), st.booleans()),
+    },
+    optional={
+        "source": st.one_of(st.text(max_size=4), st.integers(0, 1)),
+        "override": st.one_of(st.booleans(), st.integers(0, 1)),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NEARLY_VALID_FEEDBACK | FEEDBACK_LIKE, min_size=1, max_size=6), st.booleans())
+def test_the_batch_feedback_decoder_decides_as_one_label_at_a_time(objects, as_parsed):
+    """Columns from the batch's checks or from one label at a time: the same labels, of
+    the same types, and the same rejections."""
+    raws = [json.dumps(obj).encode() for obj in objects]
+    parsed = list(objects) if as_parsed else [None] * len(raws)
+    columns, rejected = decode_feedbacks(raws, parsed, LIMITS)
+    alone = [decode_feedback(r, LIMITS, p) for r, p in zip(raws, parsed)]
+    valid = [e.model_dump() for e in alone if isinstance(e, FeedbackEvent)]
+    batch = [
+        dict(event_id=i, ts=t, label=y, source=s, override=o)
+        for i, t, y, s, o in zip(
+            columns.event_id, columns.ts, columns.label, columns.source, columns.override
+        )
+    ]
+    assert batch == valid
+    assert [list(map(type, e.values())) for e in batch] == [
+        list(map(type, e.values())) for e in valid
+    ]
+    assert columns.rows == [i for i, e in enumerate(alone) if isinstance(e, FeedbackEvent)]
+    assert rejected == {i: e for i, e in enumerate(alone) if not isinstance(e, FeedbackEvent)}
 
 
 NEARLY_VALID = st.builds(

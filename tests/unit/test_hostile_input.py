@@ -36,10 +36,10 @@ from streamer.config import FeedbackConfig, LimitsConfig, load_settings
 from streamer.decode import (
     REASONS,
     Rejected,
-    decode_feedback,
     decode_prediction_envelope,
 )
 from streamer.engine import FEEDBACK, PREDICTIONS, Engine, InputRecord
+from streamer.feedback_decode import decode_feedback
 from tests.support import decode_one
 
 LIMITS = LimitsConfig()
