@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -9,6 +11,9 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 IndexArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
+# A feature's values in a batch: raw values (None when missing), or a float64 array when
+# every value is a float (the decoder's numbers, converted once).
+FeatureColumn = Sequence[object] | NDArray[np.float64]
 # Histogram counts: integers while counted, floats once weighted or scaled.
 CountArray = NDArray[np.int64] | NDArray[np.float64]
 

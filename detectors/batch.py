@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.arrays import FloatArray, IndexArray, as_run
+from detectors.arrays import FeatureColumn, FloatArray, IndexArray, as_run
 
 
 @dataclass(frozen=True)
@@ -16,13 +16,15 @@ class PredictionBatch:
 
     ``features[name][i]`` is the raw value of that feature in row ``i`` (None when the
     event did not carry it); ``cohorts[attribute][i]`` likewise for cohort attributes.
+    A feature column whose every value is a float may be a float64 array instead (the
+    decoder's numbers, converted once for every detector): its values are the same.
     """
 
     ts: FloatArray
     score: FloatArray
     model_version: Sequence[str]
     cohorts: Mapping[str, Sequence[str | None]]
-    features: Mapping[str, Sequence[object]]
+    features: Mapping[str, FeatureColumn]
     event_id: Sequence[str] = ()  # empty when the caller joins no labels
 
     def __post_init__(self) -> None:
@@ -55,7 +57,9 @@ class PredictionBatch:
             return self.slice(run.start, run.stop)
         picked = rows.tolist()
 
-        def column(values: Sequence[object]) -> list[object]:
+        def column(values: FeatureColumn) -> FeatureColumn:
+            if isinstance(values, np.ndarray):
+                return values[rows]
             return [values[i] for i in picked]
 
         return PredictionBatch(
@@ -75,12 +79,19 @@ class PredictionBatch:
         cohort_keys = list(dict.fromkeys(k for b in batches for k in b.cohorts))
         feature_keys = list(dict.fromkeys(k for b in batches for k in b.features))
 
-        def column(key: str, pick: str) -> list[object]:
+        def column(key: str, pick: str) -> FeatureColumn:
+            parts: list[FeatureColumn | None]
+            parts = [(b.cohorts if pick == "cohorts" else b.features).get(key) for b in batches]
+            arrays = [part for part in parts if isinstance(part, np.ndarray)]
+            if len(arrays) == len(parts):
+                return np.concatenate(arrays)
             out: list[object] = []
-            for b in batches:
-                source = b.cohorts if pick == "cohorts" else b.features
-                values = source.get(key)
-                out.extend(values if values is not None else [None] * len(b))
+            for b, values in zip(batches, parts, strict=True):
+                if values is None:
+                    out.extend([None] * len(b))
+                else:
+                    # An array's values as the floats they were (not numpy scalars).
+                    out.extend(values.tolist() if isinstance(values, np.ndarray) else values)
             return out
 
         return PredictionBatch(
@@ -98,12 +109,19 @@ class PredictionBatch:
 _NUMERIC_TYPES = {float, int, bool, type(None)}
 
 
-def numeric_column(values: Sequence[object]) -> tuple[FloatArray, int]:
+def missing_values(column: FeatureColumn) -> int:
+    """How many values of a feature column are None (a float array has none)."""
+    return 0 if isinstance(column, np.ndarray) else column.count(None)
+
+
+def numeric_column(values: FeatureColumn) -> tuple[FloatArray, int]:
     """Values as float64 (None and booleans handled), and how many were not numbers.
 
     Non-numeric values (strings in a numeric feature) become NaN and are counted, so a
     type change shows up as missing values and as a count rather than an exception.
     """
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values, 0  # a column of floats, converted by the decoder
     # numpy would parse numeric strings ("1.5"): only take the fast path when every
     # value already is a number or None.
     if set(map(type, values)) <= _NUMERIC_TYPES:

@@ -12,13 +12,13 @@ of all others are counted under ``__other__``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.arrays import FloatArray
-from detectors.batch import numeric_column
+from detectors.arrays import FeatureColumn, FloatArray
+from detectors.batch import missing_values, numeric_column
 
 OVERFLOW = "__other__"
 
@@ -68,12 +68,12 @@ class NewFeatures:
         self._streak: dict[str, int] = {}
         self._windows_closed = 0
 
-    def observe(self, features: Mapping[str, Sequence[object]], n_rows: int) -> None:
+    def observe(self, features: Mapping[str, FeatureColumn], n_rows: int) -> None:
         """Count the values of new names in a part of the window (``features`` holds only
         names outside the reference)."""
         # count() runs in C: a flood of names seen once each means one sparse column per
         # name, and this loop runs over all of them.
-        counts = {name: n_rows - column.count(None) for name, column in features.items()}
+        counts = {name: n_rows - missing_values(column) for name, column in features.items()}
         watched = self._present
         ranked = sorted(
             (name for name, present in counts.items() if present),

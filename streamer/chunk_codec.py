@@ -26,7 +26,10 @@ def encode(chunk: Chunk) -> bytes:
             "score": batch.score,
             "model_version": list(batch.model_version),
             "cohorts": {k: list(v) for k, v in batch.cohorts.items()},
-            "features": {k: list(v) for k, v in batch.features.items()},
+            # A float column as an array: orjson writes it in C.
+            "features": {
+                k: v if isinstance(v, np.ndarray) else list(v) for k, v in batch.features.items()
+            },
             "event_id": list(batch.event_id),
             "offsets": offsets,
         }

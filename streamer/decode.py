@@ -28,9 +28,11 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from detectors.arrays import FeatureColumn
 from streamer.config import LimitsConfig
 from streamer.events import FeedbackEvent, PredictionEvent
 
@@ -57,6 +59,7 @@ _NUMBERS = (float, int)
 _NUMBER_TYPES = frozenset(_NUMBERS)
 _NUMERIC = frozenset({float, int, bool, type(None)})
 _STR = {str}
+_FLOAT = {float}
 _ID_LIMIT = 256
 # Integers beyond what a double holds exactly are not a measurement anyone sends.
 _LARGEST_INT = 2**53
@@ -341,15 +344,26 @@ def _too_long(where: str, limits: LimitsConfig) -> Rejected:
 
 
 def invalid_feature_rows(
-    features: Mapping[str, Sequence[object]], limits: LimitsConfig
+    features: Mapping[str, FeatureColumn], limits: LimitsConfig
 ) -> dict[int, Rejected]:
-    """Rows whose feature values break the contract, checked a column at a time.
+    """Rows whose feature values break the contract (see :func:`checked_feature_columns`)."""
+    return checked_feature_columns(features, limits)[1]
 
-    A column of plain scalars and short strings (the usual case) costs a few passes in
-    C; only a column that fails is searched row by row. NaN, infinities and lone
-    surrogates cannot come out of orjson, only out of a laxer parser a source used.
+
+def checked_feature_columns(
+    features: Mapping[str, FeatureColumn], limits: LimitsConfig
+) -> tuple[dict[str, FeatureColumn], dict[int, Rejected]]:
+    """The columns as the detectors take them, and the rows whose feature values break
+    the contract, checked a column at a time.
+
+    A column of floats only (most numeric features) becomes a read-only float64 array,
+    converted here once instead of by every detector. A column of plain scalars and
+    short strings (the usual case) costs a few passes in C; only a column that fails is
+    searched row by row. NaN, infinities and lone surrogates cannot come out of orjson,
+    only out of a laxer parser a source used.
     """
     bad: dict[int, Rejected] = {}
+    columns: dict[str, FeatureColumn] = dict(features)
     limit = limits.max_string_bytes
     for name, column in features.items():
         if len(name) > limit or not _utf8((name,)):
@@ -363,6 +377,12 @@ def invalid_feature_rows(
                     bad.setdefault(row, problem)
             continue
         types = set(map(type, column))
+        if types == _FLOAT:
+            array = np.fromiter(column, np.float64, len(column))
+            if np.isfinite(array).all():
+                array.flags.writeable = False
+                columns[name] = array
+                continue
         if not types <= _SCALARS:
             for row, value in enumerate(column):
                 if type(value) not in _SCALARS:
@@ -397,16 +417,16 @@ def invalid_feature_rows(
                     bad.setdefault(
                         row, Rejected("invalid_value", f"features.{name}: not valid UTF-8")
                     )
-    return bad
+    return columns, bad
 
 
-def _finite_sum(column: Sequence[object], types: set[type]) -> bool:
+def _finite_sum(column: FeatureColumn, types: set[type]) -> bool:
     """True when no float of the column is NaN or infinite (their sum is finite). False
     may also mean that finite values overflowed, or a huge integer: the rows then say."""
     try:
         if types <= _NUMERIC:
             # filter(None) drops None, zeros and False, and keeps NaN: all in C.
-            return math.isfinite(sum(filter(None, column)))  # type: ignore[arg-type]
+            return math.isfinite(sum(filter(None, column)))
         return math.isfinite(sum([v for v in column if type(v) is float]))
     except OverflowError:
         return False

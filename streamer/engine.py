@@ -7,6 +7,7 @@ the tests from lists, and all of them get the same decisions.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,8 +29,8 @@ from streamer.config import FeedbackConfig, LimitsConfig
 from streamer.decode import (
     Prediction,
     Rejected,
+    checked_feature_columns,
     decode_prediction_envelopes,
-    invalid_feature_rows,
 )
 from streamer.event_order import NO_LABELS, Chunk, EventOrder, Labels, Position
 from streamer.events import epoch_seconds_column
@@ -259,7 +260,7 @@ class Engine:
         batches: dict[Position, dict[str, Rows[PredictionBatch]]] = {}
         for (source, model), rows in predictions.items():
             batch = prediction_batch([e for _, e in rows], self.max_columns)
-            bad = invalid_feature_rows(batch.features, self.limits)
+            columns, bad = checked_feature_columns(batch.features, self.limits)
             if bad:
                 dead.extend(
                     (rows[i][0], DeadLetter(records[rows[i][0]], r)) for i, r in bad.items()
@@ -268,6 +269,8 @@ class Engine:
                 if not rows:
                     continue
                 batch = prediction_batch([e for _, e in rows], self.max_columns)
+                columns, _ = checked_feature_columns(batch.features, self.limits)
+            batch = dataclasses.replace(batch, features=columns)
             batches.setdefault(source, {})[model] = Rows(batch, [i for i, _ in rows])
         out = []
         for source in sorted(ends):

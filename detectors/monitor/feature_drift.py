@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.arrays import BoolArray, FloatArray, IndexArray, IntArray
+from detectors.arrays import BoolArray, FeatureColumn, FloatArray, IndexArray, IntArray
 from detectors.batch import numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import OTHER
@@ -147,7 +147,7 @@ class FeatureDrift:
         )
 
     def observe(
-        self, values: Sequence[object], rows: IndexArray | None = None
+        self, values: FeatureColumn, rows: IndexArray | None = None
     ) -> tuple[IndexArray, FloatArray]:
         """Each row's bin, and its value as a number: the value itself for a numeric
         feature, the bin index for a categorical one (NaN when missing either way).
@@ -163,7 +163,9 @@ class FeatureDrift:
                         rows[retyped].ravel(), minlength=len(self.window_wrong_type)
                     )
             return self.bins.assign(column), column
-        bins = self.bins.assign(values)
+        # An array's floats as sent, not numpy scalars: an unseen one is told by its repr.
+        raw: Sequence[object] = values.tolist() if isinstance(values, np.ndarray) else values
+        bins = self.bins.assign(raw)
         series = bins.astype(np.float64)
         series[bins == self.bins.null_bin] = np.nan
         unseen = np.flatnonzero(bins == self.bins.other_bin)
@@ -172,14 +174,14 @@ class FeatureDrift:
             # as the bin index, "de", "fr" and "us" (a case change) looked like one value
             # frozen. Each gets its own code, past the bin indices, stable across processes.
             texts = [
-                v if isinstance(v, str) else repr(v) for v in (values[i] for i in unseen.tolist())
+                v if isinstance(v, str) else repr(v) for v in (raw[i] for i in unseen.tolist())
             ]
             codes = [self.bins.n_bins + zlib.crc32(t.encode("utf-8", "replace")) for t in texts]
             series[unseen] = codes
             self.last_unseen = (float(codes[-1]), texts[-1])
         return bins, series
 
-    def accumulate(self, values: Sequence[object], rows: IndexArray) -> IndexArray:
+    def accumulate(self, values: FeatureColumn, rows: IndexArray) -> IndexArray:
         """Add a part of the current window: each row's value and scopes. Returns each
         row's bin."""
         bin_index, series = self.observe(values, rows)

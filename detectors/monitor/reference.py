@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.arrays import FloatArray, IndexArray, IntArray
-from detectors.batch import PredictionBatch, numeric_column
+from detectors.arrays import FeatureColumn, FloatArray, IndexArray, IntArray
+from detectors.batch import PredictionBatch, missing_values, numeric_column
 from detectors.binning import Bins, CategoricalBins, NumericBins, scope_histograms
 from detectors.cohorts import CohortScopes, Dimension
 from detectors.monitor.config import MonitorConfig
@@ -107,7 +106,7 @@ class ReferenceCollector:
         present: dict[str, int] = {}
         for part in self._parts:
             for name, column in part.features.items():
-                present[name] = present.get(name, 0) + len(column) - list(column).count(None)
+                present[name] = present.get(name, 0) + len(column) - missing_values(column)
         keep = set(sorted(present, key=lambda name: (-present[name], name))[:limit])
         self._parts = [
             dataclasses.replace(
@@ -171,7 +170,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
     order = segment_order(flat_scopes)
     slots = slot_of(reference.ts) if seasonal else None
     presence = {
-        name: len(values) - values.count(None) for name, values in reference.features.items()
+        name: len(values) - missing_values(values) for name, values in reference.features.items()
     }
     ranked = sorted(presence, key=lambda k: (-presence[k], k))[: config.max_features]
     features = {}
@@ -202,7 +201,7 @@ def fit_reference(reference: PredictionBatch, config: MonitorConfig) -> Referenc
 
 def _fit_feature(
     state: FeatureDrift,
-    values: Sequence[object],
+    values: FeatureColumn,
     rows: IndexArray,
     order: IndexArray,
     slots: IntArray | None,
@@ -231,8 +230,10 @@ def _fit_feature(
     return bin_index
 
 
-def infer_bins(values: Sequence[object], config: MonitorConfig) -> Bins:
+def infer_bins(values: FeatureColumn, config: MonitorConfig) -> Bins:
     """Categorical bins for a feature of mostly strings, numeric ones otherwise."""
+    if isinstance(values, np.ndarray):  # floats only
+        return NumericBins.from_reference(numeric_column(values)[0], config.numeric_bins)
     # Their types counted in one C-level pass: a wide model's reference holds millions.
     types = Counter(map(type, values))
     if _instances(types, str) > _instances(types, int, float):

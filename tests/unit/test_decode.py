@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from streamer.decode import (
     Rejected,
     _fast_prediction,
     _fast_predictions,
+    checked_feature_columns,
     decode_prediction_envelope,
     decode_prediction_envelopes,
     invalid_feature_rows,
@@ -90,6 +93,22 @@ def test_feature_values_are_checked_per_column():
     }
     assert invalid_feature_rows({"y" * 2000: [None, 5]}, LIMITS)[1].reason == "string_too_long"
     assert invalid_feature_rows({"a": [1.0, "x", None, True]}, LIMITS) == {}
+
+
+def test_a_column_of_floats_only_becomes_a_read_only_array():
+    features = {
+        "amount": [1.5, 2.0, -3.25],
+        "count": [1, 2, 3],  # integers stay as sent (a categorical code may be one)
+        "sparse": [1.5, None, 2.5],
+        "flag": [True, 1.0, 0.0],
+        "lax": [1.0, math.nan, 2.0],  # a laxer parser's NaN: dead-lettered, not converted
+    }
+    columns, bad = checked_feature_columns(features, LIMITS)
+    assert isinstance(columns["amount"], np.ndarray) and columns["amount"].dtype == np.float64
+    assert columns["amount"].tolist() == [1.5, 2.0, -3.25]
+    assert not columns["amount"].flags.writeable
+    assert all(columns[k] is features[k] for k in ("count", "sparse", "flag", "lax"))
+    assert {row: r.reason for row, r in bad.items()} == {1: "invalid_value"}
 
 
 def test_too_many_features():

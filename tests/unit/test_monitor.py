@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from river import drift
 
@@ -156,6 +157,62 @@ def test_any_batch_split_gives_the_same_result(cuts: list[int]) -> None:
     decisions = feed(monitor, split_stream(), cuts)
     assert [d.to_dict() for d in decisions] == whole_decisions
     assert snapshot(monitor) == whole_state
+
+
+def _as_arrays(batch: PredictionBatch) -> PredictionBatch:
+    """The batch as the decoder hands it over: each column of floats only as an array."""
+    features = {
+        name: np.array(column, dtype=np.float64) if {type(v) for v in column} == {float} else column
+        for name, column in batch.features.items()
+    }
+    return dataclasses.replace(batch, features=features)
+
+
+def _retyped_stream() -> PredictionBatch:
+    """split_stream whose categorical country turns into one number (a broken feed,
+    reported as frozen on the value it sends)."""
+    stream = split_stream()
+    country = [*stream.features["country"][:1200], *[3.0] * (SPLIT_N - 1200)]
+    return dataclasses.replace(stream, features={**stream.features, "country": country})
+
+
+def test_joined_and_taken_float_arrays_keep_their_floats() -> None:
+    lists = split_stream().slice(0, 10)
+    arrays = _as_arrays(lists)
+    amount = list(lists.features["amount"])
+    mixed = PredictionBatch.concat([arrays, lists]).features["amount"]
+    assert isinstance(mixed, list) and mixed == amount * 2
+    assert {type(v) for v in mixed} == {float}  # not numpy scalars
+    joined = PredictionBatch.concat([arrays, arrays]).features["amount"]
+    assert isinstance(joined, np.ndarray) and joined.tolist() == amount * 2
+    taken = arrays.take(np.array([3, 1])).features["amount"]
+    assert isinstance(taken, np.ndarray) and taken.tolist() == [amount[3], amount[1]]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=SPLIT_N), max_size=12),
+    st.lists(st.booleans(), min_size=13, max_size=13),
+    st.booleans(),
+)
+@example(cuts=[1200], arrays=[False] + [True] * 12, retyped=True)  # the number as an array
+def test_float_columns_as_arrays_are_judged_as_the_same_floats(
+    cuts: list[int], arrays: list[bool], retyped: bool
+) -> None:
+    """Parts whose float columns are arrays (as the decoder gives them) or lists, in any
+    mix and cut: the same decisions and state, a categorical feature's floats included."""
+    stream = _retyped_stream() if retyped else split_stream()
+    expected = ModelMonitor("m", SMALL)
+    expected_decisions = [d.to_dict() for d in expected.update(stream)]
+    assert expected_decisions
+    monitor = ModelMonitor("m", SMALL)
+    decisions = []
+    for (a, b), as_array in zip(itertools.pairwise([0, *sorted(cuts), SPLIT_N]), arrays):
+        part = stream.slice(a, b)
+        decisions += monitor.update(_as_arrays(part) if as_array else part)
+    assert [d.to_dict() for d in decisions] == expected_decisions
+    assert snapshot(monitor) == snapshot(expected)
+    assert monitor.features["country"].last_unseen == expected.features["country"].last_unseen
 
 
 # --- Behaviour on generated streams ---
