@@ -112,7 +112,12 @@ def matched_reference(hourly: IntArray, window_hours: IntArray, min_events: int 
     """
     pooled = hourly.sum(axis=0).astype(np.float64)
     needed = np.maximum(min_events, 2 * window_hours.T)  # (slot, scope)
-    counts = widen_thin_slots(_other_day_type(hourly), needed).astype(np.float64)
+    # Widened with the hours the scope has seen, then an unseen slot borrowed: a seen
+    # hour next to an unseen one is not mixed with the other day type's (a first day
+    # that began on Friday 08:00 made Sunday 07:00 half Friday 08:00's).
+    unseen = unseen_slots(hourly)
+    widened = widen_thin_slots(hourly, np.where(unseen, 0, needed))
+    counts = _other_day_type(widened).astype(np.float64)
     pooled_n = pooled.sum(axis=1)
     per_hour = counts.sum(axis=2)  # (hour, scope)
     with np.errstate(invalid="ignore", divide="ignore"):

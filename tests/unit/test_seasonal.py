@@ -64,3 +64,18 @@ def test_widening_only_adds_and_keeps_what_held_enough(counts, needed):
     assert (widened >= hourly).all()
     held = hourly.sum(axis=2) >= needed
     assert (widened[held] == hourly[held]).all()
+
+
+def test_a_thin_hour_next_to_an_unseen_one_is_widened_with_its_own_day_type_only():
+    # A first day from Friday 08:00: weekday hours 8-23 and weekend hours 0-7 seen, the
+    # weekend in the last bin. Sunday 07:00's window, thinner in the reference than the
+    # window needs, is widened with weekend hours 4-6; not with weekend hour 8, unseen,
+    # which the other day type (Friday 08:00) would stand in for.
+    hourly = np.zeros((SLOTS, 1, 10), dtype=np.int64)
+    hourly[8:HOURS, 0] = UNIFORM
+    hourly[HOURS : HOURS + 8, 0] = [0] * 9 + [100]
+    expected = matched_reference(hourly, _window_in(HOURS + 7, 250), min_events=200)
+    assert expected[0, :9].sum() == 0 and expected[0, 9] > 0
+    # An unseen hour still stands in for the other day type's: Saturday 08:00 as Friday's.
+    unseen = matched_reference(hourly, _window_in(HOURS + 8, 250), min_events=200)
+    assert np.allclose(unseen[0] / unseen[0].sum(), 0.1)
