@@ -11,6 +11,9 @@ import numpy as np
 
 # river's compiled ADWIN, without river.drift: that package imports all of river's
 # detectors, KSWIN's scipy.stats among them, about a second of every process's start.
+# A private module of river, which is pinned to 0.26.x for it (and for the checkpoint's
+# window fields, streamer/state/river_adwin.py); test_score_change holds this to river's
+# public drift.ADWIN, event by event.
 from river._river_rust.drift import AdaptiveWindowing
 
 from detectors.arrays import FloatArray, IndexArray
@@ -108,7 +111,6 @@ class ScopedADWIN:
             # window if the last value fired, then fired = core.update(x)"; that wrapper
             # costs more than the core. So map() calls the core from C and any() stops at
             # the first detection: the same core calls in the same order.
-            # tests/unit/test_score_change.py holds it to river's ADWIN, event by event.
             pending = values[chunk].tolist()
             remaining = iter(pending)
             window = self._windows[scope]
