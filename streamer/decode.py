@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from detectors.arrays import FeatureColumn
 from streamer.config import LimitsConfig
-from streamer.events import FeedbackEvent, PredictionEvent
+from streamer.events import PredictionEvent
 
 # The reasons are a closed set: they are metric labels and dead-letter headers.
 REASONS = (
@@ -66,7 +66,6 @@ _LARGEST_INT = 2**53
 # Bounds ts and score to what a double holds: NaN and infinities fail the comparison.
 _FLOAT_MAX = sys.float_info.max
 _PREDICTION_FIELDS = frozenset(PredictionEvent.model_fields)
-_FEEDBACK_FIELDS = frozenset(FeedbackEvent.model_fields)
 _UNPARSED = object()
 
 

@@ -19,7 +19,6 @@ from streamer.config import LimitsConfig
 
 # The contract's shared checks and limits; private to the decoding of both topics.
 from streamer.decode import (
-    _FEEDBACK_FIELDS,
     _FLOAT_MAX,
     _ID_LIMIT,
     _NUMBER_TYPES,
@@ -36,6 +35,7 @@ from streamer.decode import (
 from streamer.events import FeedbackEvent
 
 _SOURCE_LIMIT = 128
+_FEEDBACK_FIELDS = frozenset(FeedbackEvent.model_fields)
 
 
 def _fast_feedback(obj: object, strict_parser: bool) -> FeedbackEvent | None:
