@@ -3,7 +3,8 @@
 The pydantic models in ``streamer/events.py`` are the contract. Validating every event
 with them costs ~8 µs, more than the rest of the pipeline, so well-formed events take a
 fast path: orjson parses, a few exact type checks on the top-level fields accept, and the
-feature values are checked per column of the batch (:func:`invalid_feature_rows`).
+feature values are checked per column of the batch, a column of floats becoming the
+array the detectors take (:func:`checked_feature_columns`).
 Anything the fast path is not sure of goes through pydantic, which also names the
 reason. A property test checks that whatever the fast path accepts, pydantic accepts
 with the same values.
