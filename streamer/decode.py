@@ -19,7 +19,6 @@ Feedback messages take the same paths in :mod:`streamer.feedback_decode`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -254,16 +253,32 @@ def decode_prediction_envelopes(
     """:func:`decode_prediction_envelope` of each message of a batch (``parsed[i]`` is
     message i already parsed, or None). The fast path's checks run a column at a time
     over the whole batch; a batch they are not sure of is decoded one event at a time."""
-    objects: list[Any] | None = None
-    messages = [raw for raw in raws if raw is not None]
-    fits = max(map(len, messages), default=0) <= limits.max_message_bytes
-    if len(messages) == len(raws) and fits:
-        with contextlib.suppress(orjson.JSONDecodeError):  # then one event at a time
-            objects = [orjson.loads(m) if p is None else p for m, p in zip(messages, parsed)]
+    objects = _parsed_batch(raws, parsed, limits)
     strict = all(p is None for p in parsed)  # parsed here, by orjson
     if objects is not None and _fast_predictions(objects, limits, strict_parser=strict):
         return objects
     return [decode_prediction_envelope(r, limits, p) for r, p in zip(raws, parsed)]
+
+
+def _parsed_batch(
+    raws: Sequence[bytes | None], parsed: Sequence[object], limits: LimitsConfig
+) -> list[Any] | None:
+    """Every message of a batch parsed (orjson's or the source's), or None when one is a
+    tombstone, too large or not JSON: then the batch is decoded one message at a time."""
+    messages = [raw for raw in raws if raw is not None]
+    if len(messages) != len(raws) or max(map(len, messages), default=0) > limits.max_message_bytes:
+        return None
+    try:
+        return [orjson.loads(m) if p is None else p for m, p in zip(messages, parsed)]
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _short_strings(column: Sequence[Any], limit: int) -> bool:
+    """Every value a string of 1 to ``limit`` characters."""
+    if set(map(type, column)) != _STR:
+        return False
+    return min(map(len, column)) > 0 and max(map(len, column)) <= limit
 
 
 _ENVELOPE_FIELDS = itemgetter("event_id", "model", "model_version", "ts", "score", "features")
@@ -278,11 +293,8 @@ def _fast_predictions(objects: list[Any], limits: LimitsConfig, strict_parser: b
         *ids, ts, score, features = zip(*map(_ENVELOPE_FIELDS, objects))
     except KeyError:
         return False
-    for column in ids:
-        if set(map(type, column)) != _STR:
-            return False
-        if min(map(len, column)) == 0 or max(map(len, column)) > _ID_LIMIT:
-            return False
+    if not all(_short_strings(column, _ID_LIMIT) for column in ids):
+        return False
     for column, low in ((ts, 0.0), (score, -_FLOAT_MAX)):
         types = set(map(type, column))
         # A finite sum: no NaN or infinity (a laxer parser's), nothing past a double.

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
 
 import orjson
 
@@ -23,11 +22,12 @@ from streamer.decode import (
     _ID_LIMIT,
     _NUMBER_TYPES,
     _NUMBERS,
-    _STR,
     _TOMBSTONE,
     _UNPARSED,
     Rejected,
     _finite_sum,
+    _parsed_batch,
+    _short_strings,
     _slow,
     _too_large,
     _utf8,
@@ -108,13 +108,7 @@ def _fast_feedbacks(
 ) -> FeedbackColumns | None:
     """The columns when :func:`_fast_feedback` surely holds for every message: the
     same checks, a column at a time."""
-    messages = [raw for raw in raws if raw is not None]
-    if len(messages) != len(raws) or max(map(len, messages), default=0) > limits.max_message_bytes:
-        return None
-    try:
-        objects: list[Any] = [orjson.loads(m) if p is None else p for m, p in zip(messages, parsed)]
-    except orjson.JSONDecodeError:
-        return None
+    objects = _parsed_batch(raws, parsed, limits)
     if not objects or set(map(type, objects)) != {dict}:
         return None
     try:
@@ -123,11 +117,8 @@ def _fast_feedbacks(
         return None
     sources = [obj.get("source", "unknown") for obj in objects]
     overrides = [obj.get("override", False) for obj in objects]
-    for strings, limit in ((event_ids, _ID_LIMIT), (sources, _SOURCE_LIMIT)):
-        if set(map(type, strings)) != _STR:
-            return None
-        if min(map(len, strings)) == 0 or max(map(len, strings)) > limit:
-            return None
+    if not (_short_strings(event_ids, _ID_LIMIT) and _short_strings(sources, _SOURCE_LIMIT)):
+        return None
     for column, high in ((ts, _FLOAT_MAX), (labels, 1)):
         types = set(map(type, column))
         # A finite sum: no NaN or infinity (a laxer parser's), nothing past a double.

@@ -130,8 +130,13 @@ def migrate_5_to_6(tree: Any) -> Any:
         for record in detectors[2]:
             if type(record) is not list or len(record) != 4 or type(record[3]) is not dict:
                 raise not_a_checkpoint("an ADWIN that is not river's object")
-            windows.append(record[3].get("_helper"))
-            fired.append(record[3].get("_drift_detected"))
+            window, detected = record[3].get("_helper"), record[3].get("_drift_detected")
+            if type(window) is not list or not window or window[0] != "adwin":
+                raise not_a_checkpoint("an ADWIN without its window")
+            if type(detected) is not bool:
+                raise not_a_checkpoint("an ADWIN without its detection flag")
+            windows.append(window)
+            fired.append(detected)
         fields["_windows"] = ["list", detectors[1], windows]
         fields["_fired"] = ["list", new_id(tree), fired]
     return tree

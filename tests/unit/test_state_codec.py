@@ -435,3 +435,8 @@ def test_state_format_5_unwraps_river_adwin() -> None:
     assert restored.means().tolist() == straight.means().tolist()
     with pytest.raises(ValueError, match="an ADWIN per scope without its detectors"):
         migrate(Encoder(REGISTRY).encode(ScopedADWIN(n_scopes=1)), 5)
+    damaged = _as_format_5_adwin(Encoder(REGISTRY).encode(ScopedADWIN(n_scopes=1)))
+    (adwin,) = records_of(damaged, "river.drift.adwin.ADWIN")
+    adwin["_drift_detected"] = None
+    with pytest.raises(ValueError, match="an ADWIN without its detection flag"):
+        migrate(damaged, 5)
