@@ -20,6 +20,7 @@ from detectors.segments import (
     segment_quantiles,
     segment_stats,
     sorted_segment_stats,
+    stacked_segment_stats,
 )
 
 FAST = settings(max_examples=150, deadline=None)
@@ -134,6 +135,27 @@ def test_a_scope_does_not_depend_on_the_others(
             ), name
         assert np.allclose(alone.mean[0], together.mean[scope], equal_nan=True)
         assert np.allclose(alone.variance[0], together.variance[scope], equal_nan=True)
+
+
+@FAST
+@given(data=st.data(), values=values_st, n_scopes=st.integers(1, 4), n_features=st.integers(1, 3))
+def test_stacked_features_are_summarised_as_one_at_a_time(
+    data: st.DataObject, values: list[float], n_scopes: int, n_features: int
+) -> None:
+    """Features summarised in one call give each feature's own figures, bit for bit
+    (the window's decisions must not change with how many features a model has)."""
+    n = len(values)
+    scopes = data.draw(st.lists(st.integers(0, n_scopes - 1), min_size=n, max_size=n))
+    s = np.array(scopes, dtype=np.intp)
+    order = segment_order(s)
+    rows = np.array([data.draw(st.permutations(values)) for _ in range(n_features)])
+    rows = rows.reshape(n_features, n).astype(np.float64)
+    stacked = stacked_segment_stats(rows[:, order], s[order], n_scopes)
+    for row, got in zip(rows, stacked, strict=True):
+        alone = segment_stats(row, s, n_scopes)
+        for name in ("events", "nulls", "mean", "variance", "minimum", "maximum", "repeats"):
+            assert np.array_equal(getattr(got, name), getattr(alone, name), equal_nan=True)
+        assert np.array_equal(got.pairs, alone.pairs)
 
 
 def test_golden_values() -> None:
