@@ -60,6 +60,7 @@ _NUMBER_TYPES = frozenset(_NUMBERS)
 _NUMERIC = frozenset({float, int, bool, type(None)})
 _STR = {str}
 _FLOAT = {float}
+_INT = {int}
 _ID_LIMIT = 256
 # Integers beyond what a double holds exactly are not a measurement anyone sends.
 _LARGEST_INT = 2**53
@@ -406,7 +407,7 @@ def checked_feature_columns(
                             f"boolean or null, not {type(value).__name__}",
                         ),
                     )
-        if int in types and any(type(v) is int and abs(v) > _LARGEST_INT for v in column):
+        if int in types and _largest_int(column, types) > _LARGEST_INT:
             for row, value in enumerate(column):
                 if type(value) is int and abs(value) > _LARGEST_INT:
                     bad.setdefault(
@@ -430,6 +431,13 @@ def checked_feature_columns(
                         row, Rejected("invalid_value", f"features.{name}: not valid UTF-8")
                     )
     return columns, bad
+
+
+def _largest_int(column: FeatureColumn, types: set[type]) -> int:
+    """The largest magnitude of the column's integers (booleans aside): in C for a column
+    of integers only, the usual case."""
+    ints = column if types == _INT else [v for v in column if type(v) is int]
+    return int(max(map(abs, ints)))
 
 
 def _finite_sum(column: FeatureColumn, types: set[type]) -> bool:

@@ -12,7 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, groupby, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
@@ -223,11 +223,7 @@ class Engine:
         ends: dict[Position, int] = {}
         counters = self.counters
         counters.consumed.update(map(attrgetter("kind"), records))
-        positions = self.positions
-        for record in records:
-            positions[(record.topic, record.partition)] = record.offset + 1
-            source = source_of(record)
-            ends[source] = max(ends.get(source, 0), record.offset + 1)
+        sources = self._track_positions(records, ends)
         models = self._models
         envelopes = iter(
             decode_prediction_envelopes(
@@ -236,7 +232,7 @@ class Engine:
                 self.limits,
             )
         )
-        for row, record in enumerate(records):
+        for row, (record, source) in enumerate(zip(records, sources, strict=True)):
             event: Prediction | Rejected
             if record.kind == PREDICTIONS:
                 event = next(envelopes)
@@ -244,14 +240,13 @@ class Engine:
                     model = event["model"]
                     if model in models or len(models) < self.limits.max_models:
                         models.add(model)
-                        key = (source_of(record), model)
-                        predictions.setdefault(key, []).append((row, event))
+                        predictions.setdefault((source, model), []).append((row, event))
                         continue
                     event = Rejected(
                         "too_many_models", f"limits.max_models={self.limits.max_models} reached"
                     )
             elif record.kind == FEEDBACK:
-                feedback.setdefault(source_of(record), []).append(row)
+                feedback.setdefault(source, []).append(row)
                 continue
             else:
                 event = Rejected("invalid_record", f"not a record of a known topic: {record.kind}")
@@ -301,6 +296,21 @@ class Engine:
         for _, letter in dead:
             counters.rejected[(letter.record.kind, letter.rejected.reason)] += 1
         return out, [letter for _, letter in dead]
+
+    def _track_positions(
+        self, records: Sequence[InputRecord], ends: dict[Position, int]
+    ) -> list[Position]:
+        """Notes each (topic, partition)'s next offset to read and each source's end in
+        ``ends``; returns each record's source. A source's records come in runs (a poll
+        returns a partition's records together), so this costs a few calls per run."""
+        sources: list[Position] = []
+        for (topic, partition), run in groupby(records, key=_TOPIC_PARTITION):
+            offsets = list(map(_OFFSET, run))
+            self.positions[(topic, partition)] = offsets[-1] + 1
+            source = _source(topic, partition)
+            ends[source] = max(ends.get(source, 0), max(offsets) + 1)
+            sources.extend(repeat(source, len(offsets)))
+        return sources
 
     def _labels_of(
         self, records: Sequence[InputRecord], rows: list[int], dead: list[tuple[int, DeadLetter]]
@@ -366,9 +376,17 @@ class Engine:
 def source_of(record: InputRecord) -> Position:
     """The source whose order a record keeps: its topic partition; a replay file is one
     source for both of its topics (its lines are in one order)."""
-    if record.partition == REPLAY_PARTITION:
+    return _source(record.topic, record.partition)
+
+
+def _source(topic: str, partition: int) -> Position:
+    if partition == REPLAY_PARTITION:
         return ("replay", REPLAY_PARTITION)
-    return (record.topic, record.partition)
+    return (topic, partition)
+
+
+_TOPIC_PARTITION = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
 
 
 def _offsets(records: Sequence[InputRecord], rows: Sequence[int]) -> IntArray:

@@ -83,12 +83,14 @@ def test_feature_values_are_checked_per_column():
         "amount": [1.0, [1, 2], 3, None],
         "country": ["DE", "x" * (LIMITS.max_string_bytes + 1), "FR", {"a": 1}],
         "huge": [10**30, 1, 2, 3],
+        "huge_among_others": [None, "x", -(2**60), 1.5],
         "y" * (LIMITS.max_string_bytes + 1): [None, None, None, 5],
     }
     bad = invalid_feature_rows(features, LIMITS)
     assert {row: r.reason for row, r in bad.items()} == {
         0: "invalid_value",
         1: "wrong_type",
+        2: "invalid_value",
         3: "wrong_type",  # the first problem found in a row names it
     }
     assert invalid_feature_rows({"y" * 2000: [None, 5]}, LIMITS)[1].reason == "string_too_long"
