@@ -86,29 +86,32 @@ class EngineCounters:
 _ENVELOPE = itemgetter("ts", "score", "model_version", "features", "event_id")
 
 
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[object]]:
-    """One column per name. When every row has every name (the usual case), one C-level
-    itemgetter call per row and a transpose; otherwise a lookup per value."""
-    if not names:
-        return []
-    if len(names) == 1:
-        (name,) = names
-        return [[row.get(name) for row in rows]]
-    try:
-        return list(zip(*map(itemgetter(*names), rows), strict=True))
-    except KeyError:
-        return [[row.get(name) for row in rows] for name in names]
+def _columns(
+    rows: Sequence[dict[str, Any]], limit: int | None = None
+) -> dict[str, Sequence[object]]:
+    """The rows as columns, one per name of the sorted union of their keys.
 
-
-def _names(rows: Sequence[dict[str, Any]], limit: int | None = None) -> list[str]:
-    """The sorted union of the rows' keys; cheap when every row has the same keys.
-
-    With ``limit``, at most that many names, the ones in most rows: every name becomes a
+    When every row has the same keys (the usual case), one C-level itemgetter call per
+    row and a transpose: rows as long as the first that all hold its keys hold exactly
+    its keys, so no comparison of key sets is needed. Otherwise a lookup per value, and
+    with ``limit`` at most that many names, the ones in most rows: every name becomes a
     column of len(rows) slots, so a batch whose events each bring never-seen names (ids
     or timestamps used as keys) would cost names x rows in time and memory.
     """
     if not rows:
-        return []
+        return {}
+    first = rows[0]
+    if len(first) > 1 and set(map(len, rows)) == {len(first)}:
+        names = sorted(first)
+        try:
+            return dict(zip(names, zip(*map(itemgetter(*names), rows), strict=True)))
+        except KeyError:
+            pass  # some row has other keys
+    return {name: [row.get(name) for row in rows] for name in _names(rows, limit)}
+
+
+def _names(rows: Sequence[dict[str, Any]], limit: int | None) -> list[str]:
+    """The sorted union of the rows' keys, at most ``limit`` of them (see :func:`_columns`)."""
     first = rows[0]
     if set(map(len, rows)) == {len(first)} and all(map(first.keys().__eq__, map(dict.keys, rows))):
         return sorted(first)
@@ -126,14 +129,12 @@ def prediction_batch(
     At most ``max_features`` feature columns, the names present in most events."""
     ts, score, versions, feature_rows, event_ids = zip(*map(_ENVELOPE, events))
     cohort_rows = [e.get("cohort") or {} for e in events]
-    feature_names = _names(feature_rows, max_features)
-    attributes = _names(cohort_rows)
     return PredictionBatch(
         ts=epoch_seconds_column(ts),
         score=np.asarray(score, dtype=np.float64),
         model_version=versions,
-        cohorts=dict(zip(attributes, _columns(cohort_rows, attributes))),  # type: ignore[arg-type]
-        features=dict(zip(feature_names, _columns(feature_rows, feature_names))),
+        cohorts=_columns(cohort_rows),  # type: ignore[arg-type]
+        features=_columns(feature_rows, max_features),
         event_id=event_ids,
     )
 

@@ -21,6 +21,7 @@ from streamer.decode import (
     decode_prediction_envelopes,
     invalid_feature_rows,
 )
+from streamer.engine import prediction_batch
 from streamer.events import FeedbackEvent, PredictionEvent
 from streamer.feedback_decode import _fast_feedback, decode_feedback, decode_feedbacks
 from tests.support import decode_one
@@ -312,3 +313,30 @@ def test_the_batch_decoder_decides_nearly_valid_batches_as_one_event_at_a_time(o
     parsed = list(objects) if as_parsed else [None] * len(raws)
     batch = decode_prediction_envelopes(raws, parsed, LIMITS)
     assert batch == [decode_prediction_envelope(r, LIMITS, p) for r, p in zip(raws, parsed)]
+
+
+feature_rows = st.lists(
+    st.dictionaries(st.sampled_from("abcde"), st.one_of(st.none(), st.integers(0, 9)), max_size=5),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=feature_rows, same_keys=st.booleans())
+def test_a_batch_becomes_one_column_per_name_of_any_row(rows, same_keys):
+    """Rows with the same keys take the transposing path, others a lookup per value;
+    both give every name of any row its column, None where a row lacks it."""
+    if same_keys:
+        rows = [{name: row.get(name) for name in rows[0]} for row in rows]
+    names = sorted(set().union(*rows))
+    columns = prediction_batch(
+        [
+            {"ts": 1.0, "score": 0.5, "model_version": "v", "event_id": str(i), "features": row}
+            for i, row in enumerate(rows)
+        ]
+    ).features
+    assert list(columns) == names
+    assert {name: list(column) for name, column in columns.items()} == {
+        name: [row.get(name) for row in rows] for name in names
+    }
