@@ -259,4 +259,4 @@ def _sketch_quantiles(values: FloatArray, scopes: IndexArray, n_scopes: int) -> 
     sketch = NumericSketch(n_scopes)
     sketch.update(values, scopes)
     probs = np.asarray(QUANTILE_PROBS, dtype=np.float64)
-    return np.array([sketch.quantiles(scope, probs) for scope in range(n_scopes)])
+    return sketch.scope_quantiles(np.arange(n_scopes), probs)

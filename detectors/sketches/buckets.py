@@ -30,7 +30,7 @@ class LogBuckets:
     >>> import numpy as np
     >>> buckets = LogBuckets(n_scopes=2, alpha=0.01, max_buckets=2048)
     >>> buckets.add(np.array([1.0, 2.0, 3.0, -5.0]), np.array([0, 0, 0, 1]))
-    >>> values = buckets.values_at_ranks(0, np.array([0.0, 1.0, 2.0]))  # of 1, 2, 3
+    >>> values = buckets.values_at_ranks(np.array([0]), np.array([[0.0, 1.0, 2.0]]))[0]
     >>> values.round(2).tolist(), bool(np.all(np.abs(values / [1, 2, 3] - 1) <= 0.01))
     ([0.99, 1.99, 2.97], True)
     """
@@ -116,16 +116,23 @@ class LogBuckets:
         out._size = self._size.copy()
         return out
 
-    def values_at_ranks(self, scope: int, ranks: FloatArray) -> FloatArray:
-        """The representatives of the buckets holding the values of 0-based ``ranks`` of
-        the scope (which must have values of those ranks)."""
-        s = scope
-        lo, hi = np.searchsorted(self._code, [s * self._span, (s + 1) * self._span])
-        cum = np.cumsum(self._count[lo:hi])
-        first = np.searchsorted(cum, ranks, side="right")  # first bucket with cum > rank
-        keys = self._code[lo + first] - (s * self._span + self._key_max)
+    def values_at_ranks(self, scopes: IndexArray, ranks: FloatArray) -> FloatArray:
+        """The representatives of the buckets holding the values of 0-based ``ranks``
+        (one row per scope of ``scopes``, which must have values of those ranks), all
+        scopes in one search of the buckets' running counts."""
+        scopes = scopes.astype(np.int64)
+        running = np.cumsum(self._count)
+        lo = np.searchsorted(self._code, scopes * self._span)
+        before = np.where(lo > 0, running[np.maximum(lo - 1, 0)], 0)
+        # The first bucket whose count so far exceeds the rank: for whole counts, exceeding
+        # a rank is exceeding its floor, an integer; so the search stays exact in int64
+        # however many values come before the scope.
+        wanted = before[:, None] + np.floor(ranks).astype(np.int64)
+        first = np.searchsorted(running, wanted, side="right")
+        keys = self._code[first] - (scopes[:, None] * self._span + self._key_max)
         # math.exp per value, not np.exp: the same floats as ever, to the last bit
-        return np.array([self._key_value(int(k)) for k in keys.tolist()], dtype=np.float64)
+        values = [self._key_value(int(k)) for k in keys.ravel().tolist()]
+        return np.array(values, dtype=np.float64).reshape(keys.shape)
 
     def _key_value(self, key: int) -> float:
         if key == 0:

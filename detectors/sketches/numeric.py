@@ -8,7 +8,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from detectors.arrays import FloatArray, IntArray
+from detectors.arrays import FloatArray, IndexArray, IntArray
 from detectors.sketches.buckets import LogBuckets
 from detectors.sketches.checks import check_scope, check_scopes, is_real
 from detectors.sketches.moments import Moments
@@ -211,22 +211,31 @@ class NumericSketch:
         return float(self.quantiles(scope, np.array([float(q)]))[0])
 
     def quantiles(self, scope: int, probs: FloatArray) -> FloatArray:
-        """The scope's rank-q values at every q of ``probs``, from one pass over its
-        buckets (NaN for an empty scope)."""
+        """The scope's rank-q values at every q of ``probs`` (NaN for an empty scope)."""
         s = check_scope(scope, self._n_scopes)
+        quantiles: FloatArray = self.scope_quantiles(np.array([s], dtype=np.intp), probs)[0]
+        return quantiles
+
+    def scope_quantiles(self, scopes: IndexArray, probs: FloatArray) -> FloatArray:
+        """Each scope's rank-q values at every q of ``probs``, one row per scope (NaN for
+        an empty one), from one pass over the buckets."""
+        scopes = check_scopes(scopes, len(scopes), self._n_scopes)
         probs = np.asarray(probs, dtype=np.float64)
         if not bool(np.all((probs >= 0.0) & (probs <= 1.0))):
             raise ValueError(f"q must be in [0, 1], got {probs.tolist()!r}")
-        n = int(self._moments.count[s])
-        if n == 0:
-            return np.full(probs.shape, np.nan)
-        low, high = float(self._moments.min[s]), float(self._moments.max[s])
-        ranks = probs * (n - 1)
+        out = np.full((len(scopes), probs.size), np.nan)
+        n = self._moments.count[scopes]
+        filled = np.flatnonzero(n > 0)
+        if not filled.size:
+            return out
+        mine, n = scopes[filled], n[filled, None]
+        low, high = self._moments.min[mine, None], self._moments.max[mine, None]
+        ranks = probs[None, :] * (n - 1)
         floors = np.floor(ranks)
         # rank-0 / rank-(n-1) values are known exactly
-        out = np.clip(self._buckets.values_at_ranks(s, ranks), low, high)
-        out[floors == 0] = low
-        out[floors == n - 1] = high
+        values = np.clip(self._buckets.values_at_ranks(mine, ranks), low, high)
+        values = np.where(floors == 0, low, values)
+        out[filled] = np.where(floors == n - 1, high, values)
         return out
 
     def __eq__(self, other: object) -> bool:

@@ -179,6 +179,29 @@ def test_quantile_error_bound_property(values: list[float], alpha: float, qs: li
     assert sk.quantiles(0, np.array(sorted(qs))).tolist() == estimates
 
 
+@FAST
+@given(
+    st.lists(st.tuples(finite_normal, st.integers(0, 3)), max_size=120),
+    st.sampled_from([2048, 3]),
+)
+def test_every_scope_quantiles_as_a_sketch_of_its_values_alone(
+    pairs: list[tuple[float, int]], max_buckets: int
+) -> None:
+    """The scopes share one store of buckets: a scope's quantiles must not depend on how
+    many values the scopes before it hold (nor on float rounding of their count)."""
+    probs = np.array([0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0])
+    x = np.array([v for v, _ in pairs], dtype=np.float64)
+    scopes = np.array([s for _, s in pairs], dtype=np.intp)
+    together = NumericSketch(4, max_buckets=max_buckets)
+    together.update(x, scopes)
+    got = together.scope_quantiles(np.array([3, 0, 2, 1]), probs)
+    for row, scope in zip(got, [3, 0, 2, 1], strict=True):
+        alone = NumericSketch(1, max_buckets=max_buckets)
+        mine = x[scopes == scope]
+        alone.update(mine, np.zeros(mine.size, dtype=np.intp))
+        assert np.array_equal(row, alone.quantiles(0, probs), equal_nan=True)
+
+
 # ----------------------------------------------------------------------------------------------
 # NumericSketch: batching, merging, serialisation (hypothesis)
 # ----------------------------------------------------------------------------------------------
