@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from detectors.arrays import FeatureColumn
 from detectors.batch import PredictionBatch
+from streamer.decode import float_array
 from streamer.event_order import NO_LABELS, Chunk, Labels
 
 VERSION = 1
@@ -94,6 +96,13 @@ def _batch(columns: dict[str, Any]) -> PredictionBatch:
         score=np.asarray(columns["score"], dtype=np.float64),
         model_version=columns["model_version"],
         cohorts=columns["cohorts"],
-        features=columns["features"],
+        features={name: _feature(column) for name, column in columns["features"].items()},
         event_id=columns["event_id"],
     )
+
+
+def _feature(column: list[Any]) -> FeatureColumn:
+    """A feature column as ingest handed it over: the decoder turns every column of finite
+    floats only into an array (and no other), so a list of them was one."""
+    array = float_array(column)
+    return column if array is None else array

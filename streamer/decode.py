@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from detectors.arrays import FeatureColumn
+from detectors.arrays import FeatureColumn, FloatArray
 from streamer.config import LimitsConfig
 from streamer.events import PredictionEvent
 
@@ -390,12 +390,10 @@ def checked_feature_columns(
                     bad.setdefault(row, problem)
             continue
         types = set(map(type, column))
-        if types == _FLOAT:
-            array = np.fromiter(column, np.float64, len(column))
-            if np.isfinite(array).all():
-                array.flags.writeable = False
-                columns[name] = array
-                continue
+        array = float_array(column, types)
+        if array is not None:
+            columns[name] = array
+            continue
         if not types <= _SCALARS:
             for row, value in enumerate(column):
                 if type(value) not in _SCALARS:
@@ -431,6 +429,18 @@ def checked_feature_columns(
                         row, Rejected("invalid_value", f"features.{name}: not valid UTF-8")
                     )
     return columns, bad
+
+
+def float_array(column: FeatureColumn, types: set[type] | None = None) -> FloatArray | None:
+    """A column of finite floats only as the read-only float64 array the detectors take
+    as is; None for any other column. ``types``: the column's value types, when known."""
+    if (types if types is not None else set(map(type, column))) != _FLOAT:
+        return None
+    array = np.fromiter(column, np.float64, len(column))
+    if not np.isfinite(array).all():
+        return None
+    array.flags.writeable = False
+    return array
 
 
 def _largest_int(column: FeatureColumn, types: set[type]) -> int:

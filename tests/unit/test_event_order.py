@@ -179,6 +179,32 @@ def test_a_chunk_delivered_twice_changes_nothing(stream) -> None:
     assert _summary(twice) == _summary(once)
 
 
+def test_a_chunk_read_back_holds_the_columns_ingest_made(stream) -> None:
+    """What the judge reads from the internal topic is what ingest made: float columns
+    as read-only arrays, the others (strings, integers, missing values) as lists."""
+    records = _records(stream, _by_event_id(2))[:3_000]
+    records[5] = records[5]._replace(
+        value=records[5].value.replace(b'"amount":', b'"x":1,"amount":')
+    )
+    chunks, _ = _engine().ingest(records)
+    kinds = set()
+    for chunk in chunks:
+        back = chunk_codec.decode(chunk_codec.encode(chunk))
+        for model, (batch, _) in chunk.predictions.items():
+            features = back.predictions[model][0].features
+            assert list(features) == list(batch.features)
+            for name, column in batch.features.items():
+                read = features[name]
+                kinds.add((name, type(column).__name__))
+                assert type(read) is type(column) or (
+                    isinstance(read, list) and isinstance(column, tuple)
+                ), name
+                assert list(read) == list(column), name
+                if isinstance(column, np.ndarray):
+                    assert not read.flags.writeable
+    assert {kind for _, kind in kinds} >= {"ndarray", "tuple", "list"}, kinds
+
+
 def _chunk(source, ts, ids, offsets, idle=False) -> Chunk:
     n = len(ts)
     batch = PredictionBatch(
