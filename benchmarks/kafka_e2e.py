@@ -19,8 +19,10 @@ stream), keyed by event id over `--partitions` partitions:
   `driftgate run` consumes it; for every decision, the time it arrived on the decisions
   topic minus the wall time the last event of its window was produced.
 
-Figures are printed as a table. Broker, producer, consumers and driftgate share the
-machine's cores, as they would on a small host.
+Figures are printed as a table. ``--py-spy OUT`` also samples (b) with py-spy (on PATH)
+for 25 s and prints each thread's share of the samples and those of driftgate's stages.
+Broker, producer, consumers and driftgate share the machine's cores, as they would on a
+small host.
 """
 
 from __future__ import annotations
@@ -277,10 +279,16 @@ def _ends(samples: list[tuple[float, int]], total: int) -> tuple[float, float]:
 
 
 def driftgate_consume(
-    bootstrap: str, topics: dict[str, str], total: int, tmp: Path, instances: int = 1
+    bootstrap: str,
+    topics: dict[str, str],
+    total: int,
+    tmp: Path,
+    instances: int = 1,
+    profile: Path | None = None,
 ) -> RunFigures:
     """``instances`` members of one group read the stream; records/s is the group's, and
-    memory the judge's (the member with the most)."""
+    memory the judge's (the member with the most). With ``profile``, py-spy samples the
+    first member from 3 s after its start, for 25 s, into that file (raw, by thread)."""
     ports = [free_port() for _ in range(instances)]
     name = f"bulk{instances}"
     started = time.perf_counter()
@@ -291,6 +299,12 @@ def driftgate_consume(
         )
         for i, port in enumerate(ports)
     ]
+    if profile is not None:
+        spy = ["py-spy", "record", "--pid", str(processes[0].pid), "--rate", "50"]
+        spy += ["--duration", "25", "--format", "raw", "--threads", "--nonblocking"]
+        threading.Timer(
+            3.0, subprocess.run, [[*spy, "-o", str(profile)]], {"capture_output": True}
+        ).start()
     samples: list[tuple[float, int]] = []
     fifths: list[float] = []
     try:
@@ -326,6 +340,31 @@ def driftgate_consume(
     finally:
         for process in processes:
             stop(process)
+
+
+def profile_shares(path: Path) -> list[tuple[str, float]]:
+    """From py-spy's raw output: each thread's share of the samples, then the share of
+    the samples in which each of driftgate's main stages is on the stack."""
+    stages = {
+        "decoding (Engine.ingest)": "ingest (streamer/engine.py",
+        "the monitors (ModelMonitor.update)": "update (detectors/monitor/monitor.py",
+        "forwarded chunks read back (chunk_codec.decode)": "decode (streamer/chunk_codec.py",
+        "kafka-python's poll": "poll (kafka/consumer/group.py",
+    }
+    threads: dict[str, int] = {}
+    found = dict.fromkeys(stages, 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        thread = stack.split(";", 1)[0].split(": ", 1)[-1].strip('"')
+        threads[thread] = threads.get(thread, 0) + samples
+        for stage, frame in stages.items():
+            if frame in stack:
+                found[stage] += samples
+    shares = [(f"thread {t}", n) for t, n in sorted(threads.items(), key=lambda x: -x[1])]
+    return [(name, 100 * n / max(total, 1)) for name, n in [*shares, *found.items()]]
 
 
 def read_decisions(
@@ -413,6 +452,12 @@ def main() -> None:
     parser.add_argument("--paced-events", type=int, default=200_000, help="predictions, latency")
     parser.add_argument("--rate", type=float, default=20_000, help="offered predictions/s")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="OUT",
+        help="sample the single `driftgate run` with py-spy (on PATH) into OUT",
+    )
     args = parser.parse_args()
 
     broker = EmbeddedBroker()
@@ -429,7 +474,9 @@ def main() -> None:
             print(f"{total:,} records generated and produced at {produced:,.0f}/s", flush=True)
             bare, bare_first = bare_consume(broker.bootstrap_servers, topics, total)
             print(f"bare consumer: {bare:,.0f} records/s", flush=True)
-            run = driftgate_consume(broker.bootstrap_servers, topics, total, tmp)
+            run = driftgate_consume(
+                broker.bootstrap_servers, topics, total, tmp, profile=args.py_spy
+            )
             print(f"driftgate run: {run.from_start:,.0f} records/s", flush=True)
             pair = driftgate_consume(broker.bootstrap_servers, topics, total, tmp, instances=2)
             print(f"driftgate run, 2 instances: {pair.from_start:,.0f} records/s", flush=True)
@@ -485,6 +532,10 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, figure, note in rows:
         print(f"{name:<{width}}  {figure:>24}  {note}")
+    if args.py_spy is not None and args.py_spy.exists():
+        print(f"\nshares of the py-spy samples of (b), {args.py_spy}:")
+        for name, share in profile_shares(args.py_spy):
+            print(f"  {share:5.1f}%  {name}")
 
 
 if __name__ == "__main__":
