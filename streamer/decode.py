@@ -436,7 +436,9 @@ def float_array(column: FeatureColumn, types: set[type] | None = None) -> FloatA
     as is; None for any other column. ``types``: the column's value types, when known."""
     if (types if types is not None else set(map(type, column))) != _FLOAT:
         return None
-    array = np.fromiter(column, np.float64, len(column))
+    # Python floats only: np.array's sequence path copies them exactly, ~1.5x faster
+    # than np.fromiter's iterator.
+    array = np.array(column, dtype=np.float64)
     if not np.isfinite(array).all():
         return None
     array.flags.writeable = False
