@@ -179,9 +179,7 @@ def _fast_prediction(obj: object, limits: LimitsConfig, strict_parser: bool = Tr
     ts, score, features = obj.get("ts"), obj.get("score"), obj.get("features")
     cohort = obj.get("cohort")
     return (
-        set(map(type, ids)) == _STR
-        and min(map(len, ids)) > 0
-        and max(map(len, ids)) <= _ID_LIMIT
+        _short_strings(ids, _ID_LIMIT)
         and type(ts) in _NUMBERS
         and 0 <= ts <= (_FLOAT_MAX if type(ts) is float else _LARGEST_INT)  # type: ignore[operator]
         and type(score) in _NUMBERS

@@ -112,9 +112,6 @@ def _columns(
 
 def _names(rows: Sequence[dict[str, Any]], limit: int | None) -> list[str]:
     """The sorted union of the rows' keys, at most ``limit`` of them (see :func:`_columns`)."""
-    first = rows[0]
-    if set(map(len, rows)) == {len(first)} and all(map(first.keys().__eq__, map(dict.keys, rows))):
-        return sorted(first)
     names = set().union(*rows)
     if limit is None or len(names) <= limit:
         return sorted(names)
