@@ -12,12 +12,13 @@ stream), keyed by event id over `--partitions` partitions:
   detectors, checkpoints at their default interval, /metrics served) each read all of it
   in their own consumer group; events/s from process start (the group join included) and
   from the first record consumed, the ratio b/a and the peak RSS of driftgate after
-  each fifth of the records (`--events 5000000`: from 1M to 5M predictions); then (c) two
-  `driftgate run` instances in one group (the scale-out: ingest splits the partitions, one
-  of them judges);
+  each fifth of the records (`--events 5000000`: from 1M to 5M predictions); (b) runs one
+  process (the default, `workers: 1`); then (c) `driftgate run` with `workers: 0`, one
+  process per usable core, each a member of the group (the scale-out: ingest splits the
+  partitions, one of them judges);
 - latency: a second stream on new topics is produced at a fixed offered rate while
-  `driftgate run` consumes it; for every decision, the time it arrived on the decisions
-  topic minus the wall time the last event of its window was produced.
+  `driftgate run` (default settings) consumes it; for every decision, the time it arrived
+  on the decisions topic minus the wall time the last event of its window was produced.
 
 Figures are printed as a table. ``--py-spy OUT`` also samples (b) with py-spy (on PATH)
 for 25 s and prints each thread's share of the samples and those of driftgate's stages.
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from evaluation.simulate import Incident, TrafficSpec, generate  # noqa: E402
 from streamer.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from streamer.cores import usable_cores  # noqa: E402
 
 SPEC = TrafficSpec(n_numeric=20, n_categorical=4, label_fraction=0.2)
 # The same consumer settings for both readers, so the ratio compares the work done per
@@ -189,9 +191,16 @@ def bare_consume(bootstrap: str, topics: dict[str, str], total: int) -> tuple[fl
 
 
 def driftgate_env(
-    bootstrap: str, topics: dict[str, str], decisions: str, state: Path, port: int
+    bootstrap: str,
+    topics: dict[str, str],
+    decisions: str,
+    state: Path,
+    port: int,
+    workers: int | None = None,
 ) -> dict[str, str]:
+    """``workers``: None for driftgate's default."""
     return {
+        **({"DRIFTGATE_WORKERS": str(workers)} if workers is not None else {}),
         **os.environ,
         "DRIFTGATE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "DRIFTGATE_KAFKA__GROUP_ID": f"driftgate-{decisions}",
@@ -230,11 +239,30 @@ def scrape(port: int) -> tuple[int, int] | None:
 
 
 def peak_rss_mib(pid: int) -> float:
-    # VmHWM is the process's own high-water mark: read it while the process is alive.
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The largest peak RSS of the process and its children (the workers): the judge's.
+    VmHWM is a process's own high-water mark: read it while the process is alive."""
+    peaks = []
+    for each in [pid, *children(pid)]:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if "VmHWM:" in line]
+    return max(peaks, default=float("nan"))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -283,24 +311,22 @@ def driftgate_consume(
     topics: dict[str, str],
     total: int,
     tmp: Path,
-    instances: int = 1,
+    workers: int | None = None,
     profile: Path | None = None,
 ) -> RunFigures:
-    """``instances`` members of one group read the stream; records/s is the group's, and
-    memory the judge's (the member with the most). With ``profile``, py-spy samples the
-    first member from 3 s after its start, for 25 s, into that file (raw, by thread)."""
-    ports = [free_port() for _ in range(instances)]
-    name = f"bulk{instances}"
+    """One `driftgate run` of ``workers`` processes (None: its default, 0: one per core)
+    reads the stream;
+    memory is the judge's (the process with the most). With ``profile``, py-spy samples
+    it from 3 s after its start, for 25 s, into that file (raw, by thread)."""
+    port = free_port()
+    name = f"bulk{'default' if workers is None else workers}"
     started = time.perf_counter()
-    processes = [
-        start_driftgate(
-            driftgate_env(bootstrap, topics, f"{name}-decisions", tmp / f"{name}-state", port),
-            tmp / f"{name}-{i}.log",
-        )
-        for i, port in enumerate(ports)
-    ]
+    env = driftgate_env(
+        bootstrap, topics, f"{name}-decisions", tmp / f"{name}-state", port, workers
+    )
+    process = start_driftgate(env, tmp / f"{name}.log")
     if profile is not None:
-        spy = ["py-spy", "record", "--pid", str(processes[0].pid), "--rate", "50"]
+        spy = ["py-spy", "record", "--pid", str(process.pid), "--rate", "50"]
         spy += ["--duration", "25", "--format", "raw", "--threads", "--nonblocking"]
         threading.Timer(
             3.0, subprocess.run, [[*spy, "-o", str(profile)]], {"capture_output": True}
@@ -310,15 +336,13 @@ def driftgate_consume(
     try:
         deadline = time.monotonic() + 1_800
         while time.monotonic() < deadline:
-            for process in processes:
-                if process.poll() is not None:
-                    raise SystemExit(f"driftgate exited with {process.returncode}: see {tmp}")
-            seen = [scrape(port) for port in ports]
-            if all(seen):
-                consumed = sum(s[0] for s in seen if s)
-                decided = sum(s[1] for s in seen if s)
+            if process.poll() is not None:
+                raise SystemExit(f"driftgate exited with {process.returncode}: see {tmp}")
+            seen = scrape(port)
+            if seen:
+                consumed, decided = seen
                 samples.append((time.perf_counter(), consumed))
-                peak = max(peak_rss_mib(p.pid) for p in processes)
+                peak = peak_rss_mib(process.pid)
                 while len(fifths) < 4 and consumed >= total * (len(fifths) + 1) // 5:
                     fifths.append(peak)
                 if consumed >= total:
@@ -338,8 +362,7 @@ def driftgate_consume(
             time.sleep(1.0)
         raise SystemExit("driftgate did not consume the whole stream in 30 minutes")
     finally:
-        for process in processes:
-            stop(process)
+        stop(process)
 
 
 def profile_shares(path: Path) -> list[tuple[str, float]]:
@@ -459,6 +482,7 @@ def main() -> None:
         help="sample the single `driftgate run` with py-spy (on PATH) into OUT",
     )
     args = parser.parse_args()
+    cores = usable_cores()
 
     broker = EmbeddedBroker()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -468,7 +492,7 @@ def main() -> None:
         try:
             topics = {"predictions": "bench-predictions", "feedback": "bench-feedback"}
             create_topics(broker.bootstrap_servers, list(topics.values()), args.partitions)
-            create_topics(broker.bootstrap_servers, ["bulk1-decisions", "bulk2-decisions"])
+            create_topics(broker.bootstrap_servers, ["bulkdefault-decisions", "bulk0-decisions"])
             records = serialized(args.events, seed=1, shift_at=0.9)
             total, produced = produce_all(broker.bootstrap_servers, topics, records)
             print(f"{total:,} records generated and produced at {produced:,.0f}/s", flush=True)
@@ -478,8 +502,8 @@ def main() -> None:
                 broker.bootstrap_servers, topics, total, tmp, profile=args.py_spy
             )
             print(f"driftgate run: {run.from_start:,.0f} records/s", flush=True)
-            pair = driftgate_consume(broker.bootstrap_servers, topics, total, tmp, instances=2)
-            print(f"driftgate run, 2 instances: {pair.from_start:,.0f} records/s", flush=True)
+            pair = driftgate_consume(broker.bootstrap_servers, topics, total, tmp, workers=0)
+            print(f"driftgate run, {cores} workers: {pair.from_start:,.0f} records/s", flush=True)
             paced = build_stream(args.paced_events, seed=2, shift_at=0.9)
             latencies, paced_n, achieved, behind = paced_latency(
                 broker.bootstrap_servers, paced, args.rate, tmp
@@ -491,14 +515,14 @@ def main() -> None:
         ("records (predictions + labels)", f"{total:,}", f"{args.events:,} predictions"),
         ("(a) bare kafka-python consumer", f"{bare:,.0f} records/s", "from start, join incl."),
         ("(a) from its first record", f"{bare_first:,.0f} records/s", ""),
-        ("(b) driftgate run", f"{run.from_start:,.0f} records/s", "from process start"),
+        ("(b) driftgate run, 1 worker", f"{run.from_start:,.0f} records/s", "from process start"),
         (
             "(b) from its first record",
             f"{run.from_first:,.0f} records/s",
             f"start + group join {run.join_s:.1f}s",
         ),
         (
-            "(c) driftgate run, 2 instances",
+            f"(c) driftgate run, {cores} workers (workers: 0)",
             f"{pair.from_first:,.0f} records/s",
             f"from the first record; {pair.from_start:,.0f}/s from start",
         ),

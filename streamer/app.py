@@ -220,6 +220,10 @@ def run(
     state: dict[str, object] = {}
     registry = CollectorRegistry()
 
+    def judging() -> bool:
+        connections = state.get("connections")
+        return isinstance(connections, Connections) and bool(connections.judge.assignment)
+
     def readiness() -> dict[str, bool]:
         connections = state.get("connections")
         service = state.get("service")
@@ -232,9 +236,8 @@ def run(
         )
         # The service's engine: a checkpoint may have replaced the one it started with.
         monitors = service.engine.monitors if isinstance(service, Service) else {}
-        judging = isinstance(connections, Connections) and bool(connections.judge.assignment)
         # A member that does not judge has no monitors: its readiness is its ingest's.
-        warm = not judging or (bool(monitors) and all(m.warm for m in monitors.values()))
+        warm = not judging() or (bool(monitors) and all(m.warm for m in monitors.values()))
         return {
             "partitions_assigned": assigned,
             "broker_reachable": reachable,
@@ -243,7 +246,12 @@ def run(
 
     incidents = IncidentStore(settings.metrics.incidents_kept)
     server = MetricsServer(
-        registry, readiness, settings.metrics.host, settings.metrics.port, incidents
+        registry,
+        readiness,
+        settings.metrics.host,
+        settings.metrics.port,
+        incidents,
+        judging=judging,
     ).start()
     if on_metrics_port:
         on_metrics_port(server.port)

@@ -14,7 +14,12 @@ from typing import Any
 
 from streamer.backfill import EXIT_TIMEOUT_S
 from streamer.config import Settings, load_settings
+from streamer.cores import usable_cores
 from streamer.errors import DriftgateError
+
+
+def log_format(where: str = "") -> str:
+    return f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s"
 
 
 def _settings(path: str | None) -> Settings:
@@ -28,7 +33,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(settings.log_level)
     stop = threading.Event()
     app.stop_on_signals(stop)
-    app.run(settings, stop, exit_when_idle_s=args.exit_when_idle, exit_timeout_s=args.exit_timeout)
+    workers = settings.workers or usable_cores()
+    if args.worker_link is None and workers > 1:
+        from streamer.workers import run_workers
+
+        return run_workers(
+            settings,
+            Path(args.config) if args.config else None,
+            stop,
+            workers,
+            exit_when_idle_s=args.exit_when_idle,
+            exit_timeout_s=args.exit_timeout,
+        )
+    announce = None
+    if args.worker_link is not None:
+        from streamer.workers import worker_link
+
+        announce = worker_link(args.worker_link, stop)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(log_format(f"worker {args.worker_index} ")))
+    app.run(
+        settings,
+        stop,
+        exit_when_idle_s=args.exit_when_idle,
+        exit_timeout_s=args.exit_timeout,
+        on_metrics_port=announce,
+    )
     return 0
 
 
@@ -254,6 +284,9 @@ def parser() -> argparse.ArgumentParser:
         help="with --exit-when-idle: exit with status 2, naming the partitions left, once the "
         f"group made no progress for that long (default {EXIT_TIMEOUT_S:g})",
     )
+    # A worker of ``driftgate run``'s parent (``streamer.workers``), not for people.
+    run.add_argument("--worker-link", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(handler=_cmd_run)
 
     replay = commands.add_parser("replay", help="run the engine on a replay file, no broker")
@@ -377,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=log_format(),
         stream=sys.stderr,
     )
     # kafka-python logs every connection at INFO and warns about its own event loop

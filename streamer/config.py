@@ -315,6 +315,14 @@ class Settings(BaseSettings):
     reference: ReferenceConfig = Field(
         ReferenceConfig(), description="A pinned reference instead of each model's first events."
     )
+    workers: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="Processes `driftgate run` starts, each a member of the consumer group, "
+        "behind one metrics port; 0: one per core this process may use (its CPU affinity, "
+        "at most its cgroup's CPU quota).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="The least severe level driftgate logs to standard error."
     )

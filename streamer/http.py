@@ -18,14 +18,24 @@ from streamer.incidents import IncidentStore
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Mapping[str, bool]]
+# A page's (status, body, content type) for a path with its query.
+Response = tuple[int, bytes, str]
+Pages = Callable[[str], Response]
 
 HTML = "text/html; charset=utf-8"
+TEXT = "text/plain"
 # The pages are static: a browser is told to run no script and fetch nothing.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 class MetricsServer:
-    """A small HTTP server on its own thread; ``port=0`` picks a free port."""
+    """A small HTTP server on its own thread; ``port=0`` picks a free port.
+
+    ``pages`` answers ``/incidents...`` (default: the pages of ``incidents``); ``alive``
+    answers ``/healthz`` (default: this process answering is alive); ``judging``, when
+    given, is reported by ``/readyz`` (the workers' parent sends incident pages to the
+    worker that judges).
+    """
 
     def __init__(
         self,
@@ -34,8 +44,18 @@ class MetricsServer:
         host: str,
         port: int,
         incidents: IncidentStore | None = None,
+        *,
+        pages: Pages | None = None,
+        alive: Callable[[], bool] | None = None,
+        judging: Callable[[], bool] | None = None,
     ) -> None:
-        handler = _handler(registry, readiness, incidents or IncidentStore(capacity=1))
+        handler = _handler(
+            registry,
+            readiness,
+            pages or incident_pages(incidents or IncidentStore(capacity=1)),
+            alive or (lambda: True),
+            judging,
+        )
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -55,35 +75,47 @@ class MetricsServer:
         self._server.server_close()
 
 
+def incident_pages(incidents: IncidentStore) -> Pages:
+    """The incident list (filtered by ``action`` and ``cause``) and each incident's page."""
+
+    def pages(target: str) -> Response:
+        path, _, query = target.partition("?")
+        if path == "/incidents":
+            wanted = {k: v[-1] for k, v in parse_qs(query).items() if k in ("action", "cause")}
+            return 200, list_page(incidents.recent(**wanted), wanted).encode(), HTML
+        incident = incidents.get(path.removeprefix("/incidents/"))
+        if incident is None:
+            return 404, b"no such decision among those kept\n", TEXT
+        return 200, incident_page(incident, incidents.timeline(incident)).encode(), HTML
+
+    return pages
+
+
 def _handler(
-    registry: CollectorRegistry, readiness: ReadinessCheck, incidents: IncidentStore
+    registry: CollectorRegistry,
+    readiness: ReadinessCheck,
+    pages: Pages,
+    alive: Callable[[], bool],
+    judging: Callable[[], bool] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path, _, query = self.path.partition("?")
+            path = self.path.partition("?")[0]
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                self._send(200, b"ok\n", "text/plain")
+                self._send(*((200, b"ok\n") if alive() else (503, b"a worker is down\n")), TEXT)
             elif path == "/readyz":
                 checks = dict(readiness())
                 status = 200 if all(checks.values()) else 503
-                body = json.dumps({"ready": status == 200, "checks": checks}).encode()
-                self._send(status, body + b"\n", "application/json")
-            elif path == "/incidents":
-                wanted = {k: v[-1] for k, v in parse_qs(query).items() if k in ("action", "cause")}
-                self._send(200, list_page(incidents.recent(**wanted), wanted).encode(), HTML)
-            elif path.startswith("/incidents/"):
-                incident = incidents.get(path.removeprefix("/incidents/"))
-                if incident is None:
-                    self._send(404, b"no such decision among those kept\n", "text/plain")
-                else:
-                    page = incident_page(incident, incidents.timeline(incident))
-                    self._send(200, page.encode(), HTML)
+                report: dict[str, object] = {"ready": status == 200, "checks": checks}
+                if judging is not None:
+                    report["judging"] = judging()
+                self._send(status, json.dumps(report).encode() + b"\n", "application/json")
+            elif path == "/incidents" or path.startswith("/incidents/"):
+                self._send(*pages(self.path))
             else:
-                self._send(
-                    404, b"not found: try /metrics, /healthz, /readyz or /incidents\n", "text/plain"
-                )
+                self._send(404, b"not found: try /metrics, /healthz, /readyz or /incidents\n", TEXT)
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

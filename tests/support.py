@@ -239,6 +239,15 @@ def state_summary(engine: Engine) -> dict[str, object]:
     return out
 
 
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """(status, body) of GET http://127.0.0.1:PORT/PATH, error statuses included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def consumed_records(port: int) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:

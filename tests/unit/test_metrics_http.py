@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,7 +13,7 @@ from streamer.http import MetricsServer
 from streamer.metrics import EngineCollector
 from streamer.service import Service
 from streamer.sinks import JsonLinesDecisionSink, ReportingDeadLetterSink
-from tests.support import replay_service
+from tests.support import http_get, replay_service
 
 
 def _service_after_replay(tmp_path, scenario="covariate_shift", events=40_000) -> Service:
@@ -70,27 +68,19 @@ def test_a_fresh_registry_per_test_starts_empty():
     assert _samples(CollectorRegistry()) == {}
 
 
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def test_health_readiness_and_metrics_endpoints():
     ready = {"partitions_assigned": True, "broker_reachable": False, "reference_warm": True}
     registry = CollectorRegistry()
     server = MetricsServer(registry, lambda: dict(ready), "127.0.0.1", 0).start()
     try:
-        assert _get(server.port, "/healthz") == (200, b"ok\n")
-        status, body = _get(server.port, "/readyz")
+        assert http_get(server.port, "/healthz") == (200, b"ok\n")
+        status, body = http_get(server.port, "/readyz")
         assert status == 503
         assert json.loads(body)["checks"]["broker_reachable"] is False
         ready["broker_reachable"] = True
-        assert _get(server.port, "/readyz")[0] == 200
-        assert _get(server.port, "/metrics")[0] == 200
-        assert _get(server.port, "/nope")[0] == 404
+        assert http_get(server.port, "/readyz")[0] == 200
+        assert http_get(server.port, "/metrics")[0] == 200
+        assert http_get(server.port, "/nope")[0] == 404
     finally:
         server.stop()
 
