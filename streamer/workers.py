@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -50,7 +50,6 @@ class Worker:
     link: socket.socket
     # Set once the worker announced its metrics port.
     port: int | None = None
-    announced: threading.Event = field(default_factory=threading.Event)
 
 
 class Workers:
@@ -96,9 +95,6 @@ class Workers:
             (w.index, status) for w in self._workers if (status := w.process.poll()) is not None
         ]
 
-    def wait_announced(self, timeout_s: float) -> bool:
-        return all(w.announced.wait(timeout_s) for w in self._workers)
-
     def stop(self) -> list[int]:
         """SIGTERM to those still running, then wait for all; their exit statuses."""
         for worker in self._workers:
@@ -121,7 +117,6 @@ def _read_port(worker: Worker) -> None:
             return
         line += chunk
     worker.port = int(line)
-    worker.announced.set()
 
 
 def worker_link(fd: int, stop: threading.Event) -> Callable[[int], None]:
@@ -150,7 +145,6 @@ def run_workers(
     *,
     exit_when_idle_s: float | None = None,
     exit_timeout_s: float = EXIT_TIMEOUT_S,
-    on_metrics_port: Callable[[int], None] | None = None,
 ) -> int:
     """Run ``count`` workers until ``stop`` or until one exits; the exit status.
 
@@ -161,7 +155,7 @@ def run_workers(
     args = [*(["--config", str(config)] if config else []), "--exit-timeout", str(exit_timeout_s)]
     if exit_when_idle_s is not None:
         args += ["--exit-when-idle", str(exit_when_idle_s)]
-    workers = Workers(count, args, env).start()
+    workers = Workers(count, args, env)
     until_done = exit_when_idle_s is not None
     registry = CollectorRegistry()
     registry.register(WorkersCollector(workers.ports))
@@ -173,13 +167,13 @@ def run_workers(
         pages=judging_worker_pages(workers.ports),
         alive=workers.alive,
     ).start()
-    if on_metrics_port:
-        on_metrics_port(server.port)
     log.info(
         "%d workers; metrics on http://%s:%d/metrics", count, settings.metrics.host, server.port
     )
     failed: list[tuple[int, int]] = []
     try:
+        # Started once the port is ours: a port in use fails before any worker runs.
+        workers.start()
         while not stop.wait(POLL_S):
             ended = workers.exited()
             failed = [(index, status) for index, status in ended if status != 0 or not until_done]
@@ -194,5 +188,10 @@ def run_workers(
     for index, status in failed:
         log.error("worker %d exited with status %d: stopped the others", index, status)
     if failed:
-        return failed[0][1] or 1
-    return next((status for status in statuses if status != 0), 0)
+        return _exit_status(failed[0][1]) or 1
+    return next((_exit_status(status) for status in statuses if status != 0), 0)
+
+
+def _exit_status(returncode: int) -> int:
+    """A worker's return code as a shell reports it: 128 + N for a kill by signal N."""
+    return 128 - returncode if returncode < 0 else returncode

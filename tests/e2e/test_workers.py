@@ -4,6 +4,7 @@ and the workers' lives tied to their parent's."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -101,12 +102,13 @@ def test_two_workers_split_the_partitions_and_decide_as_the_replay(
     assert verdicts(decisions) == replayed
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "a-worker-killed"])
 def test_the_workers_stop_cleanly_with_their_parent(
     broker: EmbeddedBroker, topic_prefix, tmp_path, how
 ):
     """SIGTERM: the parent stops its workers and exits 0; SIGKILL: the workers see their
-    parent gone and stop by themselves, writing their checkpoints."""
+    parent gone and stop by themselves, writing their checkpoints; a worker killed: the
+    parent stops the other and exits with the killed one's status, 128 + 9."""
     bootstrap = broker.bootstrap_servers
     topics = topics_for(topic_prefix)
     produce_log(bootstrap, topics, model_log("covariate_shift", 8, 4_000), 2, keyed=True)
@@ -119,15 +121,22 @@ def test_the_workers_stop_cleanly_with_their_parent(
     wait_for(lambda: consumed_records(port) >= 4_000, 90, "the workers to read the topics")
     workers = _workers_of(process.pid)
     assert len(workers) == 2, workers
-    process.send_signal(how)
-    status = process.wait(timeout=60)
-    assert status == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    if how == "a-worker-killed":
+        os.kill(workers[0], signal.SIGKILL)
+        assert process.wait(timeout=60) == 128 + signal.SIGKILL
+    else:
+        process.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+        status = process.wait(timeout=60)
+        assert status == (0 if how == "sigterm" else -signal.SIGKILL)
     deadline = time.monotonic() + 60
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_running(pid) for pid in workers), run_log.read_text()[-3000:]
     text = run_log.read_text()
-    if how == signal.SIGKILL:
+    if how == "sigkill":
         assert text.count("the workers' parent is gone: stopping") == 2, text[-3000:]
+    if how == "a-worker-killed":
+        assert re.search(r"worker \d exited with status -9: stopped the others", text), text[-3000:]
+    else:
+        assert list(state.glob("*.ckpt")), "the judging worker checkpointed on its way out"
     assert "Traceback" not in text, text[-3000:]
-    assert list(state.glob("*.ckpt")), "the judging worker checkpointed on its way out"
