@@ -266,10 +266,16 @@ class Engine:
             batch = dataclasses.replace(batch, features=columns)
             batches.setdefault(source, {})[model] = Rows(batch, [i for i, _ in rows])
         out = []
+        admitted = self.clocks.admit_sources(
+            {
+                source: [*batches.get(source, {}).values(), labels.get(source, Rows(NO_LABELS, []))]
+                for source in ends
+            }
+        )
         for source in sorted(ends):
             found = labels.get(source, Rows(NO_LABELS, []))
             by_model = batches.get(source, {})
-            rejected = self.clocks.admit_rows(source, [*by_model.values(), found])
+            rejected = admitted[source]
             if rejected:
                 by_model = {model: part.without(rejected) for model, part in by_model.items()}
                 found = found.without(rejected)

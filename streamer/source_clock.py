@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from detectors.arrays import FloatArray
+from detectors.arrays import FloatArray, IntArray
 from streamer.event_order import Position, TimedRows
 
 _T = TypeVar("_T", bound=TimedRows)
@@ -72,23 +72,52 @@ class SourceClocks:
     def newest(self, source: Position) -> float | None:
         return self._newest.get(source)
 
-    def _topic_newest(self, source: Position) -> float:
-        """The newest event time admitted from any partition of the source's topic."""
-        return max(
-            (t for (topic, _), t in self._newest.items() if topic == source[0]),
-            default=-np.inf,
-        )
+    def _topic_newest(self, topic: str) -> float:
+        """The newest event time admitted from any partition of the topic."""
+        return max((t for (name, _), t in self._newest.items() if name == topic), default=-np.inf)
 
-    def admit_rows(self, source: Position, parts: Sequence[Rows[Any]]) -> dict[int, str]:
-        """``admit`` for a source's events in several columns (each model's predictions,
-        the labels): the rows rejected, with why."""
+    def admit_sources(
+        self, parts: Mapping[Position, Sequence[Rows[Any]]]
+    ) -> dict[Position, dict[int, str]]:
+        """``admit`` for the sources of one batch, each in several columns (each model's
+        predictions, the labels): each source's rows rejected, with why.
+
+        A topic's bound also reaches as far as the batch's own events of that topic chain
+        from its newest, in time order, no gap longer than ``max_future_s``: a label of a
+        sparse tail on one partition is judged with the labels before it that another
+        partition of the same batch holds, whichever source comes first."""
+        times = {source: self._times(columns) for source, columns in parts.items()}
+        reach = self._reach(times)
+        out = {}
+        for source in sorted(parts):
+            rows, ts = times[source]
+            rejected = self.admit(source, ts, reach.get(source[0], -np.inf))
+            out[source] = {int(rows[i]): detail for i, detail in rejected.items()}
+        return out
+
+    @staticmethod
+    def _times(parts: Sequence[Rows[Any]]) -> tuple[IntArray, FloatArray]:
+        """A source's rows and event times, in the source's order across its columns."""
         rows = np.fromiter((row for part in parts for row in part.rows), np.int64)
         ts = np.concatenate([part.events.ts for part in parts]) if parts else np.empty(0)
-        order = np.argsort(rows, kind="stable")  # the source's order, across models
-        rejected = self.admit(source, ts[order])
-        return {int(rows[order[i]]): detail for i, detail in rejected.items()}
+        order = np.argsort(rows, kind="stable")
+        return rows[order], ts[order]
 
-    def admit(self, source: Position, ts: FloatArray) -> dict[int, str]:
+    def _reach(self, times: Mapping[Position, tuple[IntArray, FloatArray]]) -> dict[str, float]:
+        """Per topic, the latest time of the batch that chains from the topic's newest."""
+        reach = {}
+        for topic in {source[0] for source in times}:
+            newest = self._topic_newest(topic)
+            if newest == -np.inf:  # no clock yet: the first events set it, as before
+                continue
+            ts = np.concatenate([t for source, (_, t) in times.items() if source[0] == topic])
+            later = np.sort(ts[ts > newest])
+            gaps = np.diff(later, prepend=newest) > self.max_future_s
+            chained = int(np.argmax(gaps)) if gaps.any() else len(later)
+            reach[topic] = float(later[chained - 1]) if chained else newest
+        return reach
+
+    def admit(self, source: Position, ts: FloatArray, reach: float = -np.inf) -> dict[int, str]:
         """Admit a source's event times, in the source's order; returns the positions of
         those rejected, with why. Admitted times advance the source's clock.
 
@@ -117,9 +146,9 @@ class SourceClocks:
         if not len(ts):
             return {}
         start = self._newest.get(source, float(ts[0]))
-        # The topic's newest as of the batch before: a source never raises its own bound
-        # past what it admitted itself.
-        floor = self._topic_newest(source)
+        # The topic's newest (or as far as ``reach``): a source never raises its own
+        # bound past what it admitted itself.
+        floor = max(self._topic_newest(source[0]), reach)
         # The usual case, checked at once: no event is too far ahead of those before it.
         running = np.maximum.accumulate(np.concatenate(([max(start, floor)], ts)))
         if not np.any(ts > running[:-1] + self.max_future_s) and source not in self._ahead:

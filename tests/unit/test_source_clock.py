@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from functools import cache
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evaluation.simulate import SCENARIOS, generate
 from streamer.config import LimitsConfig, load_settings
 from streamer.engine import PREDICTIONS, REPLAY_PARTITION, Engine, InputRecord
-from streamer.source_clock import SourceClocks
+from streamer.source_clock import Rows, SourceClocks
 from tests.support import through_state_codec
 
 EVENTS = 40_000
@@ -130,3 +133,43 @@ def test_a_clock_that_one_event_would_stop_is_moved_by_ten_agreeing_ones() -> No
     burst = np.array([resumed[-1] + 1, *([resumed[-1] + 1e7] * 9), resumed[-1] + 2])
     assert list(clocks.admit(A, burst)) == list(range(1, 10))
     assert clocks.newest(A) == resumed[-1] + 2
+
+
+def _labels(*ts: float, first_row: int = 0) -> Rows[SimpleNamespace]:
+    return Rows(SimpleNamespace(ts=np.array(ts)), list(range(first_row, first_row + len(ts))))
+
+
+def test_a_sparse_tail_read_unevenly_is_judged_with_the_batchs_other_partitions() -> None:
+    """tests/e2e/test_partitioning_e2e.py, 3 unkeyed partitions, dead-lettered a label of
+    the tail 28.9 h ahead of the newest label read while the labels between them were on
+    another partition, later in the same batch (CI of a2059a2)."""
+    clocks = SourceClocks(max_future_s=10.0)
+    assert clocks.admit_sources({A: [_labels(0.0)], B: [_labels(0.0)]}) == {A: {}, B: {}}
+    # A's next label is 25 s on, within the bound of B's 16 of the same batch
+    assert clocks.admit_sources({A: [_labels(25.0)], B: [_labels(8.0, 16.0)]}) == {A: {}, B: {}}
+    # one a year ahead is still ahead, whatever the batch holds
+    rejected = clocks.admit_sources({A: [_labels(30.0, YEAR_S)], B: [_labels(33.0)]})
+    assert list(rejected[A]) == [1] and rejected[B] == {}
+    assert clocks.newest(A) == 30.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 9.5), min_size=1, max_size=30),
+    partitions=st.lists(st.integers(0, 2), min_size=30, max_size=30),
+    after_jump=st.integers(0, 9),
+)
+def test_a_topic_spread_over_partitions_is_bounded_as_in_one_partition(
+    gaps, partitions, after_jump
+):
+    """One topic's events in time order, spread over three partitions of one batch: those
+    within the bound of the one before them in time are admitted, whichever partition holds
+    them; past a gap longer than the bound (fewer than ten events after it), none is."""
+    jump = max(0, len(gaps) - after_jump)
+    ts = np.cumsum(gaps) + np.where(np.arange(len(gaps)) >= jump, 1_000.0, 0.0)
+    clocks = SourceClocks(max_future_s=10.0)
+    sources = [("feedback", p) for p in range(3)]
+    assert clocks.admit_sources({s: [_labels(0.0)] for s in sources}) == {s: {} for s in sources}
+    held = np.array(partitions[: len(ts)])
+    rejected = clocks.admit_sources({s: [_labels(*ts[held == s[1]])] for s in sources})
+    assert sum(len(r) for r in rejected.values()) == len(ts) - jump
