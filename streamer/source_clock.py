@@ -6,7 +6,9 @@ event dated more than ``max_future_s`` after the newest event time of its topic 
 rejected instead: the newest its own source (a topic partition, or a replay file) has
 shown, or any other partition of the same topic read here, whichever is later. A sparse
 partition (a label stream's tail spread over partitions by the producer) is then not
-mistaken for one back from a pause, as long as its topic moves. The first event of a
+mistaken for one back from a pause, as long as its topic moves; and within a batch, the
+topic's events of every partition count in time order (``admit_sources``), whichever
+partition comes first. The first event of a
 source sets its clock, never judged against its siblings: a partition whose retained log
 starts later than theirs is not a wrong clock.
 
