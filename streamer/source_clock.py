@@ -8,9 +8,9 @@ shown, or any other partition of the same topic read here, whichever is later. A
 partition (a label stream's tail spread over partitions by the producer) is then not
 mistaken for one back from a pause, as long as its topic moves; and within a batch, the
 topic's events of every partition count in time order (``admit_sources``), whichever
-partition comes first. The first event of a
-source sets its clock, never judged against its siblings: a partition whose retained log
-starts later than theirs is not a wrong clock.
+partition comes first. The first event of a source sets its clock, never judged against
+its siblings: a partition whose retained log starts later than theirs is not a wrong
+clock.
 
 One event must not stop a clock either: a first event dated in the past (1970), or a
 partition that resumes after a pause longer than ``max_future_s``, would otherwise have

@@ -5,7 +5,8 @@ them at scrape time (so a scrape of the parent costs one scrape of each worker);
 ``/readyz`` is ready when every worker answers, the broker is reachable and the references
 are warm for all of them, and at least one has partitions (a worker left without any, when
 the topics have fewer partitions than the group has members, waits as a standby);
-``/incidents`` are the pages of the worker that judges, where the decisions are made.
+``/incidents`` are the pages of the worker that judges, where the decisions are made, with
+their headers' content type (so the page policy of ``streamer.http`` applies to them too).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def fetch(port: int, target: str) -> Response | None:
         with urllib.request.urlopen(
             f"http://127.0.0.1:{port}{target}", timeout=SCRAPE_TIMEOUT_S
         ) as answer:
-            return answer.status, answer.read(), answer.headers.get_content_type()
+            return answer.status, answer.read(), answer.headers.get("Content-Type", TEXT)
     except urllib.error.HTTPError as error:
         with error:
-            return error.code, error.read(), error.headers.get_content_type()
+            return error.code, error.read(), error.headers.get("Content-Type", TEXT)
     except OSError:
         return None
 

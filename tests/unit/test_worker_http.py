@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.broker import free_port
-from streamer.http import MetricsServer
+from streamer.http import HTML, MetricsServer
 from streamer.incidents import IncidentStore
 from streamer.worker_http import WorkersCollector, judging_worker_pages, workers_readiness
 from tests.support import sample_decision
@@ -95,7 +95,7 @@ def test_incident_pages_come_from_the_worker_that_judges():
     pages = judging_worker_pages(lambda: [(0, standby.port), (1, judge.port)])
     try:
         status, body, content_type = pages("/incidents?action=retrain")
-        assert status == 200 and content_type == "text/html"
+        assert status == 200 and content_type == HTML
         assert decision.decision_id in body.decode()
         status, body, _ = pages(f"/incidents/{decision.decision_id}")
         assert status == 200 and b"retrain" in body
