@@ -1,13 +1,13 @@
 """``driftgate run`` on every core: worker processes behind one metrics port.
 
 One Python process decodes and judges on one core at a time (the interpreter lock), so
-``workers`` processes (default: the cores this process may use, ``streamer.cores``) each
-run the whole service as a member of the consumer group: they split the input partitions
-between them, and one of them judges, exactly as instances in separate containers do
-(docs/operations.md "Scaling out"). The parent runs no engine; it starts the workers
-(``driftgate run`` again, with ``workers: 1`` and their metrics on a free port of
-127.0.0.1), serves the metrics port for all of them (``streamer.worker_http``) and ties
-their lives to its own:
+``workers: N`` processes (``0``: the cores this process may use, ``streamer.cores``; the
+default is 1, see docs/operations.md "Scaling out") each run the whole service as a member
+of the consumer group: they split the input partitions between them, and one of them
+judges, exactly as instances in separate containers do. The parent runs no engine; it
+starts the workers (``driftgate run`` again, with ``--worker-link``, which makes it run the
+service itself, and its metrics on a free port of 127.0.0.1), serves the metrics port for
+all of them (``streamer.worker_http``) and ties their lives to its own:
 
 - SIGTERM or SIGINT to the parent: every worker gets SIGTERM and finishes its batch,
   commits and checkpoints; the parent exits 0 once they all did.
